@@ -1,0 +1,151 @@
+"""The one exception tree of airflow-wfe.
+
+Every error the package raises on purpose derives from :class:`WfeError`, so a caller (the CLI, the
+REST layer, an operator) can translate all of them at one boundary. Each class keeps its context as
+attributes, so the boundary can build a structured answer without parsing messages::
+
+    WfeError
+    ├── ConfigError                  a [wfe] option has a value we cannot use
+    ├── StateError
+    │   ├── IllegalTransitionError   the state machine refuses a transition
+    │   └── RunNotFoundError         no run (or step) with that key in the store
+    └── StoreError
+        ├── StoreUnavailableError    the store cannot be opened (missing, locked, refused)
+        ├── SchemaOutdatedError      the store's schema is behind this version of the package
+        └── ConcurrentUpdateError    optimistic locking kept losing against other writers
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "ConcurrentUpdateError",
+    "ConfigError",
+    "IllegalTransitionError",
+    "RunNotFoundError",
+    "SchemaOutdatedError",
+    "StateError",
+    "StoreError",
+    "StoreUnavailableError",
+    "WfeError",
+]
+
+
+class WfeError(Exception):
+    """Root of every error airflow-wfe raises on purpose."""
+
+
+class ConfigError(WfeError):
+    """A ``[wfe]`` option holds a value the package cannot use.
+
+    Attributes:
+        option: the option name, e.g. ``store_conn``.
+        value: the offending value (already masked when it may carry a secret).
+    """
+
+    def __init__(self, option: str, value: str, problem: str) -> None:
+        self.option = option
+        self.value = value
+        super().__init__(f"[wfe] {option} = {value!r}: {problem}")
+
+
+class StateError(WfeError):
+    """Base for errors about run and step states."""
+
+
+class IllegalTransitionError(StateError):
+    """The state machine refuses to move an entity from one state to another.
+
+    Raised before anything is written, so a refused transition never reaches the store as a state
+    change; the caller decides whether to log, count or surface it.
+
+    Attributes:
+        entity: ``"run"`` or ``"step"``.
+        key: a readable key of the entity, e.g. ``deploy/manual__2026-11-25`` or ``deploy/.../canary``.
+        from_state: the current state (``None`` when the entity does not exist yet).
+        to_state: the requested state.
+        allowed: the states reachable from ``from_state``.
+    """
+
+    def __init__(
+        self,
+        entity: str,
+        key: str,
+        from_state: str | None,
+        to_state: str,
+        allowed: Iterable[str],
+    ) -> None:
+        self.entity = entity
+        self.key = key
+        self.from_state = from_state
+        self.to_state = to_state
+        self.allowed = tuple(sorted(allowed))
+        shown_from = from_state if from_state is not None else "(new)"
+        allowed_text = ", ".join(self.allowed) if self.allowed else "none (terminal state)"
+        super().__init__(
+            f"{entity} {key!r} cannot go {shown_from} → {to_state}; allowed: {allowed_text}"
+        )
+
+
+class RunNotFoundError(StateError):
+    """No run with that DAG id and run id is in the store.
+
+    Attributes:
+        dag_id: the DAG id asked for.
+        run_id: the run id asked for.
+    """
+
+    def __init__(self, dag_id: str, run_id: str) -> None:
+        self.dag_id = dag_id
+        self.run_id = run_id
+        super().__init__(f"no governed run {dag_id}/{run_id} in the state store")
+
+
+class StoreError(WfeError):
+    """Base for errors of the state store."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached or opened (missing directory, locked file, refused connection).
+
+    Attributes:
+        url: the store URL with its password masked.
+    """
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = url
+        super().__init__(f"state store {url} is unavailable: {problem}")
+
+
+class SchemaOutdatedError(StoreError):
+    """The store's schema revision is not the one this package needs.
+
+    Attributes:
+        url: the store URL with its password masked.
+        found: the revision found (``None`` for an empty database).
+        expected: the revision this package was built for.
+    """
+
+    def __init__(self, url: str, found: str | None, expected: str) -> None:
+        self.url = url
+        self.found = found
+        self.expected = expected
+        super().__init__(
+            f"state store {url} is at schema revision {found or '(none)'}, this package needs "
+            f"{expected}; run `wfe db upgrade`"
+        )
+
+
+class ConcurrentUpdateError(StoreError):
+    """An optimistic update lost against other writers more times than the retry budget allows.
+
+    Attributes:
+        key: a readable key of the contended entity.
+        attempts: how many times the update was tried.
+    """
+
+    def __init__(self, key: str, attempts: int) -> None:
+        self.key = key
+        self.attempts = attempts
+        super().__init__(f"{key}: gave up after {attempts} concurrent-update conflicts")

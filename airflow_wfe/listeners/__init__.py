@@ -1,0 +1,1 @@
+"""Airflow listeners: the adapter from Airflow's events to the recorder."""

@@ -1,0 +1,328 @@
+"""The Airflow listener that turns task-instance and DAG-run events into recorded transitions.
+
+Where each hook fires (see docs/airflow3.md): task hooks in the task process (or the ``dags test``
+process), DAG-run hooks in the scheduler (and the ``dags test`` process), manual changes in the API
+server. Every hook is wrapped: a failure is logged as a warning and counted, never raised into
+Airflow, and the task carries on. With ``[wfe] fail_closed`` a failure to record a task's start is
+also remembered, so the governed task's pre-execute check (installed by the cluster policy) fails it.
+
+Steps that no task hook ever reports (skipped or upstream_failed by the scheduler, a worker killed
+mid-task) are reconciled from Airflow's own task-instance states when the run ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from airflow.listeners import hookimpl
+
+from airflow_wfe.config import GOVERNED_TAG, GovernMode, get_settings
+from airflow_wfe.listeners.mapping import STEP_STATE_OF_TI, describe_error, run_end_reason
+from airflow_wfe.metrics import get_emitter, names
+from airflow_wfe.states import StepState
+
+__all__ = ["WfeListener", "get_listener", "harness_failure_for", "is_governed_tags"]
+
+log = logging.getLogger("airflow_wfe.listener")
+
+WORKER = "worker"
+SCHEDULER = "scheduler"
+
+# (dag_id, run_id, task_id, map_index, try_number) -> the error that kept a start from being recorded.
+_start_failures: dict[tuple[str, str, str, int, int], BaseException] = {}
+_start_failures_lock = threading.Lock()
+
+
+def is_governed_tags(tags: Any) -> bool:
+    """Whether a DAG with these tags is governed under the current settings."""
+    settings = get_settings()
+    if not settings.enabled:
+        return False
+    if settings.govern is GovernMode.ALL:
+        return True
+    return GOVERNED_TAG in set(tags or ())
+
+
+def harness_failure_for(
+    dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int
+) -> BaseException | None:
+    """The error that kept this try's start from being recorded, if any (and forget it)."""
+    with _start_failures_lock:
+        return _start_failures.pop((dag_id, run_id, task_id, map_index, try_number), None)
+
+
+def _ti_key(ti: Any) -> tuple[str, str, str, int, int]:
+    return (
+        ti.dag_id,
+        ti.run_id,
+        ti.task_id,
+        _map_index(ti),
+        int(getattr(ti, "try_number", 0) or 0),
+    )
+
+
+def _map_index(ti: Any) -> int:
+    value = getattr(ti, "map_index", -1)
+    return -1 if value is None else int(value)
+
+
+def _task_dag_tags(ti: Any) -> Any:
+    task = getattr(ti, "task", None)
+    dag = getattr(task, "dag", None) if task is not None else None
+    return getattr(dag, "tags", None) if dag is not None else None
+
+
+def _task_governed(ti: Any) -> bool:
+    tags = _task_dag_tags(ti)
+    if tags is not None:
+        return is_governed_tags(tags)
+    # An ORM task instance changed by hand in the API server carries no DAG: it is governed when its
+    # run was recorded.
+    if not get_settings().enabled:
+        return False
+    return _run_known(ti.dag_id, ti.run_id)
+
+
+def _run_known(dag_id: str, run_id: str) -> bool:
+    from airflow_wfe.exceptions import RunNotFoundError
+    from airflow_wfe.runtime import get_runtime_store
+
+    try:
+        get_runtime_store().get_run(dag_id, run_id)
+    except RunNotFoundError:
+        return False
+    return True
+
+
+def _dag_run_governed(dag_run: Any) -> bool:
+    dag = getattr(dag_run, "dag", None)
+    if dag is not None:
+        return is_governed_tags(getattr(dag, "tags", None))
+    if not get_settings().enabled:
+        return False
+    return _run_known(dag_run.dag_id, dag_run.run_id)
+
+
+def _run_facts(ti: Any) -> tuple[str | None, str | None]:
+    """(run_type, dag_version_id) as a task process sees them."""
+    run_type: str | None = None
+    try:
+        dag_run = ti.get_template_context().get("dag_run")
+        raw = getattr(dag_run, "run_type", None)
+        run_type = None if raw is None else str(getattr(raw, "value", raw))
+    except Exception:  # noqa: BLE001 - an ORM task instance has no template context; facts are optional
+        run_type = None
+    version = getattr(ti, "dag_version_id", None)
+    return run_type, None if version is None else str(version)
+
+
+class WfeListener:
+    """Records governed runs; registered by :class:`airflow_wfe.plugin.WfePlugin`."""
+
+    # -- task instances (task process, dags-test process, API server for manual changes) ---------
+
+    @hookimpl
+    def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
+        try:
+            if not _task_governed(task_instance):
+                return
+            self._task_running(task_instance)
+        except Exception as exc:  # noqa: BLE001 - a listener must never break the task
+            self._failed("on_task_instance_running", exc)
+            if get_settings().fail_closed:
+                with _start_failures_lock:
+                    _start_failures[_ti_key(task_instance)] = exc
+
+    @hookimpl
+    def on_task_instance_success(self, previous_state: Any, task_instance: Any) -> None:
+        self._task_end(task_instance, StepState.SUCCEEDED, "task succeeded", "success")
+
+    @hookimpl
+    def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
+        raw = getattr(task_instance, "state", None)
+        state = str(getattr(raw, "value", raw) or "")
+        target = StepState.RETRYING if state == "up_for_retry" else StepState.FAILED
+        self._task_end(task_instance, target, describe_error(error), "failed")
+
+    @hookimpl
+    def on_task_instance_skipped(self, previous_state: Any, task_instance: Any) -> None:
+        self._task_end(task_instance, StepState.SKIPPED, "task skipped itself", "skipped")
+
+    def _task_running(self, ti: Any) -> None:
+        from airflow_wfe.runtime import get_recorder
+
+        recorder = get_recorder()
+        run_type, dag_version_id = _run_facts(ti)
+        recorder.run_started(
+            ti.dag_id,
+            ti.run_id,
+            actor=WORKER,
+            reason=f"task {ti.task_id} started",
+            run_type=run_type,
+            dag_version_id=dag_version_id,
+        )
+        recorder.step(
+            ti.dag_id,
+            ti.run_id,
+            ti.task_id,
+            StepState.RUNNING,
+            actor=WORKER,
+            reason=f"try {ti.try_number} started",
+            map_index=_map_index(ti),
+            try_number=int(ti.try_number),
+        )
+
+    def _task_end(self, ti: Any, target: StepState, reason: str, hook: str) -> None:
+        try:
+            if not _task_governed(ti):
+                return
+            from airflow_wfe.runtime import get_recorder
+
+            recorder = get_recorder()
+            recorder.run_started(
+                ti.dag_id, ti.run_id, actor=WORKER, reason=f"task {ti.task_id} reported"
+            )
+            map_index = _map_index(ti)
+            try_number = int(getattr(ti, "try_number", 0) or 0) or None
+            if getattr(ti, "task", None) is None:
+                # An ORM task instance without its operator: a state set by hand through the UI or
+                # REST, reported by the API server. Record it through the states no one reported.
+                recorder.reconcile_step(
+                    ti.dag_id, ti.run_id, ti.task_id, target, actor="user", reason=reason,
+                    map_index=map_index, try_number=try_number,
+                )
+            else:
+                recorder.step(
+                    ti.dag_id, ti.run_id, ti.task_id, target, actor=WORKER, reason=reason,
+                    map_index=map_index, try_number=try_number,
+                )
+        except Exception as exc:  # noqa: BLE001 - a listener must never break the task
+            self._failed(f"on_task_instance_{hook}", exc)
+
+    # -- DAG runs (scheduler, dags-test process, API server for manual changes) ------------------
+
+    @hookimpl
+    def on_dag_run_running(self, dag_run: Any, msg: str) -> None:
+        try:
+            if not _dag_run_governed(dag_run):
+                return
+            from airflow_wfe.runtime import get_recorder
+
+            get_recorder().run_started(
+                dag_run.dag_id,
+                dag_run.run_id,
+                actor=SCHEDULER,
+                reason="scheduler started the run",
+                run_type=_run_type(dag_run),
+                dag_version_id=_version(dag_run),
+            )
+        except Exception as exc:  # noqa: BLE001 - never break the scheduler loop
+            self._failed("on_dag_run_running", exc)
+
+    @hookimpl
+    def on_dag_run_success(self, dag_run: Any, msg: str) -> None:
+        self._run_end(dag_run, msg, succeeded=True)
+
+    @hookimpl
+    def on_dag_run_failed(self, dag_run: Any, msg: str) -> None:
+        self._run_end(dag_run, msg, succeeded=False)
+
+    def _run_end(self, dag_run: Any, msg: str, *, succeeded: bool) -> None:
+        try:
+            if not _dag_run_governed(dag_run):
+                return
+            from airflow_wfe.runtime import get_recorder
+
+            recorder = get_recorder()
+            dag_id, run_id = dag_run.dag_id, dag_run.run_id
+            recorder.run_started(
+                dag_id, run_id, actor=SCHEDULER, reason="run reached its end",
+                run_type=_run_type(dag_run), dag_version_id=_version(dag_run),
+            )
+            for task_id, map_index, ti_state, try_number in _task_instance_states(dag_run):
+                target = STEP_STATE_OF_TI.get(ti_state)
+                if target is None or target is StepState.RETRYING:
+                    continue
+                recorder.reconcile_step(
+                    dag_id,
+                    run_id,
+                    task_id,
+                    target,
+                    actor=SCHEDULER,
+                    reason=f"reconciled at run end: Airflow reports {ti_state}",
+                    map_index=map_index,
+                    try_number=try_number or None,
+                )
+            recorder.run_finished(
+                dag_id,
+                run_id,
+                succeeded=succeeded,
+                actor=SCHEDULER,
+                reason=run_end_reason(msg),
+            )
+        except Exception as exc:  # noqa: BLE001 - never break the scheduler loop
+            self._failed("on_dag_run_success" if succeeded else "on_dag_run_failed", exc)
+
+    # -- failures ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _failed(hook: str, exc: BaseException) -> None:
+        get_emitter().incr(names.LISTENER_ERRORS)
+        log.warning("wfe listener %s could not record: %s: %s", hook, type(exc).__name__, exc)
+
+
+def _run_type(dag_run: Any) -> str | None:
+    raw = getattr(dag_run, "run_type", None)
+    return None if raw is None else str(getattr(raw, "value", raw))
+
+
+def _version(dag_run: Any) -> str | None:
+    raw = getattr(dag_run, "created_dag_version_id", None)
+    return None if raw is None else str(raw)
+
+
+def _task_instance_states(dag_run: Any) -> list[tuple[str, int, str, int]]:
+    """(task_id, map_index, state, try_number) of every TI of the run.
+
+    In the scheduler the run is attached to the loop's session, and the query must use that very
+    session: opening another one there detaches the DagRun and kills the scheduler loop. Under
+    ``dags test`` the run object is already detached, so a short session of our own is safe; either
+    way the query only selects columns and never touches the DagRun object.
+    """
+    from sqlalchemy import select
+    from sqlalchemy.orm import object_session
+
+    from airflow.models.taskinstance import TaskInstance
+
+    query = select(
+        TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state, TaskInstance.try_number
+    ).where(TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id)
+    session = object_session(dag_run)
+    if session is not None:
+        rows = session.execute(query).all()
+    else:
+        from airflow.utils.session import create_session
+
+        with create_session() as own_session:
+            rows = own_session.execute(query).all()
+    result = []
+    for task_id, map_index, state, try_number in rows:
+        value = getattr(state, "value", state)
+        if value is None:
+            continue
+        result.append((task_id, -1 if map_index is None else int(map_index), str(value),
+                       int(try_number or 0)))
+    return result
+
+
+_listener: WfeListener | None = None
+
+
+def get_listener() -> WfeListener:
+    """The process's single listener instance."""
+    global _listener
+    if _listener is None:
+        _listener = WfeListener()
+    return _listener

@@ -1,0 +1,246 @@
+"""The one path for every state change: check, store (one transaction), then emit metrics.
+
+Listeners, operators, the CLI and the REST API all call a :class:`Recorder`; nothing else writes the
+store. The recorder turns a *fact* ("task X of run R is running, try 2") into a *plan* of state-machine
+moves that is evaluated inside the store's transaction against the current state, so reporting the
+same fact twice (HITL resumes, a listener racing the end-of-run reconciliation) writes it once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from airflow_wfe.metrics import Emitter, names
+from airflow_wfe.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
+from airflow_wfe.store.records import Move, TransitionRecord
+from airflow_wfe.store.sql_store import RunPlan, StepPlan, Store
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger("airflow_wfe.recorder")
+
+#: Reason recorded for VALIDATED until declared specs and start-time policies add their own checks.
+PREFLIGHT_REASON = "pre-flight passed: DAG definition and version known, params validated by Airflow"
+
+
+class Recorder:
+    """Records run and step facts through a store and reports them as metrics.
+
+    Args:
+        store: where states and transitions are written.
+        emitter: where metrics go (never raises).
+    """
+
+    def __init__(self, store: Store, emitter: Emitter) -> None:
+        self.store = store
+        self.emitter = emitter
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def run_started(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        actor: str,
+        reason: str,
+        run_type: str | None = None,
+        dag_version_id: str | None = None,
+        at: datetime | None = None,
+    ) -> list[TransitionRecord]:
+        """The run is executing: bring it to RUNNING through CREATED and VALIDATED if needed.
+
+        Reported by the scheduler when it starts the run and by every task as it starts, because
+        ``airflow dags test`` never reports the run start and tasks may race the scheduler.
+        """
+        created = f"run created ({run_type})" if run_type else "run created"
+
+        def plan(current: RunState | None) -> Sequence[Move]:
+            if current is None:
+                return [
+                    Move(RunState.CREATED, created),
+                    Move(RunState.VALIDATED, PREFLIGHT_REASON),
+                    Move(RunState.RUNNING, reason),
+                ]
+            if current is RunState.CREATED:
+                return [Move(RunState.VALIDATED, PREFLIGHT_REASON), Move(RunState.RUNNING, reason)]
+            if current is RunState.VALIDATED:
+                return [Move(RunState.RUNNING, reason)]
+            return []
+
+        return self._run(
+            dag_id, run_id, plan, actor=actor, at=at, run_type=run_type,
+            dag_version_id=dag_version_id,
+        )
+
+    def run_finished(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        succeeded: bool,
+        actor: str,
+        reason: str,
+        run_type: str | None = None,
+        dag_version_id: str | None = None,
+        at: datetime | None = None,
+    ) -> list[TransitionRecord]:
+        """Airflow ended the run: COMPLETED or FAILED, through the states no one reported yet."""
+        target = RunState.COMPLETED if succeeded else RunState.FAILED
+
+        def plan(current: RunState | None) -> Sequence[Move]:
+            if current is None or current in (RunState.CREATED, RunState.VALIDATED):
+                path = RUN_MACHINE.path(current, target)
+                return [
+                    Move(state, reason if state is target else "reconciled at run end")
+                    for state in path
+                ]
+            if current is target or current in RUN_MACHINE.terminal:
+                return []
+            if current is RunState.FAILED or current is RunState.COMPENSATING:
+                # Compensation owns the run from here on; the end of the Airflow run says nothing new.
+                return []
+            return [Move(target, reason)]
+
+        return self._run(
+            dag_id, run_id, plan, actor=actor, at=at, run_type=run_type,
+            dag_version_id=dag_version_id,
+        )
+
+    def transition_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        to_state: RunState,
+        *,
+        actor: str,
+        reason: str,
+        at: datetime | None = None,
+    ) -> list[TransitionRecord]:
+        """One explicit move (gates, the CLI, the REST API). Illegal moves raise, nothing is written.
+
+        Raises:
+            IllegalTransitionError: ``to_state`` is not reachable from the run's current state.
+        """
+        return self._run(dag_id, run_id, lambda _current: [Move(to_state, reason)], actor=actor,
+                         at=at)
+
+    def _run(
+        self,
+        dag_id: str,
+        run_id: str,
+        plan: RunPlan,
+        *,
+        actor: str,
+        at: datetime | None,
+        run_type: str | None = None,
+        dag_version_id: str | None = None,
+    ) -> list[TransitionRecord]:
+        written = self.store.advance_run(
+            dag_id, run_id, plan, actor=actor, at=at, run_type=run_type, dag_version_id=dag_version_id,
+        )
+        for record in written:
+            self.emitter.incr(names.run_state(record.to_state))
+            log.info(
+                "wfe run transition dag_id=%s run_id=%s from_state=%s to_state=%s actor=%s",
+                dag_id, run_id, record.from_state, record.to_state, actor,
+            )
+        return written
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def step(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        to_state: StepState,
+        *,
+        actor: str,
+        reason: str | None = None,
+        map_index: int = -1,
+        try_number: int | None = None,
+        at: datetime | None = None,
+    ) -> list[TransitionRecord]:
+        """A step reached ``to_state`` as reported live by Airflow (a task listener).
+
+        Idempotent: a repeated report is a no-op. A new try of a RUNNING step whose retry went
+        unreported (the scheduler failed it) is recorded through RETRYING.
+
+        Raises:
+            IllegalTransitionError: the move breaks the state machine (nothing is written).
+            RunNotFoundError: the run was never recorded.
+        """
+
+        def plan(current: StepState | None, current_try: int) -> Sequence[Move]:
+            if current is None:
+                if to_state is StepState.PENDING:
+                    return [Move(StepState.PENDING, reason)]
+                return [Move(StepState.PENDING, "step known"), Move(to_state, reason)]
+            if current is to_state:
+                new_try = try_number is not None and try_number > current_try
+                if to_state is StepState.RUNNING and new_try:
+                    return [
+                        Move(StepState.RETRYING, "retry reported by Airflow"),
+                        Move(StepState.RUNNING, reason),
+                    ]
+                return []
+            return [Move(to_state, reason)]
+
+        return self._step(dag_id, run_id, step_id, map_index, plan, actor, try_number, at)
+
+    def reconcile_step(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        to_state: StepState,
+        *,
+        actor: str,
+        reason: str,
+        map_index: int = -1,
+        try_number: int | None = None,
+        at: datetime | None = None,
+    ) -> list[TransitionRecord]:
+        """Bring a step to the end state Airflow reports, through the states no listener saw.
+
+        For tasks the scheduler skipped or marked upstream_failed without running them, and for
+        end states whose listener never fired (a worker killed mid-task).
+        """
+
+        def plan(current: StepState | None, _current_try: int) -> Sequence[Move]:
+            if current is to_state or (current is not None and current in STEP_MACHINE.terminal):
+                return []
+            if current is not None and current not in (
+                StepState.PENDING, StepState.RUNNING, StepState.RETRYING,
+            ):
+                return []  # SUCCEEDED and later belong to compensation, not to reconciliation
+            return [Move(state, reason) for state in STEP_MACHINE.path(current, to_state)]
+
+        return self._step(dag_id, run_id, step_id, map_index, plan, actor, try_number, at)
+
+    def _step(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        map_index: int,
+        plan: StepPlan,
+        actor: str,
+        try_number: int | None,
+        at: datetime | None,
+    ) -> list[TransitionRecord]:
+        written = self.store.advance_step(
+            dag_id, run_id, step_id, map_index, plan, actor=actor, try_number=try_number, at=at,
+        )
+        for record in written:
+            self.emitter.incr(names.step_state(record.to_state))
+            log.info(
+                "wfe step transition dag_id=%s run_id=%s step=%s map_index=%s from_state=%s "
+                "to_state=%s try_number=%s actor=%s",
+                dag_id, run_id, step_id, map_index, record.from_state, record.to_state,
+                try_number, actor,
+            )
+        return written

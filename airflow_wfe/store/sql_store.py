@@ -1,0 +1,475 @@
+"""The SQL state store: the only code that writes runs, steps and transitions.
+
+Each ``advance_*`` call is one transaction that reads the current state under a lock, asks the
+caller's plan what to do from there, checks every move against the state machine, and writes the new
+state together with its transition rows. Because the plan is evaluated *inside* the transaction, two
+processes reporting the same fact (a task listener and the end-of-run reconciliation, or two workers
+starting tasks of a new run) cannot both write it: the second one sees the first one's result.
+
+Locking: SQLite transactions start with ``BEGIN IMMEDIATE`` (see :mod:`.engine`), PostgreSQL rows are
+read ``FOR UPDATE``; a ``version`` column catches anything else, and an insert race on a new run or
+step (unique constraint) is retried as a whole.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Connection, Engine, Row, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from airflow_wfe.exceptions import (
+    ConcurrentUpdateError,
+    RunNotFoundError,
+    StoreUnavailableError,
+)
+from airflow_wfe.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
+from airflow_wfe.store.engine import READ_ONLY, masked_url
+from airflow_wfe.store.records import (
+    Move,
+    RunRecord,
+    RunSummary,
+    StepRecord,
+    TransitionRecord,
+)
+from airflow_wfe.store.schema import ensure_schema
+from airflow_wfe.store.tables import run_table, step_table, transition_table
+
+__all__ = ["RunPlan", "SqlStore", "StepPlan", "Store"]
+
+#: ``plan(current_state) -> moves`` for a run; ``None`` means the run does not exist yet.
+RunPlan = Callable[[RunState | None], Sequence[Move]]
+#: ``plan(current_state, current_try_number) -> moves`` for a step.
+StepPlan = Callable[[StepState | None, int], Sequence[Move]]
+
+_MAX_ATTEMPTS = 12
+T = TypeVar("T")
+
+
+class Store(Protocol):
+    """What the recorder and the readers need from a store."""
+
+    def advance_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        plan: RunPlan,
+        *,
+        actor: str,
+        at: datetime | None = None,
+        run_type: str | None = None,
+        dag_version_id: str | None = None,
+    ) -> list[TransitionRecord]: ...
+
+    def advance_step(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        map_index: int,
+        plan: StepPlan,
+        *,
+        actor: str,
+        try_number: int | None = None,
+        at: datetime | None = None,
+    ) -> list[TransitionRecord]: ...
+
+    def get_run(self, dag_id: str, run_id: str) -> RunRecord: ...
+
+    def list_runs(
+        self,
+        *,
+        dag_id: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunSummary]: ...
+
+    def step_states(self, dag_id: str, run_id: str) -> dict[tuple[str, int], StepState]: ...
+
+
+class _Conflict(Exception):
+    """A concurrent writer changed the row between our read and our write; start over."""
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlStore:
+    """A :class:`Store` on any SQLAlchemy database (SQLite file or PostgreSQL tested).
+
+    Args:
+        url: SQLAlchemy URL. The schema is created on first use of an empty database; an outdated
+            one raises :class:`~airflow_wfe.exceptions.SchemaOutdatedError`.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = ensure_schema(self.url)
+        return self._engine
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def advance_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        plan: RunPlan,
+        *,
+        actor: str,
+        at: datetime | None = None,
+        run_type: str | None = None,
+        dag_version_id: str | None = None,
+    ) -> list[TransitionRecord]:
+        """Apply ``plan`` to the run in one transaction; returns the transitions written.
+
+        Raises:
+            IllegalTransitionError: a move of the plan is not allowed (nothing is written).
+        """
+        when = at or _now()
+        key = f"{dag_id}/{run_id}"
+
+        def attempt(connection: Connection) -> list[TransitionRecord]:
+            row = self._lock_run(connection, dag_id, run_id)
+            current = None if row is None else RunState(row.state)
+            moves = list(plan(current))
+            if not moves:
+                return []
+            state = current
+            for move in moves:
+                RUN_MACHINE.check(key, state, RunState(move.to_state))
+                state = RunState(move.to_state)
+            if row is None:
+                run_pk = self._insert_run(connection, dag_id, run_id, state, when, run_type,
+                                          dag_version_id)
+            else:
+                run_pk = row.id
+                values: dict[str, Any] = {
+                    "state": state.value,
+                    "version": row.version + 1,
+                    "updated_at": when,
+                }
+                if run_type and not row.run_type:
+                    values["run_type"] = run_type
+                if dag_version_id:
+                    values["dag_version_id"] = dag_version_id
+                result = connection.execute(
+                    update(run_table)
+                    .where(run_table.c.id == row.id, run_table.c.version == row.version)
+                    .values(**values)
+                )
+                if result.rowcount != 1:
+                    raise _Conflict
+            return self._insert_transitions(
+                connection, run_pk, None, current, moves, when, actor, None, None, -1
+            )
+
+        return self._retrying(key, attempt)
+
+    def advance_step(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        map_index: int,
+        plan: StepPlan,
+        *,
+        actor: str,
+        try_number: int | None = None,
+        at: datetime | None = None,
+    ) -> list[TransitionRecord]:
+        """Apply ``plan`` to one step of an existing run in one transaction.
+
+        Raises:
+            RunNotFoundError: the run is not in the store (record its start first).
+            IllegalTransitionError: a move of the plan is not allowed (nothing is written).
+        """
+        when = at or _now()
+        suffix = f"[{map_index}]" if map_index >= 0 else ""
+        key = f"{dag_id}/{run_id}/{step_id}{suffix}"
+
+        def attempt(connection: Connection) -> list[TransitionRecord]:
+            run = self._lock_run(connection, dag_id, run_id)
+            if run is None:
+                raise RunNotFoundError(dag_id, run_id)
+            row = connection.execute(
+                select(step_table)
+                .where(
+                    step_table.c.run_pk == run.id,
+                    step_table.c.step_id == step_id,
+                    step_table.c.map_index == map_index,
+                )
+                .with_for_update()
+            ).first()
+            current = None if row is None else StepState(row.state)
+            current_try = 0 if row is None else int(row.try_number)
+            moves = list(plan(current, current_try))
+            if not moves:
+                return []
+            state = current
+            for move in moves:
+                STEP_MACHINE.check(key, state, StepState(move.to_state))
+                state = StepState(move.to_state)
+            new_try = max(current_try, try_number or 0)
+            if row is None:
+                step_pk = connection.execute(
+                    insert(step_table)
+                    .values(
+                        run_pk=run.id,
+                        step_id=step_id,
+                        map_index=map_index,
+                        state=state.value,
+                        try_number=new_try,
+                        version=1,
+                        created_at=when,
+                        updated_at=when,
+                    )
+                    .returning(step_table.c.id)
+                ).scalar_one()
+            else:
+                step_pk = row.id
+                result = connection.execute(
+                    update(step_table)
+                    .where(step_table.c.id == row.id, step_table.c.version == row.version)
+                    .values(
+                        state=state.value,
+                        try_number=new_try,
+                        version=row.version + 1,
+                        updated_at=when,
+                    )
+                )
+                if result.rowcount != 1:
+                    raise _Conflict
+            return self._insert_transitions(
+                connection, run.id, step_pk, current, moves, when, actor, try_number, step_id,
+                map_index,
+            )
+
+        return self._retrying(key, attempt)
+
+    def _lock_run(self, connection: Connection, dag_id: str, run_id: str) -> Row[Any] | None:
+        return connection.execute(
+            select(run_table)
+            .where(run_table.c.dag_id == dag_id, run_table.c.run_id == run_id)
+            .with_for_update()
+        ).first()
+
+    @staticmethod
+    def _insert_run(
+        connection: Connection,
+        dag_id: str,
+        run_id: str,
+        state: RunState | None,
+        when: datetime,
+        run_type: str | None,
+        dag_version_id: str | None,
+    ) -> int:
+        assert state is not None  # a non-empty plan always ends somewhere
+        return int(
+            connection.execute(
+                insert(run_table)
+                .values(
+                    dag_id=dag_id,
+                    run_id=run_id,
+                    state=state.value,
+                    version=1,
+                    run_type=run_type,
+                    dag_version_id=dag_version_id,
+                    created_at=when,
+                    updated_at=when,
+                )
+                .returning(run_table.c.id)
+            ).scalar_one()
+        )
+
+    @staticmethod
+    def _insert_transitions(
+        connection: Connection,
+        run_pk: int,
+        step_pk: int | None,
+        current: str | None,
+        moves: Sequence[Move],
+        when: datetime,
+        actor: str,
+        try_number: int | None,
+        step_id: str | None,
+        map_index: int,
+    ) -> list[TransitionRecord]:
+        records: list[TransitionRecord] = []
+        rows: list[dict[str, Any]] = []
+        previous = current
+        for move in moves:
+            rows.append(
+                {
+                    "run_pk": run_pk,
+                    "step_pk": step_pk,
+                    "from_state": None if previous is None else str(previous),
+                    "to_state": str(move.to_state),
+                    "at": when,
+                    "actor": actor,
+                    "reason": move.reason,
+                    "try_number": try_number,
+                }
+            )
+            records.append(
+                TransitionRecord(
+                    from_state=None if previous is None else str(previous),
+                    to_state=str(move.to_state),
+                    at=when,
+                    actor=actor,
+                    reason=move.reason,
+                    try_number=try_number,
+                    step_id=step_id,
+                    map_index=map_index if step_id is not None else None,
+                )
+            )
+            previous = move.to_state
+        connection.execute(insert(transition_table), rows)
+        return records
+
+    def _retrying(self, key: str, attempt: Callable[[Connection], T]) -> T:
+        for number in range(1, _MAX_ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as connection:
+                    return attempt(connection)
+            except (_Conflict, IntegrityError):
+                # Lost a race on a new row or a version; the other writer's result is now visible.
+                time.sleep(random.uniform(0, 0.005 * number))
+            except OperationalError as exc:
+                raise StoreUnavailableError(
+                    masked_url(self.engine.url), str(exc.orig).splitlines()[0]
+                ) from exc
+        raise ConcurrentUpdateError(key, _MAX_ATTEMPTS)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get_run(self, dag_id: str, run_id: str) -> RunRecord:
+        """The run with every transition and every step, oldest first.
+
+        Raises:
+            RunNotFoundError: no such run in the store.
+        """
+        with self._reading() as connection:
+            run = connection.execute(
+                select(run_table).where(run_table.c.dag_id == dag_id, run_table.c.run_id == run_id)
+            ).first()
+            if run is None:
+                raise RunNotFoundError(dag_id, run_id)
+            steps = connection.execute(
+                select(step_table)
+                .where(step_table.c.run_pk == run.id)
+                .order_by(step_table.c.created_at, step_table.c.id)
+            ).all()
+            transitions = connection.execute(
+                select(transition_table)
+                .where(transition_table.c.run_pk == run.id)
+                .order_by(transition_table.c.id)
+            ).all()
+        by_step: dict[int | None, list[TransitionRecord]] = {}
+        step_keys = {s.id: (s.step_id, s.map_index) for s in steps}
+        for t in transitions:
+            step_id, map_index = step_keys.get(t.step_pk, (None, None))
+            by_step.setdefault(t.step_pk, []).append(
+                TransitionRecord(
+                    from_state=t.from_state,
+                    to_state=t.to_state,
+                    at=_utc(t.at),
+                    actor=t.actor,
+                    reason=t.reason,
+                    try_number=t.try_number,
+                    step_id=step_id,
+                    map_index=map_index,
+                )
+            )
+        return RunRecord(
+            **_summary_fields(run),
+            transitions=tuple(by_step.get(None, ())),
+            steps=tuple(
+                StepRecord(
+                    step_id=s.step_id,
+                    map_index=s.map_index,
+                    state=s.state,
+                    try_number=s.try_number,
+                    created_at=_utc(s.created_at),
+                    updated_at=_utc(s.updated_at),
+                    transitions=tuple(by_step.get(s.id, ())),
+                )
+                for s in steps
+            ),
+        )
+
+    def list_runs(
+        self,
+        *,
+        dag_id: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunSummary]:
+        """Runs, newest first, optionally filtered by DAG and state."""
+        query = select(run_table).order_by(run_table.c.created_at.desc(), run_table.c.id.desc())
+        if dag_id is not None:
+            query = query.where(run_table.c.dag_id == dag_id)
+        if state is not None:
+            query = query.where(run_table.c.state == state)
+        with self._reading() as connection:
+            rows = connection.execute(query.limit(limit).offset(offset)).all()
+        return [RunSummary(**_summary_fields(row)) for row in rows]
+
+    def count_runs(self, *, dag_id: str | None = None, state: str | None = None) -> int:
+        """How many runs match the filters of :meth:`list_runs`."""
+        query = select(func.count()).select_from(run_table)
+        if dag_id is not None:
+            query = query.where(run_table.c.dag_id == dag_id)
+        if state is not None:
+            query = query.where(run_table.c.state == state)
+        with self._reading() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def step_states(self, dag_id: str, run_id: str) -> dict[tuple[str, int], StepState]:
+        """``{(step_id, map_index): state}`` of one run (empty when the run is unknown)."""
+        query = (
+            select(step_table.c.step_id, step_table.c.map_index, step_table.c.state)
+            .join(run_table, run_table.c.id == step_table.c.run_pk)
+            .where(run_table.c.dag_id == dag_id, run_table.c.run_id == run_id)
+        )
+        with self._reading() as connection:
+            return {
+                (row.step_id, row.map_index): StepState(row.state)
+                for row in connection.execute(query)
+            }
+
+    def _reading(self) -> Any:
+        try:
+            return self.engine.connect().execution_options(**{READ_ONLY: True})
+        except OperationalError as exc:
+            raise StoreUnavailableError(
+                masked_url(self.engine.url), str(exc.orig).splitlines()[0]
+            ) from exc
+
+
+def _summary_fields(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "dag_id": row.dag_id,
+        "run_id": row.run_id,
+        "state": row.state,
+        "run_type": row.run_type,
+        "dag_version_id": row.dag_version_id,
+        "created_at": _utc(row.created_at),
+        "updated_at": _utc(row.updated_at),
+    }
