@@ -178,7 +178,7 @@ class Recorder:
             if current is None:
                 if to_state is StepState.PENDING:
                     return [Move(StepState.PENDING, reason)]
-                return [Move(StepState.PENDING, "step known"), Move(to_state, reason)]
+                return [Move(StepState.PENDING, "awaiting its first try"), Move(to_state, reason)]
             if current is to_state:
                 new_try = try_number is not None and try_number > current_try
                 if to_state is StepState.RUNNING and new_try:

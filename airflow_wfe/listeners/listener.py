@@ -169,7 +169,7 @@ class WfeListener:
             ti.task_id,
             StepState.RUNNING,
             actor=WORKER,
-            reason=f"try {ti.try_number} started",
+            reason="task started",
             map_index=_map_index(ti),
             try_number=int(ti.try_number),
         )

@@ -1,0 +1,61 @@
+"""Human-readable text for runs: what ``wfe runs list`` and ``wfe runs show`` print without ``--json``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from airflow_wfe.store.records import RunRecord, RunSummary, StepRecord, TransitionRecord
+
+__all__ = ["render_run", "render_run_list"]
+
+
+def _time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _step_label(step: StepRecord) -> str:
+    return step.step_id if step.map_index < 0 else f"{step.step_id}[{step.map_index}]"
+
+
+def _transition_line(transition: TransitionRecord, indent: str) -> str:
+    source = transition.from_state or "(new)"
+    move = f"{source} → {transition.to_state}"
+    attempt = f" try {transition.try_number}" if transition.try_number else ""
+    reason = f"  {transition.reason}" if transition.reason else ""
+    return f"{indent}{_time(transition.at)}  {move:<28} {transition.actor:<10}{attempt}{reason}"
+
+
+def render_run(run: RunRecord) -> str:
+    """The whole story of one run: its transitions, then each step with its own."""
+    lines = [
+        f"Run {run.dag_id} / {run.run_id}: {run.state}",
+        f"  run type: {run.run_type or '-'}   DAG version: {run.dag_version_id or '-'}",
+        f"  created {_time(run.created_at)}   last change {_time(run.updated_at)}",
+        "",
+        "  Run transitions",
+    ]
+    lines += [_transition_line(t, "    ") for t in run.transitions]
+    lines += ["", f"  Steps ({len(run.steps)})"]
+    for step in run.steps:
+        retries = max(0, step.try_number - 1)
+        retried = f", {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
+        tries = f"try {step.try_number}{retried}" if step.try_number else "never ran"
+        lines.append(f"    {_step_label(step)}: {step.state} ({tries})")
+        lines += [_transition_line(t, "      ") for t in step.transitions]
+    return "\n".join(lines)
+
+
+def render_run_list(runs: Sequence[RunSummary]) -> str:
+    """One line per run, newest first, aligned like ``airflow dags list``."""
+    if not runs:
+        return "No governed runs recorded yet."
+    rows = [("DAG_ID", "RUN_ID", "STATE", "RUN_TYPE", "UPDATED")]
+    rows += [
+        (r.dag_id, r.run_id, r.state, r.run_type or "-", _time(r.updated_at)) for r in runs
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
