@@ -6,6 +6,7 @@ attributes, so the boundary can build a structured answer without parsing messag
 
     WfeError
     ├── ConfigError                  a [wfe] option has a value we cannot use
+    ├── HarnessError                 fail_closed: the harness could not record a governed task
     ├── StateError
     │   ├── IllegalTransitionError   the state machine refuses a transition
     │   └── RunNotFoundError         no run (or step) with that key in the store
@@ -22,6 +23,7 @@ from collections.abc import Iterable
 __all__ = [
     "ConcurrentUpdateError",
     "ConfigError",
+    "HarnessError",
     "IllegalTransitionError",
     "RunNotFoundError",
     "SchemaOutdatedError",
@@ -48,6 +50,24 @@ class ConfigError(WfeError):
         self.option = option
         self.value = value
         super().__init__(f"[wfe] {option} = {value!r}: {problem}")
+
+
+class HarnessError(WfeError):
+    """Raised in a governed task, before it executes, when ``[wfe] fail_closed`` is on and the harness
+    could not record the task's start (store unreachable, illegal transition, ...).
+
+    Attributes:
+        dag_id, run_id, task_id: the task instance that was stopped.
+    """
+
+    def __init__(self, dag_id: str, run_id: str, task_id: str, cause: BaseException) -> None:
+        self.dag_id = dag_id
+        self.run_id = run_id
+        self.task_id = task_id
+        super().__init__(
+            f"task {dag_id}/{run_id}/{task_id} stopped before execution because [wfe] fail_closed "
+            f"is on and its start could not be recorded: {type(cause).__name__}: {cause}"
+        )
 
 
 class StateError(WfeError):

@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import tempfile
 
 _HERE = pathlib.Path(__file__).parent
+_ROOT = _HERE.parent
 _HOME = pathlib.Path(tempfile.mkdtemp(prefix="wfe-test-home-"))
+# The tests' DAGs folder: the shipped examples plus the test-only shapes, so the examples are tested
+# exactly as shipped without keeping copies in the repo.
+_DAGS = _HOME / "dags"
+_DAGS.mkdir()
+for _source in [*(_ROOT / "dags").glob("*.py"), *(_HERE / "dags").glob("*.py")]:
+    shutil.copy(_source, _DAGS / _source.name)
 os.environ.update(
     {
         "AIRFLOW_HOME": str(_HOME),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(_HERE / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(_DAGS),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(_HOME / "plugins"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db",
         "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-secret-0123456789abcdef",
@@ -70,3 +78,21 @@ def pg_url() -> str:
 
     schema._checked.discard(PG_URL)
     return PG_URL
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Airflow's metadata database, created once per test session (what `airflow db migrate` does)."""
+    from airflow.utils import db
+
+    db.initdb()
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_db: None):  # type: ignore[no-untyped-def]
+    """The tests' DAGs folder parsed once, failing on any import error."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(_DAGS))
+    assert not bag.import_errors, bag.import_errors
+    return bag

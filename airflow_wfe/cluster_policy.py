@@ -1,0 +1,52 @@
+"""Airflow cluster policies of airflow-wfe (entry point ``airflow.policy``).
+
+``task_policy`` runs wherever Airflow parses a DAG file, including each task process right before the
+task runs. For governed tasks it chains a pre-execute check: Airflow swallows listener exceptions, so
+this is the one supported place where ``[wfe] fail_closed`` can stop a task whose start the listener
+could not record. The check is a dictionary lookup; it does no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.policies import hookimpl
+
+__all__ = ["FailClosedCheck", "task_policy"]
+
+
+class FailClosedCheck:
+    """Pre-execute hook: fail the task if its start was not recorded and fail_closed is on."""
+
+    def __init__(self, chained: Any = None) -> None:
+        self.chained = chained
+
+    def __call__(self, context: Any) -> None:
+        from airflow_wfe.config import get_settings
+        from airflow_wfe.exceptions import HarnessError
+        from airflow_wfe.listeners.listener import harness_failure_for
+
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        failure = harness_failure_for(
+            ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else int(map_index),
+            int(ti.try_number),
+        )
+        if failure is not None and get_settings().fail_closed:
+            raise HarnessError(ti.dag_id, ti.run_id, ti.task_id, failure) from failure
+        if self.chained is not None:
+            self.chained(context)
+
+
+@hookimpl
+def task_policy(task: Any) -> None:
+    """Chain :class:`FailClosedCheck` into governed tasks (idempotent across re-parses)."""
+    from airflow_wfe.listeners.listener import is_governed_tags
+
+    dag = getattr(task, "dag", None)
+    if dag is None or not is_governed_tags(getattr(dag, "tags", None)):
+        return
+    existing = getattr(task, "_pre_execute_hook", None)
+    if isinstance(existing, FailClosedCheck):
+        return
+    task._pre_execute_hook = FailClosedCheck(existing)
