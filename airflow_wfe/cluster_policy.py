@@ -29,7 +29,10 @@ class FailClosedCheck:
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
         failure = harness_failure_for(
-            ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else int(map_index),
+            ti.dag_id,
+            ti.run_id,
+            ti.task_id,
+            -1 if map_index is None else int(map_index),
             int(ti.try_number),
         )
         if failure is not None and get_settings().fail_closed:

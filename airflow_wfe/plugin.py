@@ -17,4 +17,4 @@ class WfePlugin(AirflowPlugin):
     """Registers the listener that records governed runs."""
 
     name = "airflow_wfe"
-    listeners = [get_listener()]
+    listeners = [get_listener()]  # noqa: RUF012 - Airflow declares it as a plain attribute

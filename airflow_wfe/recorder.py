@@ -22,7 +22,9 @@ __all__ = ["Recorder"]
 log = logging.getLogger("airflow_wfe.recorder")
 
 #: Reason recorded for VALIDATED until declared specs and start-time policies add their own checks.
-PREFLIGHT_REASON = "pre-flight passed: DAG definition and version known, params validated by Airflow"
+PREFLIGHT_REASON = (
+    "pre-flight passed: DAG definition and version known, params validated by Airflow"
+)
 
 
 class Recorder:
@@ -71,7 +73,12 @@ class Recorder:
             return []
 
         return self._run(
-            dag_id, run_id, plan, actor=actor, at=at, run_type=run_type,
+            dag_id,
+            run_id,
+            plan,
+            actor=actor,
+            at=at,
+            run_type=run_type,
             dag_version_id=dag_version_id,
         )
 
@@ -105,7 +112,12 @@ class Recorder:
             return [Move(target, reason)]
 
         return self._run(
-            dag_id, run_id, plan, actor=actor, at=at, run_type=run_type,
+            dag_id,
+            run_id,
+            plan,
+            actor=actor,
+            at=at,
+            run_type=run_type,
             dag_version_id=dag_version_id,
         )
 
@@ -124,8 +136,9 @@ class Recorder:
         Raises:
             IllegalTransitionError: ``to_state`` is not reachable from the run's current state.
         """
-        return self._run(dag_id, run_id, lambda _current: [Move(to_state, reason)], actor=actor,
-                         at=at)
+        return self._run(
+            dag_id, run_id, lambda _current: [Move(to_state, reason)], actor=actor, at=at
+        )
 
     def _run(
         self,
@@ -139,13 +152,23 @@ class Recorder:
         dag_version_id: str | None = None,
     ) -> list[TransitionRecord]:
         written = self.store.advance_run(
-            dag_id, run_id, plan, actor=actor, at=at, run_type=run_type, dag_version_id=dag_version_id,
+            dag_id,
+            run_id,
+            plan,
+            actor=actor,
+            at=at,
+            run_type=run_type,
+            dag_version_id=dag_version_id,
         )
         for record in written:
             self.emitter.incr(names.run_state(record.to_state))
             log.info(
                 "wfe run transition dag_id=%s run_id=%s from_state=%s to_state=%s actor=%s",
-                dag_id, run_id, record.from_state, record.to_state, actor,
+                dag_id,
+                run_id,
+                record.from_state,
+                record.to_state,
+                actor,
             )
         return written
 
@@ -214,7 +237,9 @@ class Recorder:
             if current is to_state or (current is not None and current in STEP_MACHINE.terminal):
                 return []
             if current is not None and current not in (
-                StepState.PENDING, StepState.RUNNING, StepState.RETRYING,
+                StepState.PENDING,
+                StepState.RUNNING,
+                StepState.RETRYING,
             ):
                 return []  # SUCCEEDED and later belong to compensation, not to reconciliation
             return [Move(state, reason) for state in STEP_MACHINE.path(current, to_state)]
@@ -233,14 +258,27 @@ class Recorder:
         at: datetime | None,
     ) -> list[TransitionRecord]:
         written = self.store.advance_step(
-            dag_id, run_id, step_id, map_index, plan, actor=actor, try_number=try_number, at=at,
+            dag_id,
+            run_id,
+            step_id,
+            map_index,
+            plan,
+            actor=actor,
+            try_number=try_number,
+            at=at,
         )
         for record in written:
             self.emitter.incr(names.step_state(record.to_state))
             log.info(
                 "wfe step transition dag_id=%s run_id=%s step=%s map_index=%s from_state=%s "
                 "to_state=%s try_number=%s actor=%s",
-                dag_id, run_id, step_id, map_index, record.from_state, record.to_state,
-                try_number, actor,
+                dag_id,
+                run_id,
+                step_id,
+                map_index,
+                record.from_state,
+                record.to_state,
+                try_number,
+                actor,
             )
         return written

@@ -125,14 +125,17 @@ class StateMachine(Generic[S]):
         queue: deque[tuple[S | None, tuple[S, ...]]] = deque([(start, ())])
         seen: set[S | None] = {start}
         while queue:
+            state: S | None
+            trail: tuple[S, ...]
             state, trail = queue.popleft()
             for nxt in sorted(self.allowed(state)):
                 if nxt in seen:
                     continue
+                extended: tuple[S, ...] = (*trail, nxt)  # type: ignore[arg-type]  # mypy loses the constrained TypeVar here
                 if nxt == to_state:
-                    return (*trail, nxt)
+                    return extended
                 seen.add(nxt)
-                queue.append((nxt, (*trail, nxt)))
+                queue.append((nxt, extended))
         raise IllegalTransitionError(
             self.entity, "(path)", from_state, to_state, self.allowed(from_state)
         )

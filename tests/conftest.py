@@ -66,6 +66,8 @@ def pg_url() -> str:
     """A PostgreSQL URL on a fresh schema-less database state (the wfe tables dropped first)."""
     reason = pg_unreachable_reason()
     if reason:
+        if os.environ.get("WFE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"WFE_REQUIRE_POSTGRES=1 but {reason}")
         pytest.skip(reason)
     from sqlalchemy import create_engine, text
 

@@ -78,8 +78,10 @@ def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
     print(f"airflow-wfe demo  (AIRFLOW_HOME={home}, DAGs from {folder})")
     print("  preparing Airflow's metadata database ...", flush=True)
     if _airflow(["db", "migrate"], env, logs / "db-migrate.log") != 0:
-        print(f"wfe demo: error: `airflow db migrate` failed; see {logs / 'db-migrate.log'}",
-              file=sys.stderr)
+        print(
+            f"wfe demo: error: `airflow db migrate` failed; see {logs / 'db-migrate.log'}",
+            file=sys.stderr,
+        )
         return 1
 
     from airflow_wfe.cli.render import render_run
@@ -98,8 +100,10 @@ def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
         seconds = time.monotonic() - started
         runs = store.list_runs(dag_id=dag_id, limit=1)
         if not runs:
-            print(f"wfe demo: error: no run of {dag_id} was recorded; see {logs / dag_id}.log",
-                  file=sys.stderr)
+            print(
+                f"wfe demo: error: no run of {dag_id} was recorded; see {logs / dag_id}.log",
+                file=sys.stderr,
+            )
             return 1
         record = store.get_run(dag_id, runs[0].run_id)
         airflow_ok = code == 0
@@ -110,12 +114,12 @@ def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
 
     print("Summary")
     failures = 0
-    for dag_id, airflow_ok, state, seconds in results:
+    for dag_id, airflow_ok, state, took in results:
         agrees = state in _AGREES[airflow_ok]
         failures += not agrees
         verdict = "agrees" if agrees else "DISAGREES"
         airflow_state = "success" if airflow_ok else "failed"
-        print(f"  {dag_id:<34} Airflow: {airflow_state:<8} wfe: {state:<20} {verdict}  ({seconds})")
+        print(f"  {dag_id:<34} Airflow: {airflow_state:<8} wfe: {state:<20} {verdict}  ({took})")
     print(f"\nAirflow logs of each run: {logs}")
     print("Explore: .venv/bin/wfe runs list   |   .venv/bin/wfe runs show DAG_ID RUN_ID [--json]")
     if failures:
@@ -124,8 +128,9 @@ def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
     if not serve:
         return 0
     print(f"\nServing Airflow with the plugin on http://127.0.0.1:{port} (Ctrl-C to stop).")
-    print("Log in as 'admin'; `airflow standalone` prints the generated password below.\n",
-          flush=True)
+    print(
+        "Log in as 'admin'; `airflow standalone` prints the generated password below.\n", flush=True
+    )
     airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
     os.execve(airflow, [airflow, "standalone"], env)
     return 0  # pragma: no cover - execve does not return

@@ -82,8 +82,14 @@ def cmd_db_check(args: argparse.Namespace) -> int:
     found = current_revision(get_engine(url))
     current = found == HEAD_REVISION
     if args.json:
-        _print_json({"url": masked_url(url), "revision": found, "expected": HEAD_REVISION,
-                     "current": current})
+        _print_json(
+            {
+                "url": masked_url(url),
+                "revision": found,
+                "expected": HEAD_REVISION,
+                "current": current,
+            }
+        )
     else:
         state = "current" if current else f"needs `wfe db upgrade` (expected {HEAD_REVISION})"
         print(f"State store {masked_url(url)}: revision {found or '(empty)'}, {state}.")
@@ -134,8 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run the example DAGs through Airflow, print their histories, serve the UI"
     )
     demo.add_argument("--dags-folder", default="dags", help="folder of example DAGs")
-    demo.add_argument("--no-serve", dest="serve", action="store_false",
-                      help="exit after the report instead of serving Airflow")
+    demo.add_argument(
+        "--no-serve",
+        dest="serve",
+        action="store_false",
+        help="exit after the report instead of serving Airflow",
+    )
     demo.add_argument("--port", type=int, default=8080, help="UI port on 127.0.0.1")
     demo.set_defaults(handler=cmd_demo)
     return parser
@@ -159,8 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         else:
-            print(f"wfe: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug)",
-                  file=sys.stderr)
+            print(
+                f"wfe: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug)",
+                file=sys.stderr,
+            )
         return EXIT_FINDING
 
 

@@ -51,9 +51,7 @@ def render_run_list(runs: Sequence[RunSummary]) -> str:
     if not runs:
         return "No governed runs recorded yet."
     rows = [("DAG_ID", "RUN_ID", "STATE", "RUN_TYPE", "UPDATED")]
-    rows += [
-        (r.dag_id, r.run_id, r.state, r.run_type or "-", _time(r.updated_at)) for r in runs
-    ]
+    rows += [(r.dag_id, r.run_id, r.state, r.run_type or "-", _time(r.updated_at)) for r in runs]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()

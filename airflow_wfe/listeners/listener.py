@@ -12,6 +12,7 @@ mid-task) are reconciled from Airflow's own task-instance states when the run en
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any
@@ -190,13 +191,25 @@ class WfeListener:
                 # An ORM task instance without its operator: a state set by hand through the UI or
                 # REST, reported by the API server. Record it through the states no one reported.
                 recorder.reconcile_step(
-                    ti.dag_id, ti.run_id, ti.task_id, target, actor="user", reason=reason,
-                    map_index=map_index, try_number=try_number,
+                    ti.dag_id,
+                    ti.run_id,
+                    ti.task_id,
+                    target,
+                    actor="user",
+                    reason=reason,
+                    map_index=map_index,
+                    try_number=try_number,
                 )
             else:
                 recorder.step(
-                    ti.dag_id, ti.run_id, ti.task_id, target, actor=WORKER, reason=reason,
-                    map_index=map_index, try_number=try_number,
+                    ti.dag_id,
+                    ti.run_id,
+                    ti.task_id,
+                    target,
+                    actor=WORKER,
+                    reason=reason,
+                    map_index=map_index,
+                    try_number=try_number,
                 )
         except Exception as exc:  # noqa: BLE001 - a listener must never break the task
             self._failed(f"on_task_instance_{hook}", exc)
@@ -238,8 +251,12 @@ class WfeListener:
             recorder = get_recorder()
             dag_id, run_id = dag_run.dag_id, dag_run.run_id
             recorder.run_started(
-                dag_id, run_id, actor=SCHEDULER, reason="run reached its end",
-                run_type=_run_type(dag_run), dag_version_id=_version(dag_run),
+                dag_id,
+                run_id,
+                actor=SCHEDULER,
+                reason="run reached its end",
+                run_type=_run_type(dag_run),
+                dag_version_id=_version(dag_run),
             )
             for task_id, map_index, ti_state, try_number in _task_instance_states(dag_run):
                 target = STEP_STATE_OF_TI.get(ti_state)
@@ -291,10 +308,9 @@ def _task_instance_states(dag_run: Any) -> list[tuple[str, int, str, int]]:
     ``dags test`` the run object is already detached, so a short session of our own is safe; either
     way the query only selects columns and never touches the DagRun object.
     """
+    from airflow.models.taskinstance import TaskInstance
     from sqlalchemy import select
     from sqlalchemy.orm import object_session
-
-    from airflow.models.taskinstance import TaskInstance
 
     query = select(
         TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state, TaskInstance.try_number
@@ -312,17 +328,13 @@ def _task_instance_states(dag_run: Any) -> list[tuple[str, int, str, int]]:
         value = getattr(state, "value", state)
         if value is None:
             continue
-        result.append((task_id, -1 if map_index is None else int(map_index), str(value),
-                       int(try_number or 0)))
+        result.append(
+            (task_id, -1 if map_index is None else int(map_index), str(value), int(try_number or 0))
+        )
     return result
 
 
-_listener: WfeListener | None = None
-
-
+@functools.cache
 def get_listener() -> WfeListener:
     """The process's single listener instance."""
-    global _listener
-    if _listener is None:
-        _listener = WfeListener()
-    return _listener
+    return WfeListener()

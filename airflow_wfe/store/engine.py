@@ -21,7 +21,12 @@ from airflow_wfe.exceptions import ConfigError, StoreUnavailableError
 
 __all__ = [
     "READ_ONLY",
-    "SQLITE_BUSY_TIMEOUT_MS", "dispose_engines", "get_engine", "masked_url", "parse_url"]
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "dispose_engines",
+    "get_engine",
+    "masked_url",
+    "parse_url",
+]
 
 #: Execution option that marks a connection as a reader (SQLite then skips the write lock).
 READ_ONLY = "wfe_read_only"

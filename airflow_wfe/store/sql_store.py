@@ -150,13 +150,15 @@ class SqlStore:
             moves = list(plan(current))
             if not moves:
                 return []
-            state = current
+            walk: RunState | None = current
             for move in moves:
-                RUN_MACHINE.check(key, state, RunState(move.to_state))
-                state = RunState(move.to_state)
+                RUN_MACHINE.check(key, walk, RunState(move.to_state))
+                walk = RunState(move.to_state)
+            state = RunState(moves[-1].to_state)
             if row is None:
-                run_pk = self._insert_run(connection, dag_id, run_id, state, when, run_type,
-                                          dag_version_id)
+                run_pk = self._insert_run(
+                    connection, dag_id, run_id, state, when, run_type, dag_version_id
+                )
             else:
                 run_pk = row.id
                 values: dict[str, Any] = {
@@ -221,10 +223,11 @@ class SqlStore:
             moves = list(plan(current, current_try))
             if not moves:
                 return []
-            state = current
+            walk: StepState | None = current
             for move in moves:
-                STEP_MACHINE.check(key, state, StepState(move.to_state))
-                state = StepState(move.to_state)
+                STEP_MACHINE.check(key, walk, StepState(move.to_state))
+                walk = StepState(move.to_state)
+            state = StepState(moves[-1].to_state)
             new_try = max(current_try, try_number or 0)
             if row is None:
                 step_pk = connection.execute(
@@ -256,7 +259,15 @@ class SqlStore:
                 if result.rowcount != 1:
                     raise _Conflict
             return self._insert_transitions(
-                connection, run.id, step_pk, current, moves, when, actor, try_number, step_id,
+                connection,
+                run.id,
+                step_pk,
+                current,
+                moves,
+                when,
+                actor,
+                try_number,
+                step_id,
                 map_index,
             )
 
@@ -274,12 +285,11 @@ class SqlStore:
         connection: Connection,
         dag_id: str,
         run_id: str,
-        state: RunState | None,
+        state: RunState,
         when: datetime,
         run_type: str | None,
         dag_version_id: str | None,
     ) -> int:
-        assert state is not None  # a non-empty plan always ends somewhere
         return int(
             connection.execute(
                 insert(run_table)

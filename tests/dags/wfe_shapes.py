@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import DAG, TaskGroup, task
+from airflow.sdk.exceptions import AirflowSkipException
 
 START = datetime(2026, 1, 1)
 TAGS = ["wfe", "test"]

@@ -44,7 +44,9 @@ def _recorded(dag_run: Any) -> RunRecord:
 
 
 def _assert_agrees(dag_run: Any, record: RunRecord) -> None:
-    expected = {key: STEP_STATE_OF_TI[state].value for key, state in _airflow_states(dag_run).items()}
+    expected = {
+        key: STEP_STATE_OF_TI[state].value for key, state in _airflow_states(dag_run).items()
+    }
     recorded = {(s.step_id, s.map_index): s.state for s in record.steps}
     assert recorded == expected
     for step in record.steps:

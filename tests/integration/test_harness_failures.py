@@ -1,0 +1,70 @@
+"""A harness failure never breaks a governed run, unless ``[wfe] fail_closed`` asks for exactly that."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_wfe.runtime import reset_runtime
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _fresh_runtime() -> Iterator[None]:
+    reset_runtime()
+    yield
+    reset_runtime()
+
+
+@pytest.fixture
+def broken_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path}/no/such/folder/wfe.db"
+    monkeypatch.setenv("AIRFLOW__WFE__STORE_CONN", url)
+    reset_runtime()
+    return url
+
+
+def test_unreachable_store_is_logged_and_the_run_carries_on(
+    dagbag: Any, broken_store: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    dag_run = dagbag.get_dag("wfe_example_success").test()
+    assert dag_run.state == "success"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "airflow_wfe.listener"]
+    assert any("on_task_instance_running could not record" in w for w in warnings), warnings
+    assert any("no/such/folder does not exist" in w for w in warnings)
+
+
+def test_fail_closed_stops_the_task_before_it_executes(
+    dagbag: Any, broken_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__WFE__FAIL_CLOSED", "True")
+    reset_runtime()
+    dag_run = dagbag.get_dag("wfe_example_success").test()
+    assert dag_run.state == "failed"
+    states = {
+        ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()
+    }
+    assert states["extract"] == "failed"
+    assert states["load"] == "upstream_failed"
+
+
+def test_a_late_report_that_breaks_the_state_machine_is_refused(dagbag: Any) -> None:
+    from airflow_wfe.exceptions import IllegalTransitionError
+    from airflow_wfe.runtime import get_recorder
+    from airflow_wfe.states import StepState
+
+    dag_run = dagbag.get_dag("wfe_t_skip_self").test()
+    assert dag_run.state == "success"
+    recorder = get_recorder()
+    with pytest.raises(IllegalTransitionError, match="cannot go SKIPPED → RUNNING; allowed: none"):
+        recorder.step(
+            dag_run.dag_id, dag_run.run_id, "maybe", StepState.RUNNING, actor="worker", try_number=1
+        )
+    record = recorder.store.get_run(dag_run.dag_id, dag_run.run_id)
+    maybe = next(s for s in record.steps if s.step_id == "maybe")
+    assert maybe.state == "SKIPPED"
+    assert [t.to_state for t in maybe.transitions] == ["PENDING", "RUNNING", "SKIPPED"]

@@ -1,0 +1,143 @@
+"""The ``wfe`` command as users run it: a real process, a real store, exit codes and JSON shapes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_wfe.metrics import NullEmitter
+from airflow_wfe.recorder import Recorder
+from airflow_wfe.states import StepState
+from airflow_wfe.store import SqlStore
+
+WFE = str(Path(sys.executable).parent / "wfe")
+
+
+def _wfe(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AIRFLOW__WFE__STORE_CONN": url}
+    return subprocess.run(
+        [WFE, *args], check=False, capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path}/wfe.db"
+    recorder = Recorder(SqlStore(url), NullEmitter())
+    recorder.run_started("etl", "run-1", actor="worker", reason="task a started", run_type="manual")
+    recorder.step(
+        "etl", "run-1", "a", StepState.RUNNING, actor="worker", reason="task started", try_number=1
+    )
+    recorder.step(
+        "etl",
+        "run-1",
+        "a",
+        StepState.RETRYING,
+        actor="worker",
+        reason="ValueError: x",
+        try_number=1,
+    )
+    recorder.step(
+        "etl", "run-1", "a", StepState.RUNNING, actor="worker", reason="task started", try_number=2
+    )
+    recorder.step(
+        "etl", "run-1", "a", StepState.FAILED, actor="worker", reason="ValueError: x", try_number=2
+    )
+    recorder.run_finished("etl", "run-1", succeeded=False, actor="scheduler", reason="a failed")
+    recorder.run_started("etl", "run-2", actor="scheduler", reason="scheduler started the run")
+    return url
+
+
+def test_runs_list_json(store_url: str) -> None:
+    result = _wfe(store_url, "runs", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    runs = json.loads(result.stdout)
+    assert [(r["dag_id"], r["run_id"], r["state"]) for r in runs] == [
+        ("etl", "run-2", "RUNNING"),
+        ("etl", "run-1", "FAILED"),
+    ]
+    filtered = json.loads(_wfe(store_url, "runs", "list", "--state", "failed", "--json").stdout)
+    assert [r["run_id"] for r in filtered] == ["run-1"]
+
+
+def test_runs_show_json_contract(store_url: str) -> None:
+    result = _wfe(store_url, "runs", "show", "etl", "run-1", "--json")
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert run["state"] == "FAILED"
+    assert [t["to_state"] for t in run["transitions"]] == [
+        "CREATED",
+        "VALIDATED",
+        "RUNNING",
+        "FAILED",
+    ]
+    for transition in run["transitions"]:
+        assert set(transition) >= {"from_state", "to_state", "at", "actor", "reason"}
+    (step,) = run["steps"]
+    assert step["step_id"] == "a"
+    assert step["state"] == "FAILED"
+    assert [(t["from_state"], t["to_state"], t["try_number"]) for t in step["transitions"]] == [
+        (None, "PENDING", 1),
+        ("PENDING", "RUNNING", 1),
+        ("RUNNING", "RETRYING", 1),
+        ("RETRYING", "RUNNING", 2),
+        ("RUNNING", "FAILED", 2),
+    ]
+
+
+def test_runs_show_text_tells_the_story(store_url: str) -> None:
+    result = _wfe(store_url, "runs", "show", "etl", "run-1")
+    assert result.returncode == 0
+    assert "Run etl / run-1: FAILED" in result.stdout
+    assert "RUNNING → RETRYING" in result.stdout
+    assert "a: FAILED (try 2, 1 retry)" in result.stdout
+
+
+def test_unknown_run_is_a_finding_without_traceback(store_url: str) -> None:
+    result = _wfe(store_url, "runs", "show", "etl", "nope")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "wfe: error: no governed run etl/nope in the state store"
+    assert "Traceback" not in result.stderr
+    debug = _wfe(store_url, "--debug", "runs", "show", "etl", "nope")
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr
+
+
+def test_usage_error_exits_2(store_url: str) -> None:
+    result = _wfe(store_url, "runs", "show", "only-one-arg")
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+
+
+def test_unavailable_store_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/missing/dir/wfe.db"
+    result = _wfe(url, "runs", "list")
+    assert result.returncode == 1
+    assert "missing/dir does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_password_is_masked_in_errors() -> None:
+    url = "postgresql+psycopg://wfe:s3cret-pw@127.0.0.1:1/wfe"
+    result = _wfe(url, "runs", "list")
+    assert result.returncode == 1
+    assert "s3cret-pw" not in result.stderr
+    assert "***" in result.stderr
+
+
+def test_db_upgrade_and_check(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    check = _wfe(url, "db", "check", "--json")
+    assert check.returncode == 1
+    assert json.loads(check.stdout)["revision"] is None
+    up = _wfe(url, "db", "upgrade")
+    assert up.returncode == 0, up.stderr
+    assert "(empty) → 0001" in up.stdout
+    again = _wfe(url, "db", "upgrade")
+    assert "already at revision 0001" in again.stdout
+    assert _wfe(url, "db", "check").returncode == 0

@@ -1,0 +1,111 @@
+"""Package-level contracts: public API, cheap imports, a core free of Airflow, provider info."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import airflow_wfe
+
+CORE_MODULES = [
+    "airflow_wfe.states",
+    "airflow_wfe.exceptions",
+    "airflow_wfe.config",
+    "airflow_wfe.store",
+    "airflow_wfe.store.schema",
+    "airflow_wfe.metrics",
+    "airflow_wfe.recorder",
+]
+
+
+def _fresh_python(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return result.stdout.strip()
+
+
+def test_public_api_is_pinned() -> None:
+    assert airflow_wfe.__all__ == [
+        "GOVERNED_TAG",
+        "IllegalTransitionError",
+        "Recorder",
+        "RunState",
+        "Settings",
+        "StepState",
+        "WfeError",
+        "__version__",
+        "get_settings",
+    ]
+    for name in airflow_wfe.__all__:
+        assert getattr(airflow_wfe, name) is not None
+
+
+def test_importing_the_package_loads_nothing_heavy() -> None:
+    loaded = json.loads(
+        _fresh_python(
+            "import sys, json, airflow_wfe; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "{'pandas', 'great_expectations', 'alembic', 'fastapi', 'sqlalchemy', 'airflow'})))"
+        )
+    )
+    assert loaded == []
+
+
+def test_core_modules_never_import_airflow() -> None:
+    imports = "; ".join(f"import {m}" for m in CORE_MODULES)
+    out = _fresh_python(
+        f"import sys; {imports}; "
+        "print(sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')))"
+    )
+    assert out == "[]"
+
+
+def test_entry_points_are_registered() -> None:
+    plugins = {ep.name: ep.value for ep in entry_points(group="airflow.plugins")}
+    assert plugins["airflow_wfe"] == "airflow_wfe.plugin:WfePlugin"
+    providers = {ep.value for ep in entry_points(group="apache_airflow_provider")}
+    assert "airflow_wfe.provider:get_provider_info" in providers
+    policies = {ep.name: ep.value for ep in entry_points(group="airflow.policy")}
+    assert policies["airflow_wfe"] == "airflow_wfe.cluster_policy"
+
+
+def test_provider_info_is_valid_for_airflow() -> None:
+    import jsonschema
+    from airflow.providers_manager import ProvidersManager  # noqa: F401 - loads the schema path
+
+    from airflow_wfe.provider import get_provider_info
+
+    schema_path = __import__("airflow").__path__[0] + "/provider_info.schema.json"
+    with open(schema_path) as handle:
+        schema = json.load(handle)
+    info = get_provider_info()
+    jsonschema.validate(info, schema)
+    options = info["config"]["wfe"]["options"]
+    assert {
+        "enabled",
+        "govern",
+        "fail_closed",
+        "store_conn",
+        "policy_path",
+        "audit_signing_key",
+    } <= set(options)
+    assert options["store_conn"]["sensitive"] is True
+
+
+def test_airflow_sees_config_defaults_and_the_plugin() -> None:
+    out = _fresh_python("from airflow.configuration import conf; print(conf.get('wfe', 'govern'))")
+    assert out.splitlines()[-1] == "tagged"
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "plugins", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    plugins = json.loads(result.stdout[result.stdout.index("[") :])
+    ours = [p for p in plugins if p["name"] == "airflow_wfe"]
+    assert len(ours) == 1
+    assert "airflow_wfe.listeners.listener.WfeListener" in str(ours[0]["listeners"])
