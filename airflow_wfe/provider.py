@@ -35,6 +35,8 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Workflow engineering for Apache Airflow: explicit run state, saga "
         "compensation, policy gates, a tamper-evident audit trail and StatsD metrics.",
         "versions": [__version__],
+        # `airflow wfe ...` (Airflow 3.2+ reads this key; older versions ignore it).
+        "cli": ["airflow_wfe.cli.airflow_commands.get_cli_commands"],
         "config": {
             "wfe": {
                 "description": "airflow-wfe: governed runs, state store, policies and audit.",

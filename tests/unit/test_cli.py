@@ -141,3 +141,18 @@ def test_db_upgrade_and_check(tmp_path: Path) -> None:
     again = _wfe(url, "db", "upgrade")
     assert "already at revision 0001" in again.stdout
     assert _wfe(url, "db", "check").returncode == 0
+
+
+def test_airflow_wfe_is_the_same_command(store_url: str) -> None:
+    env = {**os.environ, "AIRFLOW__WFE__STORE_CONN": store_url}
+    airflow = str(Path(sys.executable).parent / "airflow")
+    result = subprocess.run(
+        [airflow, "wfe", "runs", "list", "--json"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(_wfe(store_url, "runs", "list", "--json").stdout)

@@ -1,0 +1,84 @@
+"""Metrics of a governed run, captured from the wire by a real UDP receiver."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from airflow_wfe.runtime import reset_runtime
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def statsd_receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(0.2)
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_ON", "True")
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_HOST", "127.0.0.1")
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_PORT", str(receiver.getsockname()[1]))
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_PREFIX", "airflow")
+    reset_runtime()
+    yield receiver
+    receiver.close()
+    monkeypatch.undo()
+    reset_runtime()
+
+
+def _drain(receiver: socket.socket) -> list[str]:
+    packets: list[str] = []
+    while True:
+        try:
+            data = receiver.recv(65535)
+        except TimeoutError:
+            return packets
+        packets.extend(data.decode().splitlines())
+
+
+def test_a_failing_run_emits_state_counters(dagbag: Any, statsd_receiver: socket.socket) -> None:
+    dag_run = dagbag.get_dag("wfe_example_retry_fail").test()
+    assert dag_run.state == "failed"
+    ours = [p for p in _drain(statsd_receiver) if p.startswith("airflow.wfe.")]
+    for expected in (
+        "airflow.wfe.run.state.created:1|c",
+        "airflow.wfe.run.state.validated:1|c",
+        "airflow.wfe.run.state.running:1|c",
+        "airflow.wfe.run.state.failed:1|c",
+        "airflow.wfe.step.state.retrying:1|c",
+        "airflow.wfe.step.state.upstream_failed:1|c",
+    ):
+        assert expected in ours, ours
+    assert ours.count("airflow.wfe.step.state.running:1|c") == 3  # prepare, and flaky_publish twice
+
+
+def test_listener_errors_are_counted(
+    dagbag: Any, statsd_receiver: socket.socket, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("AIRFLOW__WFE__STORE_CONN", f"sqlite:///{tmp_path}/missing/wfe.db")
+    reset_runtime()
+    dag_run = dagbag.get_dag("wfe_t_skip_self").test()
+    assert dag_run.state == "success"
+    errors = [p for p in _drain(statsd_receiver) if p == "airflow.wfe.listener.errors:1|c"]
+    assert len(errors) >= 2  # the running and the skipped report of `maybe`, and the run end
+
+
+def test_nothing_listening_never_fails_the_run(
+    dagbag: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there any more: sends get ECONNREFUSED at best
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_ON", "True")
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_HOST", "127.0.0.1")
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_PORT", str(port))
+    reset_runtime()
+    dag_run = dagbag.get_dag("wfe_example_success").test()
+    assert dag_run.state == "success"
+    from airflow_wfe.runtime import get_runtime_store
+
+    assert get_runtime_store().get_run(dag_run.dag_id, dag_run.run_id).state == "COMPLETED"
