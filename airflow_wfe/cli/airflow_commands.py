@@ -32,7 +32,7 @@ def get_cli_commands() -> list[Any]:
             help="airflow-wfe: governed runs, state histories, store schema (same as `wfe`)",
             func=_run,
             args=(
-                Arg(
+                Arg(  # type: ignore[no-untyped-call]
                     ("wfe_args",),
                     nargs=argparse.REMAINDER,
                     help="arguments of the `wfe` command, e.g. `runs list --json`",

@@ -18,9 +18,8 @@ from airflow_wfe.exceptions import (
 from airflow_wfe.metrics import NullEmitter
 from airflow_wfe.recorder import PREFLIGHT_REASON, Recorder
 from airflow_wfe.states import RunState, StepState
-from airflow_wfe.store import Move, SqlStore, TransitionRecord
+from airflow_wfe.store import Move, SqlStore, TransitionRecord, schema
 from airflow_wfe.store import engine as engine_module
-from airflow_wfe.store import schema
 from airflow_wfe.store.sql_store import StepPlan
 from airflow_wfe.store.tables import run_table, step_table, transition_table
 
@@ -132,7 +131,9 @@ def test_outdated_schema_is_refused(url: str) -> None:
     start_run(store, "deploy", "r1")
     with store.engine.begin() as connection:
         connection.execute(text(f"DELETE FROM {schema.VERSION_TABLE}"))
-        connection.execute(text(f"INSERT INTO {schema.VERSION_TABLE} (version_num) VALUES ('0000')"))
+        connection.execute(
+            text(f"INSERT INTO {schema.VERSION_TABLE} (version_num) VALUES ('0000')")
+        )
     engine_module.dispose_engines()
     schema._checked.clear()
 
@@ -601,7 +602,10 @@ def test_run_finished_without_a_start_walks_the_whole_path(recorder: Recorder,
     written = recorder.run_finished("deploy", "r1", succeeded=False, actor="scheduler",
                                     reason="task failed", run_type="manual", at=T0)
     expected = [
-        (None, "CREATED"), ("CREATED", "VALIDATED"), ("VALIDATED", "RUNNING"), ("RUNNING", "FAILED"),
+        (None, "CREATED"),
+        ("CREATED", "VALIDATED"),
+        ("VALIDATED", "RUNNING"),
+        ("RUNNING", "FAILED"),
     ]
     assert edges(written) == expected
     run = store.get_run("deploy", "r1")
