@@ -7,6 +7,7 @@ attributes, so the boundary can build a structured answer without parsing messag
     WfeError
     ├── ConfigError                  a [wfe] option has a value we cannot use
     ├── HarnessError                 fail_closed: the harness could not record a governed task
+    ├── SpecError                    a workflow file is invalid (every problem, with file and line)
     ├── StateError
     │   ├── IllegalTransitionError   the state machine refuses a transition
     │   └── RunNotFoundError         no run (or step) with that key in the store
@@ -18,7 +19,8 @@ attributes, so the boundary can build a structured answer without parsing messag
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 __all__ = [
     "ConcurrentUpdateError",
@@ -26,6 +28,7 @@ __all__ = [
     "HarnessError",
     "IllegalTransitionError",
     "RunNotFoundError",
+    "SpecError",
     "SchemaOutdatedError",
     "StateError",
     "StoreError",
@@ -67,6 +70,24 @@ class HarnessError(WfeError):
         super().__init__(
             f"task {dag_id}/{run_id}/{task_id} stopped before execution because [wfe] fail_closed "
             f"is on and its start could not be recorded: {type(cause).__name__}: {cause}"
+        )
+
+
+class SpecError(WfeError):
+    """A workflow file (or spec) cannot be used; carries every problem found, not just the first.
+
+    Attributes:
+        file: the workflow file (``None`` for a spec built in memory).
+        problems: the :class:`~airflow_wfe.spec.problems.Problem` list, errors first.
+    """
+
+    def __init__(self, file: str | None, problems: Sequence[Any]) -> None:
+        self.file = file
+        self.problems = tuple(problems)
+        lines = "\n".join(str(problem) for problem in self.problems)
+        count = len(self.problems)
+        super().__init__(
+            f"{file or 'workflow spec'}: {count} problem{'s' if count != 1 else ''}\n{lines}"
         )
 
 

@@ -9,7 +9,7 @@ same fact twice (HITL resumes, a listener racing the end-of-run reconciliation) 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from airflow_wfe.metrics import Emitter, names
@@ -48,8 +48,7 @@ class Recorder:
         *,
         actor: str,
         reason: str,
-        run_type: str | None = None,
-        dag_version_id: str | None = None,
+        facts: Mapping[str, str | None] | None = None,
         at: datetime | None = None,
     ) -> list[TransitionRecord]:
         """The run is executing: bring it to RUNNING through CREATED and VALIDATED if needed.
@@ -57,6 +56,7 @@ class Recorder:
         Reported by the scheduler when it starts the run and by every task as it starts, because
         ``airflow dags test`` never reports the run start and tasks may race the scheduler.
         """
+        run_type = (facts or {}).get("run_type")
         created = f"run created ({run_type})" if run_type else "run created"
 
         def plan(current: RunState | None) -> Sequence[Move]:
@@ -78,8 +78,7 @@ class Recorder:
             plan,
             actor=actor,
             at=at,
-            run_type=run_type,
-            dag_version_id=dag_version_id,
+            facts=facts,
         )
 
     def run_finished(
@@ -90,8 +89,7 @@ class Recorder:
         succeeded: bool,
         actor: str,
         reason: str,
-        run_type: str | None = None,
-        dag_version_id: str | None = None,
+        facts: Mapping[str, str | None] | None = None,
         at: datetime | None = None,
     ) -> list[TransitionRecord]:
         """Airflow ended the run: COMPLETED or FAILED, through the states no one reported yet."""
@@ -117,8 +115,7 @@ class Recorder:
             plan,
             actor=actor,
             at=at,
-            run_type=run_type,
-            dag_version_id=dag_version_id,
+            facts=facts,
         )
 
     def transition_run(
@@ -148,8 +145,7 @@ class Recorder:
         *,
         actor: str,
         at: datetime | None,
-        run_type: str | None = None,
-        dag_version_id: str | None = None,
+        facts: Mapping[str, str | None] | None = None,
     ) -> list[TransitionRecord]:
         written = self.store.advance_run(
             dag_id,
@@ -157,8 +153,7 @@ class Recorder:
             plan,
             actor=actor,
             at=at,
-            run_type=run_type,
-            dag_version_id=dag_version_id,
+            facts=facts,
         )
         for record in written:
             self.emitter.incr(names.run_state(record.to_state))

@@ -72,9 +72,12 @@ def pg_url() -> str:
     from sqlalchemy import create_engine, text
 
     engine = create_engine(PG_URL)
+    from sqlalchemy import inspect
+
     with engine.begin() as connection:
-        for table in ("wfe_transition", "wfe_step", "wfe_run", "wfe_alembic_version"):
-            connection.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+        for table in inspect(connection).get_table_names():
+            if table.startswith("wfe_"):
+                connection.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
     engine.dispose()
     from airflow_wfe.store import schema
 

@@ -106,8 +106,8 @@ def _dag_run_governed(dag_run: Any) -> bool:
     return _run_known(dag_run.dag_id, dag_run.run_id)
 
 
-def _run_facts(ti: Any) -> tuple[str | None, str | None]:
-    """(run_type, dag_version_id) as a task process sees them."""
+def _run_facts(ti: Any) -> dict[str, str | None]:
+    """Provenance of the run as a task process sees it: run type, DAG version, spec version."""
     run_type: str | None = None
     try:
         dag_run = ti.get_template_context().get("dag_run")
@@ -116,7 +116,17 @@ def _run_facts(ti: Any) -> tuple[str | None, str | None]:
     except Exception:  # noqa: BLE001 - an ORM task instance has no template context; facts are optional
         run_type = None
     version = getattr(ti, "dag_version_id", None)
-    return run_type, None if version is None else str(version)
+    facts: dict[str, str | None] = {
+        "run_type": run_type,
+        "dag_version_id": None if version is None else str(version),
+    }
+    from airflow_wfe.compile.registry import spec_info
+
+    info = spec_info(ti.dag_id)
+    if info is not None:
+        facts["spec_version"] = info.version
+        facts["spec_hash"] = info.content_hash
+    return facts
 
 
 class WfeListener:
@@ -155,14 +165,12 @@ class WfeListener:
         from airflow_wfe.runtime import get_recorder
 
         recorder = get_recorder()
-        run_type, dag_version_id = _run_facts(ti)
         recorder.run_started(
             ti.dag_id,
             ti.run_id,
             actor=WORKER,
             reason=f"task {ti.task_id} started",
-            run_type=run_type,
-            dag_version_id=dag_version_id,
+            facts=_run_facts(ti),
         )
         recorder.step(
             ti.dag_id,
@@ -228,8 +236,7 @@ class WfeListener:
                 dag_run.run_id,
                 actor=SCHEDULER,
                 reason="scheduler started the run",
-                run_type=_run_type(dag_run),
-                dag_version_id=_version(dag_run),
+                facts=_dag_run_facts(dag_run),
             )
         except Exception as exc:  # noqa: BLE001 - never break the scheduler loop
             self._failed("on_dag_run_running", exc)
@@ -255,8 +262,7 @@ class WfeListener:
                 run_id,
                 actor=SCHEDULER,
                 reason="run reached its end",
-                run_type=_run_type(dag_run),
-                dag_version_id=_version(dag_run),
+                facts=_dag_run_facts(dag_run),
             )
             for task_id, map_index, ti_state, try_number in _task_instance_states(dag_run):
                 target = STEP_STATE_OF_TI.get(ti_state)
@@ -290,14 +296,13 @@ class WfeListener:
         log.warning("wfe listener %s could not record: %s: %s", hook, type(exc).__name__, exc)
 
 
-def _run_type(dag_run: Any) -> str | None:
-    raw = getattr(dag_run, "run_type", None)
-    return None if raw is None else str(getattr(raw, "value", raw))
-
-
-def _version(dag_run: Any) -> str | None:
-    raw = getattr(dag_run, "created_dag_version_id", None)
-    return None if raw is None else str(raw)
+def _dag_run_facts(dag_run: Any) -> dict[str, str | None]:
+    run_type = getattr(dag_run, "run_type", None)
+    version = getattr(dag_run, "created_dag_version_id", None)
+    return {
+        "run_type": None if run_type is None else str(getattr(run_type, "value", run_type)),
+        "dag_version_id": None if version is None else str(version),
+    }
 
 
 def _task_instance_states(dag_run: Any) -> list[tuple[str, int, str, int]]:

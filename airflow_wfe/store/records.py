@@ -59,6 +59,8 @@ class RunSummary:
     dag_version_id: str | None
     created_at: datetime
     updated_at: datetime
+    spec_version: str | None = None
+    spec_hash: str | None = None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ __all__ = ["HEAD_REVISION", "VERSION_TABLE", "current_revision", "ensure_schema"
 #: Alembic version table of the store; distinct from Airflow's ``alembic_version``.
 VERSION_TABLE: Final = "wfe_alembic_version"
 #: The revision this package's code reads and writes. A test keeps it equal to Alembic's head.
-HEAD_REVISION: Final = "0001"
+HEAD_REVISION: Final = "0002"
 
 _checked: set[str] = set()
 

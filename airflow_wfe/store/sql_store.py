@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -39,7 +39,7 @@ from airflow_wfe.store.records import (
 from airflow_wfe.store.schema import ensure_schema
 from airflow_wfe.store.tables import run_table, step_table, transition_table
 
-__all__ = ["RunPlan", "SqlStore", "StepPlan", "Store"]
+__all__ = ["RUN_FACTS", "RunPlan", "SqlStore", "StepPlan", "Store"]
 
 #: ``plan(current_state) -> moves`` for a run; ``None`` means the run does not exist yet.
 RunPlan = Callable[[RunState | None], Sequence[Move]]
@@ -47,6 +47,8 @@ RunPlan = Callable[[RunState | None], Sequence[Move]]
 StepPlan = Callable[[StepState | None, int], Sequence[Move]]
 
 _MAX_ATTEMPTS = 12
+#: Provenance columns of a run that writers may fill in (first report wins).
+RUN_FACTS: Final = ("run_type", "dag_version_id", "spec_version", "spec_hash")
 T = TypeVar("T")
 
 
@@ -61,8 +63,7 @@ class Store(Protocol):
         *,
         actor: str,
         at: datetime | None = None,
-        run_type: str | None = None,
-        dag_version_id: str | None = None,
+        facts: Mapping[str, str | None] | None = None,
     ) -> list[TransitionRecord]: ...
 
     def advance_step(
@@ -133,22 +134,31 @@ class SqlStore:
         *,
         actor: str,
         at: datetime | None = None,
-        run_type: str | None = None,
-        dag_version_id: str | None = None,
+        facts: Mapping[str, str | None] | None = None,
     ) -> list[TransitionRecord]:
         """Apply ``plan`` to the run in one transaction; returns the transitions written.
+
+        ``facts`` (keys of :data:`RUN_FACTS`) fill the run's provenance columns that are still
+        empty: the first report wins, even when the plan has no move to make.
 
         Raises:
             IllegalTransitionError: a move of the plan is not allowed (nothing is written).
         """
-        when = at or _now()
+        when = _utc(at) if at is not None else _now()
         key = f"{dag_id}/{run_id}"
+        known = {k: v for k, v in (facts or {}).items() if v}
+        unknown = set(known) - set(RUN_FACTS)
+        if unknown:
+            raise ValueError(f"unknown run facts: {', '.join(sorted(unknown))}")
 
         def attempt(connection: Connection) -> list[TransitionRecord]:
             row = self._lock_run(connection, dag_id, run_id)
             current = None if row is None else RunState(row.state)
             moves = list(plan(current))
+            missing = {} if row is None else {k: v for k, v in known.items() if not row._mapping[k]}
             if not moves:
+                if missing and row is not None:
+                    self._update_run(connection, row, missing)
                 return []
             walk: RunState | None = current
             for move in moves:
@@ -156,32 +166,27 @@ class SqlStore:
                 walk = RunState(move.to_state)
             state = RunState(moves[-1].to_state)
             if row is None:
-                run_pk = self._insert_run(
-                    connection, dag_id, run_id, state, when, run_type, dag_version_id
-                )
+                run_pk = self._insert_run(connection, dag_id, run_id, state, when, known)
             else:
                 run_pk = row.id
-                values: dict[str, Any] = {
-                    "state": state.value,
-                    "version": row.version + 1,
-                    "updated_at": when,
-                }
-                if run_type and not row.run_type:
-                    values["run_type"] = run_type
-                if dag_version_id:
-                    values["dag_version_id"] = dag_version_id
-                result = connection.execute(
-                    update(run_table)
-                    .where(run_table.c.id == row.id, run_table.c.version == row.version)
-                    .values(**values)
+                self._update_run(
+                    connection, row, {"state": state.value, "updated_at": when, **missing}
                 )
-                if result.rowcount != 1:
-                    raise _Conflict
             return self._insert_transitions(
                 connection, run_pk, None, current, moves, when, actor, None, None, -1
             )
 
         return self._retrying(key, attempt)
+
+    @staticmethod
+    def _update_run(connection: Connection, row: Row[Any], values: dict[str, Any]) -> None:
+        result = connection.execute(
+            update(run_table)
+            .where(run_table.c.id == row.id, run_table.c.version == row.version)
+            .values(version=row.version + 1, **values)
+        )
+        if result.rowcount != 1:
+            raise _Conflict
 
     def advance_step(
         self,
@@ -201,7 +206,7 @@ class SqlStore:
             RunNotFoundError: the run is not in the store (record its start first).
             IllegalTransitionError: a move of the plan is not allowed (nothing is written).
         """
-        when = at or _now()
+        when = _utc(at) if at is not None else _now()
         suffix = f"[{map_index}]" if map_index >= 0 else ""
         key = f"{dag_id}/{run_id}/{step_id}{suffix}"
 
@@ -287,8 +292,7 @@ class SqlStore:
         run_id: str,
         state: RunState,
         when: datetime,
-        run_type: str | None,
-        dag_version_id: str | None,
+        facts: Mapping[str, str],
     ) -> int:
         return int(
             connection.execute(
@@ -298,10 +302,9 @@ class SqlStore:
                     run_id=run_id,
                     state=state.value,
                     version=1,
-                    run_type=run_type,
-                    dag_version_id=dag_version_id,
                     created_at=when,
                     updated_at=when,
+                    **facts,
                 )
                 .returning(run_table.c.id)
             ).scalar_one()
@@ -480,6 +483,8 @@ def _summary_fields(row: Row[Any]) -> dict[str, Any]:
         "state": row.state,
         "run_type": row.run_type,
         "dag_version_id": row.dag_version_id,
+        "spec_version": row.spec_version,
+        "spec_hash": row.spec_hash,
         "created_at": _utc(row.created_at),
         "updated_at": _utc(row.updated_at),
     }

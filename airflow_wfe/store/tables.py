@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -21,7 +22,15 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["metadata", "run_table", "step_table", "transition_table"]
+__all__ = [
+    "artifact_activation_table",
+    "artifact_table",
+    "metadata",
+    "run_artifact_table",
+    "run_table",
+    "step_table",
+    "transition_table",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -47,6 +56,9 @@ run_table = Table(
     Column("version", Integer, nullable=False, default=1),
     Column("run_type", String(50)),
     Column("dag_version_id", String(64)),
+    # Provenance of runs of YAML workflows: the spec's own version and its content hash.
+    Column("spec_version", String(64)),
+    Column("spec_hash", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("dag_id", "run_id", name="uq_wfe_run_dag_id_run_id"),
@@ -81,4 +93,43 @@ transition_table = Table(
     Column("reason", Text),
     Column("try_number", Integer),
     Index("ix_wfe_transition_run_pk_id", "run_pk", "id"),
+)
+
+#: Versioned artifacts (prompt templates, creatives, configuration): immutable content, addressed by
+#: name and content hash, so registering the same content twice yields the same version.
+artifact_table = Table(
+    "wfe_artifact",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("media_type", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(250), nullable=False),
+    UniqueConstraint("name", "version", name="uq_wfe_artifact_name_version"),
+)
+
+#: Every activation, in order; the latest one per name is the active version. Rolling back is
+#: activating the version that was active before, so the history keeps the rollback too.
+artifact_activation_table = Table(
+    "wfe_artifact_activation",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False),
+    Column("artifact_pk", _Id, ForeignKey("wfe_artifact.id", ondelete="CASCADE"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(250), nullable=False),
+    Column("reason", Text),
+    Index("ix_wfe_artifact_activation_name_id", "name", "id"),
+)
+
+#: Which artifact versions a run used.
+run_artifact_table = Table(
+    "wfe_run_artifact",
+    metadata,
+    Column("run_pk", _Id, ForeignKey("wfe_run.id", ondelete="CASCADE"), primary_key=True),
+    Column("artifact_pk", _Id, ForeignKey("wfe_artifact.id", ondelete="CASCADE"), primary_key=True),
+    Column("used_at", DateTime(timezone=True), nullable=False),
 )

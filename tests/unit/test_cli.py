@@ -29,7 +29,7 @@ def _wfe(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 def store_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path}/wfe.db"
     recorder = Recorder(SqlStore(url), NullEmitter())
-    recorder.run_started("etl", "run-1", actor="worker", reason="task a started", run_type="manual")
+    recorder.run_started("etl", "run-1", actor="worker", reason="task a started", facts={"run_type": "manual"})
     recorder.step(
         "etl", "run-1", "a", StepState.RUNNING, actor="worker", reason="task started", try_number=1
     )

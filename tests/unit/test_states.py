@@ -135,9 +135,8 @@ def test_seed_step_states_exist() -> None:
 @pytest.mark.parametrize("machine", MACHINES, ids=lambda m: m.entity)
 def test_every_enum_member_is_in_the_table(machine: StateMachine[Any]) -> None:
     enum = type(machine.initial)
+    # No state of the enum is forgotten by the table, and the table uses no other states.
     assert machine.states == frozenset(enum)
-    # Every state has an entry, even terminal ones: a typo'd target would show up as a new state.
-    assert set(machine.transitions) == set(enum)
 
 
 def test_initial_states() -> None:

@@ -197,7 +197,12 @@ def test_run_transitions_read_back_in_order(store: SqlStore) -> None:
         ]
 
     written = store.advance_run(
-        "deploy", "r1", plan, actor="scheduler", at=T0, run_type="manual", dag_version_id="v7"
+        "deploy",
+        "r1",
+        plan,
+        actor="scheduler",
+        at=T0,
+        facts={"run_type": "manual", "dag_version_id": "v7"},
     )
     assert seen == [None]
     expected_edges = [(None, "CREATED"), ("CREATED", "VALIDATED"), ("VALIDATED", "RUNNING")]
@@ -208,7 +213,9 @@ def test_run_transitions_read_back_in_order(store: SqlStore) -> None:
     assert (run.run_type, run.dag_version_id) == ("manual", "v7")
     assert edges(run.transitions) == expected_edges
     assert [t.reason for t in run.transitions] == [
-        "run created (manual)", "pre-flight passed", "first task started",
+        "run created (manual)",
+        "pre-flight passed",
+        "first task started",
     ]
     assert {t.actor for t in run.transitions} == {"scheduler"}
     for transition in run.transitions:
@@ -233,17 +240,7 @@ def test_default_timestamp_is_now_in_utc(store: SqlStore) -> None:
 
 
 @pytest.mark.parametrize("hours", [2, -5])
-def test_timestamp_with_another_offset_is_the_same_instant(
-    request: pytest.FixtureRequest, url: str, store: SqlStore, hours: int
-) -> None:
-    if url.startswith("sqlite"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="package bug: SqlStore writes a non-UTC `at` as wall-clock time on SQLite "
-                "and _utc() reads it back as UTC, shifting it by the offset",
-            )
-        )
+def test_timestamp_with_another_offset_is_the_same_instant(store: SqlStore, hours: int) -> None:
     at = datetime(2026, 3, 1, 12, 0, tzinfo=timezone(timedelta(hours=hours)))
     start_run(store, "deploy", "r1", at=at)
     run = store.get_run("deploy", "r1")
@@ -280,7 +277,10 @@ def test_illegal_run_move_raises_and_writes_nothing(store: SqlStore) -> None:
     # The first move is legal, the second is not: the whole plan is refused.
     with pytest.raises(IllegalTransitionError) as info:
         store.advance_run(
-            "deploy", "r1", lambda _c: moves("FAILED", "COMPLETED"), actor="test",
+            "deploy",
+            "r1",
+            lambda _c: moves("FAILED", "COMPLETED"),
+            actor="test",
             at=T0 + timedelta(hours=1),
         )
     assert str(info.value) == (
@@ -333,8 +333,14 @@ def test_steps_per_map_index_are_distinct(store: SqlStore) -> None:
     for index, target in [(-1, "RUNNING"), (0, "PENDING"), (1, "RUNNING"), (2, "SKIPPED")]:
         chain = ["PENDING"] if target == "PENDING" else ["PENDING", target]
         store.advance_step(
-            "etl", "r1", "transform", index, lambda _c, _t, chain=chain: moves(*chain),
-            actor="listener", try_number=1, at=T0,
+            "etl",
+            "r1",
+            "transform",
+            index,
+            lambda _c, _t, chain=chain: moves(*chain),
+            actor="listener",
+            try_number=1,
+            at=T0,
         )
     assert store.step_states("etl", "r1") == {
         ("transform", -1): T.RUNNING,
@@ -356,7 +362,9 @@ def test_steps_per_map_index_are_distinct(store: SqlStore) -> None:
         assert step.try_number == 1
     # Step transitions are not run transitions.
     assert edges(run.transitions) == [
-        (None, "CREATED"), ("CREATED", "VALIDATED"), ("VALIDATED", "RUNNING"),
+        (None, "CREATED"),
+        ("CREATED", "VALIDATED"),
+        ("VALIDATED", "RUNNING"),
     ]
 
 
@@ -371,10 +379,12 @@ def test_step_plan_sees_state_and_try_number(store: SqlStore) -> None:
 
         return plan
 
-    store.advance_step("etl", "r1", "load", -1, plan_to("PENDING", "RUNNING"), actor="t",
-                       try_number=1)
-    store.advance_step("etl", "r1", "load", -1, plan_to("RETRYING", "RUNNING"), actor="t",
-                       try_number=3)
+    store.advance_step(
+        "etl", "r1", "load", -1, plan_to("PENDING", "RUNNING"), actor="t", try_number=1
+    )
+    store.advance_step(
+        "etl", "r1", "load", -1, plan_to("RETRYING", "RUNNING"), actor="t", try_number=3
+    )
     # A lower try number never lowers the stored one.
     store.advance_step("etl", "r1", "load", -1, plan_to("SUCCEEDED"), actor="t", try_number=2)
     assert seen == [(None, 0), (T.RUNNING, 1), (T.RUNNING, 3)]
@@ -408,8 +418,7 @@ def test_illegal_step_move_raises_and_writes_nothing(store: SqlStore) -> None:
 def test_step_of_unknown_run_raises_run_not_found(store: SqlStore) -> None:
     start_run(store, "etl", "other")
     with pytest.raises(RunNotFoundError) as info:
-        store.advance_step("etl", "missing", "load", -1, lambda _c, _t: moves("PENDING"),
-                           actor="t")
+        store.advance_step("etl", "missing", "load", -1, lambda _c, _t: moves("PENDING"), actor="t")
     assert (info.value.dag_id, info.value.run_id) == ("etl", "missing")
     assert "etl/missing" in str(info.value)
     with pytest.raises(RunNotFoundError):
@@ -428,8 +437,9 @@ def test_step_states(store: SqlStore) -> None:
         ("load", -1): ("PENDING", "UPSTREAM_FAILED"),
     }
     for (step_id, index), chain in plans.items():
-        store.advance_step("etl", "r1", step_id, index, lambda _c, _t, c=chain: moves(*c),
-                           actor="t")
+        store.advance_step(
+            "etl", "r1", step_id, index, lambda _c, _t, c=chain: moves(*c), actor="t"
+        )
     store.advance_step("etl", "r2", "extract", -1, lambda _c, _t: moves("PENDING"), actor="t")
 
     states = store.step_states("etl", "r1")
@@ -449,9 +459,8 @@ def test_list_runs_filters_pages_and_orders_newest_first(recorder: Recorder) -> 
     # Inserted out of chronological order, so "newest first" cannot come from insertion order.
     recorder.run_finished("etl", "r3", succeeded=False, actor="t", reason="x", at=T0 + 2 * minute)
     recorder.run_started("report", "r1", actor="t", reason="x", at=T0 + 3 * minute)
-    recorder.run_started("etl", "r1", actor="t", reason="x", run_type="scheduled", at=T0)
-    recorder.run_finished("report", "r2", succeeded=True, actor="t", reason="x",
-                          at=T0 + 4 * minute)
+    recorder.run_started("etl", "r1", actor="t", reason="x", facts={"run_type": "scheduled"}, at=T0)
+    recorder.run_finished("report", "r2", succeeded=True, actor="t", reason="x", at=T0 + 4 * minute)
     recorder.run_finished("etl", "r2", succeeded=True, actor="t", reason="x", at=T0 + minute)
 
     def keys(
@@ -461,7 +470,11 @@ def test_list_runs_filters_pages_and_orders_newest_first(recorder: Recorder) -> 
         return [(r.dag_id, r.run_id) for r in listed]
 
     newest_first = [
-        ("report", "r2"), ("report", "r1"), ("etl", "r3"), ("etl", "r2"), ("etl", "r1"),
+        ("report", "r2"),
+        ("report", "r1"),
+        ("etl", "r3"),
+        ("etl", "r2"),
+        ("etl", "r1"),
     ]
     assert keys() == newest_first
     assert keys(dag_id="etl") == [("etl", "r3"), ("etl", "r2"), ("etl", "r1")]
@@ -502,8 +515,9 @@ def test_empty_store_lists_nothing(store: SqlStore) -> None:
 
 
 def test_run_started_is_idempotent(recorder: Recorder, store: SqlStore) -> None:
-    first = recorder.run_started("deploy", "r1", actor="scheduler", reason="run started",
-                                 run_type="manual")
+    first = recorder.run_started(
+        "deploy", "r1", actor="scheduler", reason="run started", facts={"run_type": "manual"}
+    )
     assert edges(first) == [(None, "CREATED"), ("CREATED", "VALIDATED"), ("VALIDATED", "RUNNING")]
     assert [t.reason for t in first] == ["run created (manual)", PREFLIGHT_REASON, "run started"]
     assert recorder.run_started("deploy", "r1", actor="task", reason="task started") == []
@@ -524,32 +538,47 @@ def test_step_report_is_idempotent(recorder: Recorder, store: SqlStore) -> None:
 
     (step,) = store.get_run("etl", "r1").steps
     assert edges(step.transitions) == [
-        (None, "PENDING"), ("PENDING", "RUNNING"), ("RUNNING", "SUCCEEDED"),
+        (None, "PENDING"),
+        ("PENDING", "RUNNING"),
+        ("RUNNING", "SUCCEEDED"),
     ]
     assert step.state == "SUCCEEDED"
 
 
-def test_new_try_of_a_running_step_goes_through_retrying(recorder: Recorder,
-                                                         store: SqlStore) -> None:
+def test_new_try_of_a_running_step_goes_through_retrying(
+    recorder: Recorder, store: SqlStore
+) -> None:
     recorder.run_started("etl", "r1", actor="t", reason="x")
     recorder.step("etl", "r1", "load", T.RUNNING, actor="listener", map_index=2, try_number=1)
-    written = recorder.step("etl", "r1", "load", T.RUNNING, actor="listener", map_index=2,
-                            try_number=2, reason="try 2 started")
+    written = recorder.step(
+        "etl",
+        "r1",
+        "load",
+        T.RUNNING,
+        actor="listener",
+        map_index=2,
+        try_number=2,
+        reason="try 2 started",
+    )
     assert edges(written) == [("RUNNING", "RETRYING"), ("RETRYING", "RUNNING")]
     assert [t.reason for t in written] == ["retry reported by Airflow", "try 2 started"]
     # The same try again is a repeat, not a new retry.
-    assert recorder.step("etl", "r1", "load", T.RUNNING, actor="listener", map_index=2,
-                         try_number=2) == []
+    assert (
+        recorder.step("etl", "r1", "load", T.RUNNING, actor="listener", map_index=2, try_number=2)
+        == []
+    )
     (step,) = store.get_run("etl", "r1").steps
     assert step.map_index == 2
     assert step.try_number == 2
     assert edges(step.transitions) == [
-        (None, "PENDING"), ("PENDING", "RUNNING"), ("RUNNING", "RETRYING"), ("RETRYING", "RUNNING"),
+        (None, "PENDING"),
+        ("PENDING", "RUNNING"),
+        ("RUNNING", "RETRYING"),
+        ("RETRYING", "RUNNING"),
     ]
 
 
-def test_illegal_step_report_raises_and_writes_nothing(recorder: Recorder,
-                                                       store: SqlStore) -> None:
+def test_illegal_step_report_raises_and_writes_nothing(recorder: Recorder, store: SqlStore) -> None:
     recorder.run_started("etl", "r1", actor="t", reason="x")
     recorder.step("etl", "r1", "load", T.RUNNING, actor="listener", try_number=1)
     recorder.step("etl", "r1", "load", T.SUCCEEDED, actor="listener", try_number=1)
@@ -564,14 +593,19 @@ def test_illegal_step_report_raises_and_writes_nothing(recorder: Recorder,
 
 def test_reconcile_fills_in_a_never_seen_step(recorder: Recorder, store: SqlStore) -> None:
     recorder.run_started("etl", "r1", actor="t", reason="x")
-    written = recorder.reconcile_step("etl", "r1", "load", T.UPSTREAM_FAILED, actor="reconcile",
-                                      reason="upstream failed")
+    written = recorder.reconcile_step(
+        "etl", "r1", "load", T.UPSTREAM_FAILED, actor="reconcile", reason="upstream failed"
+    )
     assert edges(written) == [(None, "PENDING"), ("PENDING", "UPSTREAM_FAILED")]
     assert {t.actor for t in written} == {"reconcile"}
     assert store.step_states("etl", "r1") == {("load", -1): T.UPSTREAM_FAILED}
     # Reconciling again is a no-op.
-    assert recorder.reconcile_step("etl", "r1", "load", T.UPSTREAM_FAILED, actor="reconcile",
-                                   reason="upstream failed") == []
+    assert (
+        recorder.reconcile_step(
+            "etl", "r1", "load", T.UPSTREAM_FAILED, actor="reconcile", reason="upstream failed"
+        )
+        == []
+    )
     (step,) = store.get_run("etl", "r1").steps
     assert len(step.transitions) == 2
 
@@ -582,8 +616,12 @@ def test_reconcile_leaves_a_succeeded_step_alone(recorder: Recorder, store: SqlS
     recorder.step("etl", "r1", "load", T.SUCCEEDED, actor="listener", try_number=1)
     counts = row_counts(store)
     for target in (T.FAILED, T.SUCCEEDED, T.UPSTREAM_FAILED, T.SKIPPED):
-        assert recorder.reconcile_step("etl", "r1", "load", target, actor="reconcile",
-                                       reason="run ended") == []
+        assert (
+            recorder.reconcile_step(
+                "etl", "r1", "load", target, actor="reconcile", reason="run ended"
+            )
+            == []
+        )
     assert row_counts(store) == counts
     assert store.step_states("etl", "r1") == {("load", -1): T.SUCCEEDED}
 
@@ -591,16 +629,25 @@ def test_reconcile_leaves_a_succeeded_step_alone(recorder: Recorder, store: SqlS
 def test_reconcile_finishes_a_running_step(recorder: Recorder, store: SqlStore) -> None:
     recorder.run_started("etl", "r1", actor="t", reason="x")
     recorder.step("etl", "r1", "load", T.RUNNING, actor="listener", try_number=1)
-    written = recorder.reconcile_step("etl", "r1", "load", T.UPSTREAM_FAILED, actor="reconcile",
-                                      reason="run ended")
+    written = recorder.reconcile_step(
+        "etl", "r1", "load", T.UPSTREAM_FAILED, actor="reconcile", reason="run ended"
+    )
     assert edges(written) == [("RUNNING", "RETRYING"), ("RETRYING", "UPSTREAM_FAILED")]
     assert store.step_states("etl", "r1") == {("load", -1): T.UPSTREAM_FAILED}
 
 
-def test_run_finished_without_a_start_walks_the_whole_path(recorder: Recorder,
-                                                           store: SqlStore) -> None:
-    written = recorder.run_finished("deploy", "r1", succeeded=False, actor="scheduler",
-                                    reason="task failed", run_type="manual", at=T0)
+def test_run_finished_without_a_start_walks_the_whole_path(
+    recorder: Recorder, store: SqlStore
+) -> None:
+    written = recorder.run_finished(
+        "deploy",
+        "r1",
+        succeeded=False,
+        actor="scheduler",
+        reason="task failed",
+        facts={"run_type": "manual"},
+        at=T0,
+    )
     expected = [
         (None, "CREATED"),
         ("CREATED", "VALIDATED"),
@@ -612,7 +659,10 @@ def test_run_finished_without_a_start_walks_the_whole_path(recorder: Recorder,
     assert run.state == "FAILED"
     assert edges(run.transitions) == expected
     assert [t.reason for t in run.transitions] == [
-        "reconciled at run end", "reconciled at run end", "reconciled at run end", "task failed",
+        "reconciled at run end",
+        "reconciled at run end",
+        "reconciled at run end",
+        "task failed",
     ]
     # The end of the run reported again (or as success, too late) changes nothing.
     assert recorder.run_finished("deploy", "r1", succeeded=False, actor="s", reason="x") == []
@@ -637,7 +687,30 @@ def test_transition_run_refuses_illegal_moves(recorder: Recorder, store: SqlStor
         "WAITING_APPROVAL"
     )
     assert row_counts(store) == counts
-    written = recorder.transition_run("deploy", "r1", R.WAITING_APPROVAL, actor="gate",
-                                      reason="needs approval")
+    written = recorder.transition_run(
+        "deploy", "r1", R.WAITING_APPROVAL, actor="gate", reason="needs approval"
+    )
     assert edges(written) == [("RUNNING", "WAITING_APPROVAL")]
     assert store.get_run("deploy", "r1").transitions[-1].actor == "gate"
+
+
+def test_facts_fill_empty_provenance_once_even_without_a_move(store: SqlStore) -> None:
+    def to_running(current: RunState | None) -> list[Move]:
+        if current is None:
+            return [Move(RunState.CREATED), Move(RunState.VALIDATED), Move(RunState.RUNNING)]
+        return []
+
+    store.advance_run("yaml", "r1", to_running, actor="scheduler", facts={"run_type": "manual"})
+    written = store.advance_run(
+        "yaml",
+        "r1",
+        to_running,
+        actor="worker",
+        facts={"run_type": "scheduled", "spec_version": "1.4.0", "spec_hash": "ab" * 32},
+    )
+    assert written == []
+    run = store.get_run("yaml", "r1")
+    assert (run.run_type, run.spec_version, run.spec_hash) == ("manual", "1.4.0", "ab" * 32)
+    assert [t.to_state for t in run.transitions] == ["CREATED", "VALIDATED", "RUNNING"]
+    with pytest.raises(ValueError, match="unknown run facts: colour"):
+        store.advance_run("yaml", "r1", to_running, actor="x", facts={"colour": "red"})
