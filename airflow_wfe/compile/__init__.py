@@ -1,0 +1,1 @@
+"""From workflow specs to Airflow DAGs (imports Airflow lazily, inside the functions)."""
