@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_wfe.version import __version__
 
 if TYPE_CHECKING:
+    from airflow_wfe.compile.folder import load_workflows
     from airflow_wfe.config import GOVERNED_TAG, Settings, get_settings
     from airflow_wfe.exceptions import IllegalTransitionError, WfeError
     from airflow_wfe.recorder import Recorder
@@ -31,6 +32,7 @@ __all__ = [
     "WfeError",
     "__version__",
     "get_settings",
+    "load_workflows",
 ]
 
 _LAZY = {
@@ -42,6 +44,7 @@ _LAZY = {
     "Recorder": "airflow_wfe.recorder",
     "RunState": "airflow_wfe.states",
     "StepState": "airflow_wfe.states",
+    "load_workflows": "airflow_wfe.compile.folder",
 }
 
 

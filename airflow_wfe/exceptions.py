@@ -5,6 +5,8 @@ REST layer, an operator) can translate all of them at one boundary. Each class k
 attributes, so the boundary can build a structured answer without parsing messages::
 
     WfeError
+    ├── ArtifactError                an artifact request cannot be honoured (bad name, no rollback)
+    │   └── ArtifactNotFoundError    no such artifact, version, or no active version yet
     ├── ConfigError                  a [wfe] option has a value we cannot use
     ├── HarnessError                 fail_closed: the harness could not record a governed task
     ├── SpecError                    a workflow file is invalid (every problem, with file and line)
@@ -23,13 +25,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
+    "ArtifactError",
+    "ArtifactNotFoundError",
     "ConcurrentUpdateError",
     "ConfigError",
     "HarnessError",
     "IllegalTransitionError",
     "RunNotFoundError",
-    "SpecError",
     "SchemaOutdatedError",
+    "SpecError",
     "StateError",
     "StoreError",
     "StoreUnavailableError",
@@ -39,6 +43,38 @@ __all__ = [
 
 class WfeError(Exception):
     """Root of every error airflow-wfe raises on purpose."""
+
+
+class ArtifactError(WfeError):
+    """An artifact request cannot be honoured: a bad name or media type, nothing to roll back to.
+
+    Attributes:
+        name: the artifact name.
+        problem: what is wrong, and what is allowed.
+    """
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        self.problem = problem
+        super().__init__(f"artifact {name!r}: {problem}")
+
+
+class ArtifactNotFoundError(ArtifactError):
+    """No artifact by that name, no such version of it, or no active version yet.
+
+    Attributes:
+        name: the artifact name asked for.
+        version: the version asked for (``None`` when the active version was asked for).
+    """
+
+    def __init__(
+        self, name: str, version: str | None = None, *, problem: str | None = None
+    ) -> None:
+        self.version = version
+        default = (
+            "no such artifact in the state store" if version is None else f"no version {version!r}"
+        )
+        super().__init__(name, problem or default)
 
 
 class ConfigError(WfeError):

@@ -10,6 +10,8 @@ import os
 import pathlib
 import shutil
 import tempfile
+import uuid
+from collections.abc import Iterator
 
 _HERE = pathlib.Path(__file__).parent
 _ROOT = _HERE.parent
@@ -17,9 +19,10 @@ _HOME = pathlib.Path(tempfile.mkdtemp(prefix="wfe-test-home-"))
 # The tests' DAGs folder: the shipped examples plus the test-only shapes, so the examples are tested
 # exactly as shipped without keeping copies in the repo.
 _DAGS = _HOME / "dags"
-_DAGS.mkdir()
-for _source in [*(_ROOT / "dags").glob("*.py"), *(_HERE / "dags").glob("*.py")]:
-    shutil.copy(_source, _DAGS / _source.name)
+shutil.copytree(_ROOT / "dags", _DAGS, ignore=shutil.ignore_patterns("__pycache__"))
+shutil.copytree(
+    _HERE / "dags", _DAGS, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+)
 os.environ.update(
     {
         "AIRFLOW_HOME": str(_HOME),
@@ -61,28 +64,51 @@ def pg_unreachable_reason() -> str | None:
     return None
 
 
-@pytest.fixture
-def pg_url() -> str:
-    """A PostgreSQL URL on a fresh schema-less database state (the wfe tables dropped first)."""
+@pytest.fixture(scope="session")
+def pg_session_url() -> Iterator[str]:
+    """A PostgreSQL database of this test session's own, dropped at the end.
+
+    Several test sessions may share one server (developers, CI, parallel helpers); a database each
+    keeps them from dropping each other's tables.
+    """
     reason = pg_unreachable_reason()
     if reason:
         if os.environ.get("WFE_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"WFE_REQUIRE_POSTGRES=1 but {reason}")
         pytest.skip(reason)
-    from sqlalchemy import create_engine, text
+    import psycopg
+    from sqlalchemy.engine import make_url
 
-    engine = create_engine(PG_URL)
-    from sqlalchemy import inspect
+    base = make_url(PG_URL)
+    name = f"wfe_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin_dsn = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin_dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield base.set(database=name).render_as_string(hide_password=False)
+    from airflow_wfe.store.engine import dispose_engines
 
+    dispose_engines()
+    with psycopg.connect(admin_dsn, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_session_url: str) -> str:
+    """The session's PostgreSQL database with no wfe tables: each test starts from an empty store."""
+    from sqlalchemy import create_engine, inspect, text
+
+    from airflow_wfe.store import schema
+    from airflow_wfe.store.engine import dispose_engines
+
+    dispose_engines()
+    engine = create_engine(pg_session_url)
     with engine.begin() as connection:
         for table in inspect(connection).get_table_names():
             if table.startswith("wfe_"):
-                connection.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+                connection.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
     engine.dispose()
-    from airflow_wfe.store import schema
-
-    schema._checked.discard(PG_URL)
-    return PG_URL
+    schema._checked.discard(pg_session_url)
+    return pg_session_url
 
 
 @pytest.fixture(scope="session")

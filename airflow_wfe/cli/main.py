@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(handler=cmd_runs_show)
 
+    from airflow_wfe.cli.artifacts import add_artifact_commands
+    from airflow_wfe.cli.workflow_commands import add_workflow_commands
+
+    add_workflow_commands(commands)
+    add_artifact_commands(commands)
+
     db = commands.add_parser("db", help="the state store's schema")
     db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
     up = db_commands.add_parser("upgrade", help="migrate the state store to this version")

@@ -32,6 +32,13 @@ def render_run(run: RunRecord) -> str:
         f"Run {run.dag_id} / {run.run_id}: {run.state}",
         f"  run type: {run.run_type or '-'}   DAG version: {run.dag_version_id or '-'}",
         f"  created {_time(run.created_at)}   last change {_time(run.updated_at)}",
+    ]
+    if run.spec_version or run.spec_hash:
+        lines.append(
+            f"  workflow spec: version {run.spec_version or '-'}, "
+            f"content hash {(run.spec_hash or '-')[:12]}"
+        )
+    lines += [
         "",
         "  Run transitions",
     ]

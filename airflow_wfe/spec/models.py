@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Final
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,6 +27,10 @@ from pydantic import (
 )
 
 __all__ = [
+    "CALLABLE_PATH",
+    "CLASS_PATH",
+    "DAG_ID",
+    "IDENTIFIER",
     "Backoff",
     "Budget",
     "CostSpec",
@@ -33,11 +38,14 @@ __all__ = [
     "ForEachFrom",
     "GateSpec",
     "OperatorSpec",
+    "PositiveDuration",
     "RetrySpec",
     "StepDefaults",
     "StepSpec",
+    "TimeoutOutcome",
     "WorkflowSpec",
     "parse_duration",
+    "workflow_json_schema",
 ]
 
 IDENTIFIER: Final = r"^[A-Za-z][A-Za-z0-9_]*$"
@@ -56,20 +64,30 @@ def parse_duration(value: Any) -> Any:
 
     Anything else is handed on unchanged, so pydantic reports it with the key's location.
     """
-    if isinstance(value, timedelta | bool):
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 1h30m, 2d or seconds")
+    if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float):
-        return timedelta(seconds=value)
+        if value < 0:
+            raise ValueError(f"{value!r} is negative; a duration is 0 or more seconds")
+        try:
+            return timedelta(seconds=value)
+        except (OverflowError, ValueError):
+            raise ValueError(f"{value!r} seconds is out of range for a duration") from None
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match and any(match.groupdict().values()):
             parts = {k: float(v) for k, v in match.groupdict().items() if v}
-            return timedelta(
-                days=parts.get("d", 0),
-                hours=parts.get("h", 0),
-                minutes=parts.get("m", 0),
-                seconds=parts.get("s", 0),
-            )
+            try:
+                return timedelta(
+                    days=parts.get("d", 0),
+                    hours=parts.get("h", 0),
+                    minutes=parts.get("m", 0),
+                    seconds=parts.get("s", 0),
+                )
+            except OverflowError:
+                raise ValueError(f"{value!r} is out of range for a duration") from None
         raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 1h30m, 2d or seconds")
     return value
 
@@ -79,7 +97,13 @@ def _format_duration(value: timedelta) -> str:
     return f"{int(seconds)}s" if seconds == int(seconds) else f"{seconds}s"
 
 
-#: A positive duration written as ``30s``, ``5m``, ``1h30m``, ``2d`` or a number of seconds.
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+#: A duration (0 or more) written as ``30s``, ``5m``, ``1h30m``, ``2d`` or a number of seconds.
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
@@ -97,10 +121,12 @@ Duration = Annotated[
         }
     ),
 ]
+#: A duration longer than zero, for timeouts.
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Backoff(StrEnum):
@@ -154,13 +180,20 @@ class ForEachFrom(_Strict):
     )
 
 
+class TimeoutOutcome(StrEnum):
+    """What a gate decides when nobody answered in time."""
+
+    REJECT = "reject"
+    APPROVE = "approve"
+
+
 class GateSpec(_Strict):
     """A policy gate evaluated before the step runs (policies arrive with the policy engine)."""
 
     policies: tuple[str, ...] = Field(default=(), description="policy ids to evaluate")
     approval: bool = Field(default=False, description="require a human approval")
-    timeout: Duration | None = Field(default=None, description="how long the gate may wait")
-    on_timeout: str = Field(default="reject", pattern="^(reject|approve)$")
+    timeout: PositiveDuration | None = Field(default=None, description="how long the gate may wait")
+    on_timeout: TimeoutOutcome = Field(default=TimeoutOutcome.REJECT)
 
 
 class CostSpec(_Strict):
@@ -184,7 +217,7 @@ class StepDefaults(_Strict):
     """Settings every step inherits unless it sets its own."""
 
     retry: RetrySpec | None = None
-    timeout: Duration | None = None
+    timeout: PositiveDuration | None = None
     pool: str | None = None
 
 
@@ -202,7 +235,9 @@ class StepSpec(_Strict):
         default=(), description="steps that must succeed first"
     )
     retry: RetrySpec | None = None
-    timeout: Duration | None = Field(default=None, description="execution timeout of one try")
+    timeout: PositiveDuration | None = Field(
+        default=None, description="execution timeout of one try"
+    )
     compensate: Annotated[str, Field(pattern=CALLABLE_PATH)] | OperatorSpec | None = Field(
         default=None, description="what undoes the step when the run fails"
     )
@@ -227,6 +262,8 @@ class StepSpec(_Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> StepSpec:
+        if isinstance(self.for_each, tuple) and not self.for_each:
+            raise ValueError("for_each needs at least one element (an empty fan-out runs nothing)")
         if self.max_parallel is not None and self.for_each is None:
             raise ValueError("max_parallel needs for_each (it limits a fan-out)")
         if self.irreversible and self.compensate is not None:
@@ -247,7 +284,9 @@ class WorkflowSpec(_Strict):
     start_date: date | None = None
     catchup: bool = False
     tags: tuple[str, ...] = ()
-    timeout: Duration | None = Field(default=None, description="whole-run timeout (dagrun_timeout)")
+    timeout: PositiveDuration | None = Field(
+        default=None, description="whole-run timeout (dagrun_timeout)"
+    )
     max_active_tasks: int | None = Field(default=None, ge=1)
     max_active_runs: int | None = Field(default=None, ge=1)
     params: dict[str, Any] = Field(default_factory=dict, description="run parameters and defaults")
@@ -263,3 +302,14 @@ class WorkflowSpec(_Strict):
     def step_timeout(self, step_id: str) -> timedelta | None:
         """The execution timeout a step runs with."""
         return self.steps[step_id].timeout or self.defaults.timeout
+
+
+def workflow_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a workflow file, for editors (committed as ``workflow.schema.json``)."""
+    schema = WorkflowSpec.model_json_schema(by_alias=True, mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://airflow-wfe.invalid/schemas/workflow.schema.json",
+        "title": "airflow-wfe workflow",
+        **schema,
+    }

@@ -23,6 +23,9 @@ VERSION_TABLE: Final = "wfe_alembic_version"
 #: The revision this package's code reads and writes. A test keeps it equal to Alembic's head.
 HEAD_REVISION: Final = "0002"
 
+#: PostgreSQL advisory-lock key that serialises migrations of the store ("wfe" + schema).
+_LOCK_KEY: Final = 0x7766_6553_4348
+
 _checked: set[str] = set()
 
 
@@ -49,6 +52,10 @@ def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
     config.set_main_option("script_location", "airflow_wfe.store:migrations")
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Many workers may find an empty store at once: one migrates, the others wait here
+                # and then find nothing left to do (DDL racing DDL deadlocks on PostgreSQL).
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except SQLAlchemyError as exc:

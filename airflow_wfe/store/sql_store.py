@@ -13,9 +13,10 @@ step (unique constraint) is retried as a whole.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TypeVar
 
@@ -97,6 +98,15 @@ class _Conflict(Exception):
     """A concurrent writer changed the row between our read and our write; start over."""
 
 
+#: PostgreSQL SQLSTATEs worth retrying: deadlock detected, serialization failure.
+_TRANSIENT_SQLSTATES: Final = frozenset({"40P01", "40001"})
+
+
+def _is_transient(exc: OperationalError) -> bool:
+    """A deadlock or serialization failure: the database rolled back; trying again succeeds."""
+    return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
 def _utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -176,7 +186,7 @@ class SqlStore:
                 connection, run_pk, None, current, moves, when, actor, None, None, -1
             )
 
-        return self._retrying(key, attempt)
+        return self.write(key, attempt)
 
     @staticmethod
     def _update_run(connection: Connection, row: Row[Any], values: dict[str, Any]) -> None:
@@ -276,7 +286,7 @@ class SqlStore:
                 map_index,
             )
 
-        return self._retrying(key, attempt)
+        return self.write(key, attempt)
 
     def _lock_run(self, connection: Connection, dag_id: str, run_id: str) -> Row[Any] | None:
         return connection.execute(
@@ -355,7 +365,14 @@ class SqlStore:
         connection.execute(insert(transition_table), rows)
         return records
 
-    def _retrying(self, key: str, attempt: Callable[[Connection], T]) -> T:
+    def write(self, key: str, attempt: Callable[[Connection], T]) -> T:
+        """Run ``attempt`` in one write transaction, again after losing a race to another writer.
+
+        The building block of every write of the store (runs, steps, artifacts): ``attempt`` reads
+        what it needs under lock and writes; a unique-constraint race, a version conflict, a deadlock
+        or a serialization failure rolls it back and runs it again with the other writer's result
+        visible. ``key`` names the contended entity in the error when the retries run out.
+        """
         for number in range(1, _MAX_ATTEMPTS + 1):
             try:
                 with self.engine.begin() as connection:
@@ -364,6 +381,9 @@ class SqlStore:
                 # Lost a race on a new row or a version; the other writer's result is now visible.
                 time.sleep(random.uniform(0, 0.005 * number))
             except OperationalError as exc:
+                if _is_transient(exc):
+                    time.sleep(random.uniform(0, 0.01 * number))
+                    continue
                 raise StoreUnavailableError(
                     masked_url(self.engine.url), str(exc.orig).splitlines()[0]
                 ) from exc
@@ -377,7 +397,7 @@ class SqlStore:
         Raises:
             RunNotFoundError: no such run in the store.
         """
-        with self._reading() as connection:
+        with self.read() as connection:
             run = connection.execute(
                 select(run_table).where(run_table.c.dag_id == dag_id, run_table.c.run_id == run_id)
             ).first()
@@ -440,7 +460,7 @@ class SqlStore:
             query = query.where(run_table.c.dag_id == dag_id)
         if state is not None:
             query = query.where(run_table.c.state == state)
-        with self._reading() as connection:
+        with self.read() as connection:
             rows = connection.execute(query.limit(limit).offset(offset)).all()
         return [RunSummary(**_summary_fields(row)) for row in rows]
 
@@ -451,7 +471,7 @@ class SqlStore:
             query = query.where(run_table.c.dag_id == dag_id)
         if state is not None:
             query = query.where(run_table.c.state == state)
-        with self._reading() as connection:
+        with self.read() as connection:
             return int(connection.execute(query).scalar_one())
 
     def step_states(self, dag_id: str, run_id: str) -> dict[tuple[str, int], StepState]:
@@ -461,15 +481,19 @@ class SqlStore:
             .join(run_table, run_table.c.id == step_table.c.run_pk)
             .where(run_table.c.dag_id == dag_id, run_table.c.run_id == run_id)
         )
-        with self._reading() as connection:
+        with self.read() as connection:
             return {
                 (row.step_id, row.map_index): StepState(row.state)
                 for row in connection.execute(query)
             }
 
-    def _reading(self) -> Any:
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A reader's connection: no write lock on SQLite, and a driver failure at any point of
+        the read becomes :class:`~airflow_wfe.exceptions.StoreUnavailableError`."""
         try:
-            return self.engine.connect().execution_options(**{READ_ONLY: True})
+            with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+                yield connection
         except OperationalError as exc:
             raise StoreUnavailableError(
                 masked_url(self.engine.url), str(exc.orig).splitlines()[0]

@@ -54,8 +54,15 @@ def _start_and_record_steps(
         for index in range(STEPS_PER_WORKER):
             for state in (StepState.PENDING, StepState.RUNNING, StepState.SUCCEEDED):
                 step_written += len(
-                    recorder.step(DAG_ID, RUN_ID, f"task_{worker}", state, actor=actor,
-                                  map_index=index, try_number=1)
+                    recorder.step(
+                        DAG_ID,
+                        RUN_ID,
+                        f"task_{worker}",
+                        state,
+                        actor=actor,
+                        map_index=index,
+                        try_number=1,
+                    )
                 )
         results.put((worker, "ok", (len(run_written), step_written)))
     except BaseException:
@@ -77,8 +84,12 @@ def _report_same_step_succeeded(
         for round_number in range(SAME_STEP_ROUNDS):
             barrier.wait(BARRIER_TIMEOUT_S)
             records = recorder.step(
-                DAG_ID, RUN_ID, f"same_{round_number}", StepState.SUCCEEDED,
-                actor=f"worker-{worker}", try_number=1,
+                DAG_ID,
+                RUN_ID,
+                f"same_{round_number}",
+                StepState.SUCCEEDED,
+                actor=f"worker-{worker}",
+                try_number=1,
             )
             written.append([(r.from_state, r.to_state) for r in records])
         results.put((worker, "ok", written))
@@ -132,14 +143,21 @@ def run_workers(
 def transition_counts(store: SqlStore) -> dict[str, int]:
     """Totals and duplicate counts straight from the tables, independent of ``get_run``."""
     with store.engine.connect() as connection:
+
         def count(query: Any) -> int:
             return int(connection.execute(query).scalar_one())
 
         duplicates = (
-            select(transition_table.c.step_pk, transition_table.c.from_state,
-                   transition_table.c.to_state)
-            .group_by(transition_table.c.step_pk, transition_table.c.from_state,
-                      transition_table.c.to_state)
+            select(
+                transition_table.c.step_pk,
+                transition_table.c.from_state,
+                transition_table.c.to_state,
+            )
+            .group_by(
+                transition_table.c.step_pk,
+                transition_table.c.from_state,
+                transition_table.c.to_state,
+            )
             .having(func.count() > 1)
             .subquery()
         )
@@ -189,7 +207,9 @@ def test_many_processes_start_one_run_and_record_their_steps(url: str) -> None:
     run = store.get_run(DAG_ID, RUN_ID)
     assert run.state == "RUNNING"
     assert [(t.from_state, t.to_state) for t in run.transitions] == [
-        (None, "CREATED"), ("CREATED", "VALIDATED"), ("VALIDATED", "RUNNING"),
+        (None, "CREATED"),
+        ("CREATED", "VALIDATED"),
+        ("VALIDATED", "RUNNING"),
     ]
     assert len(run.steps) == WORKERS * STEPS_PER_WORKER
     assert {(s.step_id, s.map_index) for s in run.steps} == {
@@ -199,7 +219,7 @@ def test_many_processes_start_one_run_and_record_their_steps(url: str) -> None:
     for step in run.steps:
         assert step.state == "SUCCEEDED"
         assert [(t.from_state, t.to_state) for t in step.transitions] == expected_step_edges
-        assert {t.actor for t in step.transitions} == {f"worker-{step.step_id[len('task_'):]}"}
+        assert {t.actor for t in step.transitions} == {f"worker-{step.step_id[len('task_') :]}"}
     assert sum(len(s.transitions) for s in run.steps) == 600
 
     assert transition_counts(store) == {
@@ -216,8 +236,14 @@ def test_many_processes_report_the_same_step_succeeded_once(url: str) -> None:
     recorder = Recorder(store, NullEmitter())
     recorder.run_started(DAG_ID, RUN_ID, actor="scheduler", reason="run started")
     for round_number in range(SAME_STEP_ROUNDS):
-        recorder.step(DAG_ID, RUN_ID, f"same_{round_number}", StepState.RUNNING,
-                      actor="listener", try_number=1)
+        recorder.step(
+            DAG_ID,
+            RUN_ID,
+            f"same_{round_number}",
+            StepState.RUNNING,
+            actor="listener",
+            try_number=1,
+        )
     before = transition_counts(store)
 
     results = run_workers(_report_same_step_succeeded, url)
@@ -232,7 +258,9 @@ def test_many_processes_report_the_same_step_succeeded_once(url: str) -> None:
     for step in run.steps:
         assert step.state == "SUCCEEDED"
         assert [(t.from_state, t.to_state) for t in step.transitions] == [
-            (None, "PENDING"), ("PENDING", "RUNNING"), ("RUNNING", "SUCCEEDED"),
+            (None, "PENDING"),
+            ("PENDING", "RUNNING"),
+            ("RUNNING", "SUCCEEDED"),
         ]
     after = transition_counts(store)
     assert after["transitions"] == before["transitions"] + SAME_STEP_ROUNDS

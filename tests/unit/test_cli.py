@@ -14,6 +14,7 @@ from airflow_wfe.metrics import NullEmitter
 from airflow_wfe.recorder import Recorder
 from airflow_wfe.states import StepState
 from airflow_wfe.store import SqlStore
+from airflow_wfe.store.schema import HEAD_REVISION
 
 WFE = str(Path(sys.executable).parent / "wfe")
 
@@ -29,7 +30,9 @@ def _wfe(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 def store_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path}/wfe.db"
     recorder = Recorder(SqlStore(url), NullEmitter())
-    recorder.run_started("etl", "run-1", actor="worker", reason="task a started", facts={"run_type": "manual"})
+    recorder.run_started(
+        "etl", "run-1", actor="worker", reason="task a started", facts={"run_type": "manual"}
+    )
     recorder.step(
         "etl", "run-1", "a", StepState.RUNNING, actor="worker", reason="task started", try_number=1
     )
@@ -137,9 +140,9 @@ def test_db_upgrade_and_check(tmp_path: Path) -> None:
     assert json.loads(check.stdout)["revision"] is None
     up = _wfe(url, "db", "upgrade")
     assert up.returncode == 0, up.stderr
-    assert "(empty) → 0001" in up.stdout
+    assert f"(empty) → {HEAD_REVISION}" in up.stdout
     again = _wfe(url, "db", "upgrade")
-    assert "already at revision 0001" in again.stdout
+    assert f"already at revision {HEAD_REVISION}" in again.stdout
     assert _wfe(url, "db", "check").returncode == 0
 
 
@@ -156,3 +159,19 @@ def test_airflow_wfe_is_the_same_command(store_url: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == json.loads(_wfe(store_url, "runs", "list", "--json").stdout)
+
+
+def test_artifacts_through_the_wfe_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/artifacts.db"
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("Hello {name}")
+    registered = _wfe(url, "artifacts", "register", "prompts/hello", str(prompt), "--activate")
+    assert registered.returncode == 0, registered.stderr
+    listed = json.loads(_wfe(url, "artifacts", "list", "--json").stdout)
+    assert [(a["name"], a["version_count"]) for a in listed] == [("prompts/hello", 1)]
+    assert listed[0]["active_version"]
+    shown = _wfe(url, "artifacts", "show", "prompts/hello", "--content")
+    assert shown.stdout == "Hello {name}"
+    rollback = _wfe(url, "artifacts", "rollback", "prompts/hello")
+    assert rollback.returncode == 1
+    assert rollback.stderr.startswith("wfe: error: artifact 'prompts/hello'")

@@ -38,6 +38,7 @@ def test_public_api_is_pinned() -> None:
         "WfeError",
         "__version__",
         "get_settings",
+        "load_workflows",
     ]
     for name in airflow_wfe.__all__:
         assert getattr(airflow_wfe, name) is not None

@@ -18,12 +18,27 @@ T = StepState
 MACHINES: tuple[StateMachine[Any], ...] = (RUN_MACHINE, STEP_MACHINE)
 
 SEED_RUN_STATES = {
-    "CREATED", "VALIDATED", "RUNNING", "COMPLETED", "FAILED", "COMPENSATING", "COMPENSATED",
-    "COMPENSATION_FAILED", "REJECTED", "WAITING_APPROVAL",
+    "CREATED",
+    "VALIDATED",
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "COMPENSATING",
+    "COMPENSATED",
+    "COMPENSATION_FAILED",
+    "REJECTED",
+    "WAITING_APPROVAL",
 }
 SEED_STEP_STATES = {
-    "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED", "RETRYING", "COMPENSATING",
-    "COMPENSATED", "COMPENSATION_FAILED",
+    "PENDING",
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "SKIPPED",
+    "RETRYING",
+    "COMPENSATING",
+    "COMPENSATED",
+    "COMPENSATION_FAILED",
 }
 
 #: The transitions the design documents; each must be legal (the table may allow more).
@@ -168,9 +183,7 @@ def test_documented_step_moves_are_legal(source: StepState, target: StepState) -
 
 def test_documented_happy_run_path_is_a_walk() -> None:
     assert_walk(RUN_MACHINE, None, [R.CREATED, R.VALIDATED, R.RUNNING, R.COMPLETED])
-    assert_walk(
-        RUN_MACHINE, R.RUNNING, [R.FAILED, R.COMPENSATING, R.COMPENSATION_FAILED]
-    )
+    assert_walk(RUN_MACHINE, R.RUNNING, [R.FAILED, R.COMPENSATING, R.COMPENSATION_FAILED])
     assert_walk(RUN_MACHINE, R.RUNNING, [R.WAITING_APPROVAL, R.RUNNING, R.COMPLETED])
 
 
@@ -204,7 +217,11 @@ def test_run_terminal_states() -> None:
 
 def test_step_terminal_states() -> None:
     assert STEP_MACHINE.terminal == {
-        T.FAILED, T.SKIPPED, T.UPSTREAM_FAILED, T.COMPENSATED, T.COMPENSATION_FAILED,
+        T.FAILED,
+        T.SKIPPED,
+        T.UPSTREAM_FAILED,
+        T.COMPENSATED,
+        T.COMPENSATION_FAILED,
     }
 
 
@@ -286,7 +303,9 @@ def test_illegal_first_move_message() -> None:
         (RUN_MACHINE, R.VALIDATED, R.COMPLETED, (R.RUNNING, R.COMPLETED)),
         (RUN_MACHINE, R.CREATED, R.REJECTED, (R.REJECTED,)),
         (
-            RUN_MACHINE, None, R.COMPENSATED,
+            RUN_MACHINE,
+            None,
+            R.COMPENSATED,
             (R.CREATED, R.VALIDATED, R.RUNNING, R.FAILED, R.COMPENSATING, R.COMPENSATED),
         ),
         (RUN_MACHINE, R.WAITING_APPROVAL, R.COMPLETED, (R.RUNNING, R.COMPLETED)),

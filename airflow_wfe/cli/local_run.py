@@ -1,0 +1,81 @@
+"""``wfe run``: one local run of a workflow file through Airflow's own ``dag.test()``.
+
+The workflow is compiled and serialized like the DAG processor would, then run in this process on the
+configured Airflow metadata database; the plugin's listeners record it like any governed run, and the
+recorded history is what the command prints. Airflow's task logs go to a file unless ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from airflow_wfe.exceptions import WfeError
+from airflow_wfe.store.records import RunRecord
+
+__all__ = ["run_workflow_once"]
+
+
+def _require_airflow_db() -> None:
+    from airflow import settings
+    from sqlalchemy import inspect
+
+    if settings.engine is None:
+        settings.configure_orm()  # type: ignore[no-untyped-call]
+    if settings.engine is None or not inspect(settings.engine).has_table("dag_run"):
+        raise WfeError(
+            "Airflow's metadata database is not initialised here "
+            f"(AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME', '~/airflow')}); run `airflow db migrate`"
+        )
+
+
+def _serialize(dag: Any) -> None:
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()  # type: ignore[no-untyped-call]
+    bag = DagBag(dag_folder=os.devnull, collect_dags=False)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, "dags-folder", None)
+
+
+def run_workflow_once(path: Path, *, conf: dict[str, Any], quiet: bool = True) -> RunRecord:
+    """Compile, run once and return the recorded history of the run.
+
+    Raises:
+        SpecError: the file is not a valid, runnable workflow.
+        WfeError: Airflow's database is not ready, or the run left no record (plugin disabled).
+    """
+    from airflow_wfe.compile.build import build_dag
+    from airflow_wfe.compile.folder import configured_dags_folder
+    from airflow_wfe.runtime import get_runtime_store
+    from airflow_wfe.spec.loader import load_spec
+
+    loaded = load_spec(path)
+    dag = build_dag(loaded, dags_folder=configured_dags_folder())
+    dag.fileloc = str(loaded.path.resolve())
+    _require_airflow_db()
+    _serialize(dag)
+    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+    log_dir = home / "wfe-run-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    log_file = log_dir / f"{dag.dag_id}-{stamp}.log"
+    with contextlib.ExitStack() as stack:
+        if quiet:
+            sink = stack.enter_context(log_file.open("w"))
+            stack.enter_context(contextlib.redirect_stdout(sink))
+            stack.enter_context(contextlib.redirect_stderr(sink))
+        dag_run = dag.test(run_conf=conf or None)
+    if quiet:
+        print(f"Airflow's logs of this run: {log_file}")
+    try:
+        return get_runtime_store().get_run(dag.dag_id, dag_run.run_id)
+    except WfeError as exc:
+        raise WfeError(
+            f"the run {dag.dag_id}/{dag_run.run_id} ended {dag_run.state} in Airflow but left no "
+            f"record ({exc}); is the airflow-wfe plugin installed and [wfe] enabled?"
+        ) from exc

@@ -1,0 +1,605 @@
+"""Read a workflow YAML file into a :class:`~airflow_wfe.spec.models.WorkflowSpec`, every problem
+located by file, line and key path.
+
+``yaml.safe_load`` followed by ``model_validate`` is not enough for files people edit by hand: it
+forgets where each value came from, silently keeps the last of two duplicate keys, and pydantic reports
+locations with union branch names in them (``steps.a.run.constrained-str``), one error per branch. So
+this module composes the YAML to nodes (which carry line marks), builds the Python data from those same
+nodes while recording the line of every key, refuses duplicate and non-string keys, and translates each
+pydantic error into a :class:`~airflow_wfe.spec.problems.Problem` at the right line, with a suggestion
+for a misspelt key::
+
+    deploy.yaml:14: steps.canary.retry.backof: unknown key (did you mean 'backoff'?)
+
+Whatever the content, a bad file raises :class:`~airflow_wfe.exceptions.SpecError` listing every
+problem found, never another exception. The content hash is taken over the validated spec, not the
+text, so comments, whitespace and key order do not change it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Final, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from airflow_wfe.exceptions import SpecError
+from airflow_wfe.spec.models import CALLABLE_PATH, CLASS_PATH, DAG_ID, IDENTIFIER, WorkflowSpec
+from airflow_wfe.spec.problems import KeyPath, Problem
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
+__all__ = ["LoadedSpec", "load_spec", "parse_spec"]
+
+# libyaml composes several times faster; its marks carry the same lines as the pure-Python parser's.
+_YamlLoader: Final[type[yaml.SafeLoader] | type[yaml.CSafeLoader]] = getattr(
+    yaml, "CSafeLoader", yaml.SafeLoader
+)
+_YAML: Final = "tag:yaml.org,2002:"
+_MAP_TAG: Final = _YAML + "map"
+_SEQ_TAG: Final = _YAML + "seq"
+_STR_TAG: Final = _YAML + "str"
+_MERGE_TAG: Final = _YAML + "merge"
+_VALUE_TAG: Final = _YAML + "value"  # a bare "=", plain text to anyone but a YAML spec lawyer
+#: The SafeConstructor's scalar functions, called directly: its generic entry point costs more than
+#: the rest of the build for a file of plain strings.
+_SCALAR_TYPES: Final[dict[str, Callable[[Any, Node], Any]]] = {
+    _YAML + name: yaml.SafeLoader.yaml_constructors[_YAML + name]
+    for name in ("null", "bool", "int", "float", "binary", "timestamp")
+}
+#: What those raise besides YAMLError: ``2026-02-30``, ``!!int abc``, ``!!timestamp x``, ...
+_CONSTRUCT_ERRORS: Final = (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError)
+#: Aliases can make a small file expand to a huge value ("billion laughs"); validating, dumping and
+#: hashing walk the expanded value, so anything far beyond a real workflow is refused.
+_MAX_VALUES: Final = 100_000
+_PATTERNS: Final = {
+    CALLABLE_PATH: '"module:function"',
+    CLASS_PATH: 'a dotted class path like "package.module.Class"',
+    IDENTIFIER: "an identifier (a letter, then letters, digits or _)",
+    DAG_ID: "a DAG id (letters, digits, _ . -)",
+}
+_CHOICES: Final = re.compile(r"^\^\(([\w|]+)\)\$$")
+_NOUNS: Final = {
+    "dictionary": "mapping",
+    "tuple": "list",
+    "timedelta": "duration like 30s or 1h30m",
+}
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated workflow spec and where it came from.
+
+    Attributes:
+        spec: the validated spec.
+        path: the file it was read from (``Path(file)`` for text given directly).
+        content_hash: sha256 hex of the spec's canonical JSON; identifies a version of the workflow
+            whatever its comments, whitespace and key order.
+        lines: the 1-based line of every key and list item in the document, by key path.
+    """
+
+    spec: WorkflowSpec
+    path: Path
+    content_hash: str
+    lines: Mapping[KeyPath, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def line_of(self, path: KeyPath) -> int | None:
+        """The line of ``path``, else of its deepest prefix in the document (so a problem about a
+        missing key points at the mapping that lacks it)."""
+        return _line_of(self.lines, path)
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read and validate the workflow file at ``path``.
+
+    Raises:
+        SpecError: the file cannot be read, is not YAML, or is not a valid workflow spec; carries
+            every problem found.
+    """
+    file = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SpecError(file, [Problem(_io_message(exc), code="unreadable", file=file)]) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        problem = Problem("the file is not UTF-8 text", code="encoding", file=file, line=line)
+        raise SpecError(file, [problem]) from None
+    return parse_spec(text, file=file, path=Path(path))
+
+
+def parse_spec(text: str, *, file: str = "<string>", path: Path | None = None) -> LoadedSpec:
+    """Validate workflow YAML given as text; ``file`` names it in problems, ``path`` defaults to it.
+
+    Raises:
+        SpecError: the text is not YAML or not a valid workflow spec; carries every problem found.
+    """
+    problems, loaded = _parse(text, path if path is not None else Path(file))
+    if loaded is not None and not problems:
+        return loaded
+    last = max(1, len(text.splitlines()))
+    located = {p.located(file, min(max(p.line or 1, 1), last)): None for p in problems}
+    raise SpecError(file, sorted(located, key=lambda p: p.line or 0))
+
+
+def _parse(text: str, path: Path) -> tuple[list[Problem], LoadedSpec | None]:
+    loader = None
+    try:
+        loader = _YamlLoader(text)  # PyYAML's reader refuses unprintable characters right here
+        builder = _Builder(loader)
+        root = loader.get_single_node()
+        if root is None or (isinstance(root, ScalarNode) and root.tag == _YAML + "null"):
+            return _fail("the file is empty; a workflow needs name, owner and steps", "empty")
+        if not isinstance(root, MappingNode):
+            found = _kind(builder.build(root, ()))
+            message = (
+                f"expected a mapping of workflow keys (name, owner, steps, ...), found {found}"
+            )
+            return _fail(message, "not-a-mapping", _line(root))
+        data = builder.build(root, ())
+    except yaml.YAMLError as exc:
+        return [_yaml_problem(exc, text)], None
+    except UnicodeError as exc:  # libyaml is handed UTF-8, which has no lone surrogates
+        line = text.count("\n", 0, getattr(exc, "start", 0)) + 1
+        return _fail("the text holds a character that is not valid Unicode", "encoding", line)
+    except RecursionError:
+        return _fail("the document is nested too deeply", "yaml-syntax")
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if builder.aliased and _expanded_size(root) > _MAX_VALUES:
+        message = f"aliases expand the document to more than {_MAX_VALUES} values"
+        return _fail(message, "too-large", problems=builder.problems)
+    try:
+        spec = WorkflowSpec.model_validate(data)
+        canonical = json.dumps(
+            spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+        )
+    except ValidationError as exc:
+        return builder.problems + _translate(exc, builder), None
+    except ArithmeticError as exc:  # a validator overflowed, e.g. timedelta(seconds=10**20)
+        return _fail(f"a number is out of range: {exc}", "invalid-value", problems=builder.problems)
+    except (ValueError, TypeError, RecursionError) as exc:  # e.g. !!binary that is not UTF-8
+        message = f"a value cannot be written as JSON: {exc}"
+        return _fail(message, "invalid-value", problems=builder.problems)
+    content_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    lines = types.MappingProxyType(builder.lines)
+    return builder.problems, LoadedSpec(spec, path, content_hash, lines)
+
+
+def _fail(
+    message: str, code: str, line: int = 1, problems: list[Problem] | None = None
+) -> tuple[list[Problem], None]:
+    return [*(problems or []), Problem(message, code=code, line=line)], None
+
+
+def _line(node: Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _line_of(lines: Mapping[KeyPath, int], path: KeyPath) -> int | None:
+    for end in range(len(path), -1, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return line
+    return None
+
+
+# --- YAML nodes → Python data, with lines -----------------------------------------------------------
+
+
+class _Builder:
+    """Builds plain Python data from composed nodes, recording lines and key problems on the way.
+
+    PyYAML's constructor accepts duplicate keys silently and knows no key paths, so mappings and lists
+    are built here; scalars (and collections with unusual tags such as ``!!set``) go to PyYAML.
+    """
+
+    def __init__(self, loader: yaml.SafeLoader | yaml.CSafeLoader) -> None:
+        self.loader = loader
+        self.lines: dict[KeyPath, int] = {}
+        #: raw text of each scalar, to suggest quoting a number or boolean where a string is expected
+        self.scalars: dict[KeyPath, str] = {}
+        self.problems: list[Problem] = []
+        #: paths whose value could not be read; pydantic errors at or under them would repeat that
+        self.unreadable: list[KeyPath] = []
+        self.aliased = False
+        self._built: dict[int, Any] = {}
+        self._active: set[int] = set()
+
+    def add(self, msg: str, path: KeyPath, code: str, node: Node, hint: str | None = None) -> None:
+        self.problems.append(Problem(msg, path, code=code, line=_line(node), suggestion=hint))
+
+    def build(self, node: Node, path: KeyPath) -> Any:
+        if path not in self.lines:
+            self.lines[path] = _line(node)
+        key = id(node)
+        if key in self._built:  # an alias: the same node again
+            self.aliased = True
+            return self._built[key]
+        if key in self._active:
+            self.add("an alias refers to a value that contains it", path, "yaml-alias", node)
+            self.unreadable.append(path)
+            return None
+        self._active.add(key)
+        if isinstance(node, MappingNode) and node.tag == _MAP_TAG:
+            value: Any = self._mapping(node, path)
+        elif isinstance(node, SequenceNode) and node.tag == _SEQ_TAG:
+            value = [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
+        else:
+            value = self._scalar(node, path)
+        self._active.discard(key)
+        self._built[key] = value
+        return value
+
+    def _construct(self, node: Node) -> Any:
+        if isinstance(node, ScalarNode):
+            if node.tag in (_STR_TAG, _VALUE_TAG):
+                return node.value
+            if node.tag in _SCALAR_TYPES:
+                return _SCALAR_TYPES[node.tag](self.loader, node)
+        return self.loader.construct_object(node, deep=True)
+
+    def _scalar(self, node: Node, path: KeyPath) -> Any:
+        raw = node.value if isinstance(node, ScalarNode) else None
+        if raw is not None:
+            self.scalars[path] = raw
+        try:
+            return self._construct(node)
+        except _CONSTRUCT_ERRORS as exc:
+            shown = repr(raw) if raw is not None else "the value"
+            tag = str(node.tag).removeprefix(_YAML)
+            self.add(f"cannot read {shown} as {tag}: {_reason(exc)}", path, "invalid-value", node)
+            self.unreadable.append(path)
+            return raw
+
+    def _mapping(self, node: MappingNode, path: KeyPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        first: dict[str, int] = {}
+        own: list[tuple[str, Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                self._merge(value_node, path, result)
+                continue
+            key = self._key(key_node, path)
+            if key is None:
+                continue
+            line = _line(key_node)
+            if key in first:
+                message = f"duplicate key '{key}' (first at line {first[key]})"
+                self.add(message, (*path, key), "duplicate-key", key_node)
+            first.setdefault(key, line)
+            self.lines[(*path, key)] = line
+            own.append((key, value_node))
+        for key, value_node in own:  # after the merged keys: a mapping's own keys override them
+            result[key] = self.build(value_node, (*path, key))
+        return result
+
+    def _merge(self, node: Node, path: KeyPath, into: dict[str, Any]) -> None:
+        sources = node.value if isinstance(node, SequenceNode) else [node]
+        for source in reversed(sources):  # the first mapping listed wins
+            if not (isinstance(source, MappingNode) and source.tag == _MAP_TAG):
+                message = "a merge key (<<) takes a mapping or a list of mappings"
+                self.add(message, path, "yaml-merge", source)
+                continue
+            into.update(self.build(source, path) or {})
+            for key_node, _ in source.value:
+                self.lines.setdefault((*path, str(key_node.value)), _line(key_node))
+
+    def _key(self, node: Node, path: KeyPath) -> str | None:
+        if not isinstance(node, ScalarNode):
+            kind = "a list" if isinstance(node, SequenceNode) else "a mapping"
+            self.add(f"a key must be a string, not {kind}", path, "non-string-key", node)
+            return None
+        raw = str(node.value)
+        try:
+            key = self._construct(node)
+        except _CONSTRUCT_ERRORS as exc:
+            message = f"cannot read key {raw!r}: {_reason(exc)}"
+            self.add(message, (*path, raw), "non-string-key", node)
+            return None
+        if isinstance(key, str):
+            return key
+        if raw:
+            message = f"key {raw} is read as {_kind(key)}, not a string"
+            self.add(message, (*path, raw), "non-string-key", node, f'quote it: "{raw}"')
+        else:
+            self.add("empty key", path, "non-string-key", node)
+        return None
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc.problem) if isinstance(exc, yaml.MarkedYAMLError) else str(exc)
+
+
+def _expanded_size(root: Node) -> int:
+    """How many values the document holds once every alias is expanded (counted, not expanded)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        sizes[key] = 1  # a recursive alias (already reported) counts once
+        if isinstance(node, MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, SequenceNode):
+            total = 1 + sum(size(item) for item in node.value)
+        else:
+            total = 1
+        sizes[key] = min(total, _MAX_VALUES + 1)
+        return sizes[key]
+
+    return size(root)
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> Problem:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (column {mark.column + 1})" if mark is not None else ""
+        message = f"invalid YAML{where}: {(exc.problem or 'cannot be parsed').removeprefix('but ')}"
+        if exc.context and exc.context_mark is not None:
+            message += f" ({exc.context}, line {exc.context_mark.line + 1})"
+        return Problem(message, code="yaml-syntax", line=mark.line + 1 if mark else 1)
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        # libyaml counts the position in bytes, PyYAML in characters: find the character instead
+        index = max(0, text.find(chr(exc.character)))
+        message = f"invalid YAML: character U+{exc.character:04X} is not allowed"
+        return Problem(message, code="yaml-syntax", line=text.count("\n", 0, index) + 1)
+    return Problem(f"invalid YAML: {exc}", code="yaml-syntax", line=1)
+
+
+def _io_message(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a workflow file"
+    return f"cannot read the file: {exc.strerror or exc}"
+
+
+# --- pydantic errors → problems ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Branch:
+    """A union an error's location passed through: where it is, which branch, and all branches."""
+
+    path: KeyPath
+    tag: str
+    members: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class _Error:
+    detail: ErrorDetails
+    path: KeyPath  # pydantic's loc without union branch tags
+    branches: tuple[_Branch, ...]
+    holder: type[BaseModel] | None  # the model whose key ``path`` ends with
+    about_key: bool  # the error is about a mapping key (pydantic's ``[key]``)
+
+
+@dataclass(frozen=True)
+class _Misfit:
+    """A value that fits none of a union's branches."""
+
+    branch: _Branch
+    found: Any
+
+
+def _translate(exc: ValidationError, builder: _Builder) -> list[Problem]:
+    errors = [_locate(detail) for detail in exc.errors(include_url=False)]
+    errors = [e for e in errors if not any(e.path[: len(u)] == u for u in builder.unreadable)]
+    items = _collapse(errors, 0)
+    # a misspelt required key is one mistake: the unknown-key problem already names the right key
+    misspelt = {
+        (*e.path[:-1], _closest(e))
+        for e in items
+        if isinstance(e, _Error) and e.detail["type"] == "extra_forbidden" and e.path
+    }
+    return [
+        _problem(e, builder)
+        for e in items
+        if not (isinstance(e, _Error) and e.detail["type"] == "missing" and e.path in misspelt)
+    ]
+
+
+def _closest(error: _Error) -> str | None:
+    """The allowed key of the same model closest to an unknown key, if any is close."""
+    allowed = list(_fields(error.holder)) if error.holder is not None else []
+    close = difflib.get_close_matches(str(error.path[-1]), allowed, n=1)
+    return close[0] if close else None
+
+
+def _locate(detail: ErrorDetails) -> _Error:
+    """Walk the models along the error's loc, dropping union branch tags and noting each key's model."""
+    annotation: Any = WorkflowSpec
+    path: list[str | int] = []
+    branches: list[_Branch] = []
+    holder: type[BaseModel] | None = None
+    about_key = False
+    for segment in detail["loc"]:
+        annotation = _unwrap(annotation)
+        members = _union_members(annotation)
+        if len(members) > 1:  # pydantic names the branch it tried: not a key of the document
+            branches.append(_Branch(tuple(path), str(segment), members))
+            annotation = _branch(members, str(segment))
+            continue
+        if segment == "[key]":
+            about_key = True
+            continue
+        path.append(segment)
+        holder = annotation if _is_model(annotation) else None
+        args = get_args(annotation)
+        if holder is not None:
+            info = _fields(holder).get(str(segment))
+            annotation = info.annotation if info is not None else Any
+        elif get_origin(annotation) is dict and len(args) == 2:
+            annotation = args[1]
+        elif get_origin(annotation) in (tuple, list) and args:
+            annotation = args[0]
+        else:
+            annotation = Any
+    return _Error(detail, tuple(path), tuple(branches), holder, about_key)
+
+
+def _collapse(errors: list[_Error], depth: int) -> list[_Error | _Misfit]:
+    """Of each union, keep only the branches the value was meant for (a mapping for a model, a string
+    for a string); a value that fits no branch becomes one problem for the whole union."""
+    out: list[_Error | _Misfit] = [e for e in errors if len(e.branches) <= depth]
+    groups: dict[KeyPath, list[_Error]] = {}
+    for error in errors:
+        if len(error.branches) > depth:
+            groups.setdefault(error.branches[depth].path, []).append(error)
+    for group in groups.values():
+        fitting = {e.branches[depth].tag for e in group if not _misfits(e, depth)}
+        if fitting:
+            out += _collapse([e for e in group if e.branches[depth].tag in fitting], depth + 1)
+        else:
+            out.append(_Misfit(group[0].branches[depth], group[0].detail["input"]))
+    return out
+
+
+def _misfits(error: _Error, depth: int) -> bool:
+    kind = error.detail["type"]
+    wrong_type = kind.endswith(("_type", "_parsing")) or kind == "is_instance_of"
+    return wrong_type and error.path == error.branches[depth].path
+
+
+def _problem(item: _Error | _Misfit, builder: _Builder) -> Problem:
+    if isinstance(item, _Misfit):
+        path = item.branch.path
+        expected = " or ".join(dict.fromkeys(_describe(m) for m in item.branch.members))
+        message = f"expected {expected}, got {_found(item.found)}"
+        return Problem(message, path, code="invalid-value", line=_line_of(builder.lines, path))
+    detail, path = item.detail, item.path
+    line = _line_of(builder.lines, path)
+    if detail["type"] == "extra_forbidden" and path:
+        close = _closest(item)
+        hint = f"did you mean '{close}'?" if close else None
+        return Problem("unknown key", path, code="unknown-key", line=line, suggestion=hint)
+    if detail["type"] == "missing" and path:
+        message = f"missing required key '{path[-1]}'"
+        return Problem(message, path, code="missing-key", line=line)
+    message, hint = _readable(detail, builder.scalars.get(path))
+    if item.about_key and path:
+        message = f"invalid key: {message}"
+    return Problem(message, path, code="invalid-value", line=line, suggestion=hint)
+
+
+def _readable(detail: ErrorDetails, raw: str | None) -> tuple[str, str | None]:
+    kind, found, msg = detail["type"], detail["input"], detail["msg"]
+    ctx = detail.get("ctx") or {}
+    if kind in {"value_error", "assertion_error"}:
+        return msg.removeprefix("Value error, ").removeprefix("Assertion failed, "), None
+    if kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern"))
+        choices = _CHOICES.match(pattern)
+        expected = (
+            "one of " + ", ".join(choices.group(1).split("|"))
+            if choices
+            else _PATTERNS.get(pattern, f"text matching {pattern}")
+        )
+        return f"expected {expected}, got {_found(found)}", None
+    if kind == "enum":
+        options = re.findall(r"'([^']*)'", str(ctx.get("expected")))
+        close = difflib.get_close_matches(str(found), options, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else None
+        return f"expected {ctx.get('expected')}, got {_found(found)}", hint
+    if kind in {"model_type", "dict_type"}:
+        return f"expected a mapping, got {_found(found)}", None
+    valid = re.match(r"Input should be a valid (\w+)(.*)", msg)
+    if valid:
+        noun = _NOUNS.get(valid.group(1), valid.group(1))
+        msg = f"expected {'an' if noun[0] in 'aeiou' else 'a'} {noun}{valid.group(2)}"
+    msg = msg.replace("Input should be", "should be").replace(" after validation", "")
+    msg = msg.replace("Dictionary should", "Mapping should")
+    if valid or not isinstance(found, dict | list | tuple):  # "got a mapping" says nothing new
+        msg += f", got {_found(found)}"
+    hint = None
+    if kind == "string_type" and raw is not None:  # a YAML number, boolean or date
+        hint = f'quote it: "{raw}"'
+    return msg, hint
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    names = {type(None): "null", str: "a string", list: "a list", dict: "a mapping"}
+    return "a date" if isinstance(value, date) else names.get(type(value), type(value).__name__)
+
+
+def _found(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int | float | date):
+        return str(value)
+    return _kind(value)
+
+
+def _describe(member: Any) -> str:
+    """How a union branch reads in a message: ``"module:function"``, ``{operator: ..., args: ...}``."""
+    base, *metadata = get_args(member) if get_origin(member) is Annotated else (member,)
+    if _is_model(base):
+        return "{" + ", ".join(f"{key}: ..." for key in _fields(base)) + "}"
+    for info in metadata:  # Field(pattern=...) keeps the pattern in its own metadata
+        for meta in getattr(info, "metadata", ()):
+            if getattr(meta, "pattern", None) in _PATTERNS:
+                return _PATTERNS[meta.pattern]
+    origin = get_origin(base) or base
+    names: dict[Any, str] = {tuple: "a list", list: "a list", dict: "a mapping", str: "a string"}
+    names |= {bool: "true or false", int: "an integer", float: "a number"}
+    return names.get(origin, getattr(origin, "__name__", str(origin)))
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip ``Annotated`` and ``| None``: neither adds a segment to pydantic's loc."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+            continue
+        members = _union_members(annotation)
+        if len(members) != 1 or members[0] is annotation:
+            return annotation
+        annotation = members[0]
+
+
+def _union_members(annotation: Any) -> tuple[Any, ...]:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(a for a in get_args(annotation) if a is not type(None))
+    return (annotation,)
+
+
+def _branch(members: tuple[Any, ...], tag: str) -> Any:
+    """The union member a pydantic branch tag (``OperatorSpec``, ``constrained-str``) stands for."""
+    models = [m for m in members if _is_model(m) and m.__name__ == tag]
+    # the models here have at most one plain branch per union, so no need to decode other tags
+    others = [m for m in members if not _is_model(m)]
+    return (models or others or [Any])[0]
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+@cache
+def _fields(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's fields by the key written in YAML (the alias, e.g. ``from``)."""
+    return {info.alias or name: info for name, info in model.model_fields.items()}

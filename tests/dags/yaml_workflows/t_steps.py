@@ -1,0 +1,29 @@
+"""Step functions of the test workflows: behaviour chosen by the try number, no hidden state."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def flaky_until_third_try(ti: Any) -> dict[str, Any]:
+    ti.xcom_push(key="attempt_started", value=time.time())
+    if ti.try_number < 3:
+        raise ConnectionError(f"try {ti.try_number}: service unavailable")
+    return {"succeeded_on_try": ti.try_number}
+
+
+def invalid_input() -> None:
+    raise ValueError("bad input: retrying cannot fix this")
+
+
+def square(value: int) -> int:
+    return value * value
+
+
+def numbers(count: int) -> list[int]:
+    return list(range(1, count + 1))
+
+
+def add_up(ti: Any) -> int:
+    return sum(ti.xcom_pull(task_ids="square_from"))
