@@ -1,8 +1,11 @@
 """``load_workflows()``: the one call in a DAG file that turns a folder of YAML workflows into DAGs.
 
 Each file is loaded, validated and compiled on its own, so one broken file never takes the others
-down: its problems (file, line, key path) are logged as errors and raised as warnings, and its DAG is
-absent until it is fixed. ``wfe validate`` shows the same problems before deployment.
+down. Its problems (file, line, key path) still reach Airflow's import errors: the broken files are
+gathered into one placeholder DAG whose validation fails with their :class:`SpecError`; Airflow
+records that failure as the import error of this DAG file and keeps bagging the valid workflows of the
+same file. The placeholder itself never becomes a DAG. ``wfe validate`` shows the same problems before
+deployment.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_wfe.exceptions import SpecError
+from airflow_wfe.spec.problems import Problem
 
 __all__ = ["WorkflowLoadWarning", "configured_dags_folder", "load_workflows"]
 
@@ -74,20 +78,48 @@ def load_workflows(
     root = Path(folder)
     root = root if root.is_absolute() else base / root
     dags: dict[str, Any] = {}
+    problems: list[Problem] = []
     files = sorted({path for pattern in PATTERNS for path in root.glob(pattern)})
     dags_folder = configured_dags_folder()
     for path in files:
         try:
             dag = build_dag(load_spec(path), dags_folder=dags_folder)
         except SpecError as exc:
-            log.error("wfe workflow %s was not loaded:\n%s", path, exc)
-            warnings.warn(str(exc), WorkflowLoadWarning, stacklevel=2)
+            problems.extend(exc.problems)
             continue
         if dag.dag_id in dags:
-            message = f"{path}: DAG id {dag.dag_id!r} is already defined by another workflow file"
-            log.error("wfe workflow %s", message)
-            warnings.warn(message, WorkflowLoadWarning, stacklevel=2)
+            problems.append(
+                Problem(
+                    f"DAG id {dag.dag_id!r} is already defined by another workflow file",
+                    ("name",),
+                    code="duplicate-dag-id",
+                    file=str(path),
+                )
+            )
             continue
         dags[dag.dag_id] = dag
         target[f"wfe_workflow__{dag.dag_id}"] = dag
+    if problems:
+        error = SpecError(str(root), problems)
+        log.error("wfe workflows not loaded: %s", error)
+        warnings.warn(str(error), WorkflowLoadWarning, stacklevel=2)
+        target["wfe_workflow_errors"] = _broken_placeholder(error)
+    else:
+        target.pop("wfe_workflow_errors", None)
     return dags
+
+
+def _broken_placeholder(error: SpecError) -> Any:
+    """A DAG object that fails Airflow's per-DAG validation with ``error``.
+
+    Airflow validates every DAG of a file separately and turns a failure into the file's import
+    error without dropping the file's other DAGs: the one way a DAG file can report the problems of
+    some workflows while serving the rest. It never passes validation, so it never becomes a DAG.
+    """
+    from airflow.sdk import DAG
+
+    class BrokenWorkflowFiles(DAG):
+        def validate(self) -> None:
+            raise error
+
+    return BrokenWorkflowFiles(dag_id="wfe_broken_workflow_files", schedule=None)
