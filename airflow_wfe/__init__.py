@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from airflow_wfe.version import __version__
 
 if TYPE_CHECKING:
-    from airflow_wfe.compile.folder import load_workflows
+    from airflow_wfe.compile.folder import load_workflows, report_workflow_errors
     from airflow_wfe.config import GOVERNED_TAG, Settings, get_settings
     from airflow_wfe.exceptions import IllegalTransitionError, WfeError
     from airflow_wfe.recorder import Recorder
+    from airflow_wfe.saga.declare import compensate, irreversible
     from airflow_wfe.states import RunState, StepState
 
 __all__ = [
@@ -31,8 +32,11 @@ __all__ = [
     "StepState",
     "WfeError",
     "__version__",
+    "compensate",
     "get_settings",
+    "irreversible",
     "load_workflows",
+    "report_workflow_errors",
 ]
 
 _LAZY = {
@@ -45,6 +49,9 @@ _LAZY = {
     "RunState": "airflow_wfe.states",
     "StepState": "airflow_wfe.states",
     "load_workflows": "airflow_wfe.compile.folder",
+    "report_workflow_errors": "airflow_wfe.compile.folder",
+    "compensate": "airflow_wfe.saga.declare",
+    "irreversible": "airflow_wfe.saga.declare",
 }
 
 

@@ -1,5 +1,8 @@
 """Airflow cluster policies of airflow-wfe (entry point ``airflow.policy``).
 
+``dag_policy`` wires the saga (compensation tasks) into governed DAGs that declare compensations; it
+runs wherever Airflow parses a DAG file, so the scheduler, the UI and every worker see the same tasks.
+
 ``task_policy`` runs wherever Airflow parses a DAG file, including each task process right before the
 task runs. For governed tasks it chains a pre-execute check: Airflow swallows listener exceptions, so
 this is the one supported place where ``[wfe] fail_closed`` can stop a task whose start the listener
@@ -12,7 +15,7 @@ from typing import Any
 
 from airflow.policies import hookimpl
 
-__all__ = ["FailClosedCheck", "task_policy"]
+__all__ = ["FailClosedCheck", "dag_policy", "task_policy"]
 
 
 class FailClosedCheck:
@@ -39,6 +42,18 @@ class FailClosedCheck:
             raise HarnessError(ti.dag_id, ti.run_id, ti.task_id, failure) from failure
         if self.chained is not None:
             self.chained(context)
+
+
+@hookimpl
+def dag_policy(dag: Any) -> None:
+    """Add the saga tasks to a governed DAG whose steps declare compensations (idempotent)."""
+    from airflow_wfe.listeners.listener import is_governed_tags
+
+    if not is_governed_tags(getattr(dag, "tags", None)):
+        return
+    from airflow_wfe.saga.wiring import wire_saga
+
+    wire_saga(dag)
 
 
 @hookimpl

@@ -118,6 +118,51 @@ class Recorder:
             facts=facts,
         )
 
+    def saga_started(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        failed: Sequence[str],
+        compensating: Sequence[str],
+        irreversible: Sequence[str],
+        actor: str,
+    ) -> list[TransitionRecord]:
+        """A step failed: the run is FAILED, and COMPENSATING when something must be undone.
+
+        Idempotent, so a retried ``saga__begin`` writes nothing new.
+        """
+        failure = f"step(s) failed: {', '.join(failed)}"
+        undo = compensating or irreversible
+        parts = []
+        if compensating:
+            parts.append(f"undoing {', '.join(compensating)} in reverse order")
+        if irreversible:
+            parts.append(f"cannot undo irreversible {', '.join(irreversible)}")
+        compensation = "; ".join(parts)
+
+        def plan(current: RunState | None) -> Sequence[Move]:
+            moves = []
+            if current in (RunState.RUNNING, RunState.WAITING_APPROVAL):
+                moves.append(Move(RunState.FAILED, failure))
+                current = RunState.FAILED
+            if current is RunState.FAILED and undo:
+                moves.append(Move(RunState.COMPENSATING, compensation))
+            return moves
+
+        return self._run(dag_id, run_id, plan, actor=actor, at=None)
+
+    def saga_finished(
+        self, dag_id: str, run_id: str, *, succeeded: bool, reason: str, actor: str
+    ) -> list[TransitionRecord]:
+        """Compensation is over: COMPENSATED, or COMPENSATION_FAILED with what went wrong."""
+        target = RunState.COMPENSATED if succeeded else RunState.COMPENSATION_FAILED
+
+        def plan(current: RunState | None) -> Sequence[Move]:
+            return [Move(target, reason)] if current is RunState.COMPENSATING else []
+
+        return self._run(dag_id, run_id, plan, actor=actor, at=None)
+
     def transition_run(
         self,
         dag_id: str,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ _HOME = pathlib.Path(tempfile.mkdtemp(prefix="wfe-test-home-"))
 # The tests' DAGs folder: the shipped examples plus the test-only shapes, so the examples are tested
 # exactly as shipped without keeping copies in the repo.
 _DAGS = _HOME / "dags"
+# Airflow puts the DAGs folder on sys.path in its components, so DAG files can import helpers there.
+sys.path.insert(0, str(_DAGS))
 shutil.copytree(_ROOT / "dags", _DAGS, ignore=shutil.ignore_patterns("__pycache__"))
 shutil.copytree(
     _HERE / "dags", _DAGS, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")

@@ -48,12 +48,12 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
-    from airflow_wfe.cli.render import render_run
+    from airflow_wfe.cli.render import compensations, render_run
     from airflow_wfe.store.records import to_jsonable
 
     run = _store().get_run(args.dag_id, args.run_id)
     if args.json:
-        _print_json(to_jsonable(run))
+        _print_json({**to_jsonable(run), "compensations": compensations(run)})
     else:
         print(render_run(run))
     return EXIT_OK

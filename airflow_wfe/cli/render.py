@@ -7,7 +7,7 @@ from datetime import datetime
 
 from airflow_wfe.store.records import RunRecord, RunSummary, StepRecord, TransitionRecord
 
-__all__ = ["render_run", "render_run_list"]
+__all__ = ["compensations", "render_run", "render_run_list"]
 
 
 def _time(value: datetime) -> str:
@@ -24,6 +24,34 @@ def _transition_line(transition: TransitionRecord, indent: str) -> str:
     attempt = f" try {transition.try_number}" if transition.try_number else ""
     reason = f"  {transition.reason}" if transition.reason else ""
     return f"{indent}{_time(transition.at)}  {move:<28} {transition.actor:<10}{attempt}{reason}"
+
+
+def compensations(run: RunRecord) -> list[dict[str, object]]:
+    """Each compensated step instance, in the order its compensation started, with its outcome."""
+    found = []
+    for step in run.steps:
+        started = next((t for t in step.transitions if t.to_state == "COMPENSATING"), None)
+        if started is None:
+            continue
+        ended = next(
+            (t for t in step.transitions
+             if t.to_state in ("COMPENSATED", "COMPENSATION_FAILED")),
+            None,
+        )  # fmt: skip
+        found.append(
+            {
+                "step_id": step.step_id,
+                "map_index": step.map_index,
+                "outcome": ended.to_state if ended else "COMPENSATING",
+                "started_at": started.at.isoformat(),
+                "ended_at": ended.at.isoformat() if ended else None,
+                "reason": ended.reason if ended else started.reason,
+            }
+        )
+    found.sort(key=lambda item: str(item["started_at"]))
+    for order, item in enumerate(found, start=1):
+        item["order"] = order
+    return found
 
 
 def render_run(run: RunRecord) -> str:
@@ -50,6 +78,16 @@ def render_run(run: RunRecord) -> str:
         tries = f"try {step.try_number}{retried}" if step.try_number else "never ran"
         lines.append(f"    {_step_label(step)}: {step.state} ({tries})")
         lines += [_transition_line(t, "      ") for t in step.transitions]
+    undone = compensations(run)
+    if undone:
+        lines += ["", "  Compensations (in the order they ran)"]
+        for item in undone:
+            label = (
+                item["step_id"]
+                if int(str(item["map_index"])) < 0
+                else (f"{item['step_id']}[{item['map_index']}]")
+            )
+            lines.append(f"    {item['order']}. {label}: {item['outcome']}  ({item['reason']})")
     return "\n".join(lines)
 
 

@@ -1,7 +1,7 @@
 """Compiling a workflow spec into an ordinary, governed Airflow DAG.
 
 The result is plain Airflow: a ``PythonOperator`` (or the operator the spec names) per step, ``needs``
-as dependencies, retries/backoff/max delay/timeouts as the operators' own arguments, non-retryable
+as dependencies, ``compensate`` / ``irreversible`` as the saga's compensation tasks, retries/backoff/max delay/timeouts as the operators' own arguments, non-retryable
 exceptions through Airflow's ``retry_policy``, fan-out through dynamic task mapping. The DAG carries
 the ``wfe`` tag, so the listeners govern it like any hand-written DAG; the spec's version and content
 hash are registered for the recorder (see :mod:`airflow_wfe.compile.registry`).
@@ -112,6 +112,18 @@ def _make_task(spec: WorkflowSpec, step_id: str, step: StepSpec, tasks: dict[str
     return partial.expand(op_args=[[item] for item in step.for_each])
 
 
+def _declare_compensation(task: Any, step_id: str, step: StepSpec) -> None:
+    from airflow_wfe.saga.declare import compensate, irreversible
+
+    if step.irreversible:
+        irreversible(task)
+    elif isinstance(step.compensate, OperatorSpec):
+        where = ("steps", step_id, "compensate", "operator")
+        compensate(task, resolve_class(step.compensate.operator, where), **step.compensate.args)
+    elif step.compensate is not None:
+        compensate(task, resolve_callable(step.compensate, ("steps", step_id, "compensate")))
+
+
 def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
     """The Airflow DAG for a loaded spec.
 
@@ -147,6 +159,9 @@ def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
         max_active_runs=spec.max_active_runs or 16,
         params=dict(spec.params),
         default_args={"owner": spec.owner, "retry_delay": timedelta(seconds=10)},
+        # Registered by the caller only once every step compiled: a half-built DAG must never be
+        # picked up by Airflow's auto-registration.
+        auto_register=False,
     )
     folders = [loaded.path.parent] + ([dags_folder] if dags_folder else [])
     tasks: dict[str, Any] = {}
@@ -156,6 +171,7 @@ def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
             step = spec.steps[step_id]
             try:
                 tasks[step_id] = _make_task(spec, step_id, step, tasks)
+                _declare_compensation(tasks[step_id], step_id, step)
             except ResolveError as exc:
                 build_problems.append(exc.problem)
                 continue
@@ -168,6 +184,9 @@ def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
                     source >> tasks[step_id]
     if build_problems:
         raise SpecError(file, [p.located(file, loaded.line_of(p.path)) for p in build_problems])
+    from airflow_wfe.saga.wiring import wire_saga
+
+    wire_saga(dag)
     register_spec(
         SpecInfo(
             dag_id=spec.name,

@@ -21,7 +21,6 @@ __all__ = ["FileCheck", "check_file", "resolution_problems", "unsupported_proble
 
 #: Spec keys whose behaviour arrives with later capabilities; compiling them would silently drop it.
 NOT_YET: dict[str, str] = {
-    "compensate": "compensation tasks",
     "gate": "policy gates",
     "cost": "the cost ledger",
 }

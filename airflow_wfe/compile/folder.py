@@ -1,11 +1,11 @@
-"""``load_workflows()``: the one call in a DAG file that turns a folder of YAML workflows into DAGs.
+"""``load_workflows()`` turns a folder of YAML workflows into DAGs; ``report_workflow_errors()``
+turns the folder's broken files into an Airflow import error.
 
-Each file is loaded, validated and compiled on its own, so one broken file never takes the others
-down. Its problems (file, line, key path) still reach Airflow's import errors: the broken files are
-gathered into one placeholder DAG whose validation fails with their :class:`SpecError`; Airflow
-records that failure as the import error of this DAG file and keeps bagging the valid workflows of the
-same file. The placeholder itself never becomes a DAG. ``wfe validate`` shows the same problems before
-deployment.
+Airflow deactivates every DAG of a DAG file that has an import error, so the two jobs live in two DAG
+files: the loader's file serves every valid workflow (a broken one is skipped, logged and raised as a
+warning), and the reporter's file, which defines no DAG, carries the broken files' problems (file,
+line, key path) as its import error. One broken workflow therefore never takes the others down, and
+still shows up where Airflow users look for broken DAGs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,12 @@ from typing import Any
 from airflow_wfe.exceptions import SpecError
 from airflow_wfe.spec.problems import Problem
 
-__all__ = ["WorkflowLoadWarning", "configured_dags_folder", "load_workflows"]
+__all__ = [
+    "WorkflowLoadWarning",
+    "configured_dags_folder",
+    "load_workflows",
+    "report_workflow_errors",
+]
 
 log = logging.getLogger("airflow_wfe.workflows")
 
@@ -103,23 +108,35 @@ def load_workflows(
         error = SpecError(str(root), problems)
         log.error("wfe workflows not loaded: %s", error)
         warnings.warn(str(error), WorkflowLoadWarning, stacklevel=2)
-        target["wfe_workflow_errors"] = _broken_placeholder(error)
-    else:
-        target.pop("wfe_workflow_errors", None)
     return dags
 
 
-def _broken_placeholder(error: SpecError) -> Any:
-    """A DAG object that fails Airflow's per-DAG validation with ``error``.
+def report_workflow_errors(folder: str | os.PathLike[str] = ".") -> None:
+    """Raise the problems of every broken workflow file in ``folder`` as one error.
 
-    Airflow validates every DAG of a file separately and turns a failure into the file's import
-    error without dropping the file's other DAGs: the one way a DAG file can report the problems of
-    some workflows while serving the rest. It never passes validation, so it never becomes a DAG.
+    Put it alone in its own DAG file, next to the one that calls :func:`load_workflows`: Airflow then
+    shows the problems as that file's import error, while the valid workflows keep running.
+
+    Raises:
+        SpecError: listing every problem of every broken file, each with its file and line.
+
+    Example:
+        In ``dags/workflow_errors.py`` (a DAG file that defines no DAG)::
+
+            from airflow_wfe import report_workflow_errors
+
+            report_workflow_errors("workflows")
     """
-    from airflow.sdk import DAG
+    from airflow_wfe.compile.check import check_file
 
-    class BrokenWorkflowFiles(DAG):
-        def validate(self) -> None:
-            raise error
-
-    return BrokenWorkflowFiles(dag_id="wfe_broken_workflow_files", schedule=None)
+    caller = inspect.currentframe()
+    caller = caller.f_back if caller is not None else None
+    base = Path(caller.f_code.co_filename).resolve().parent if caller else Path.cwd()
+    root = Path(folder)
+    root = root if root.is_absolute() else base / root
+    dags_folder = configured_dags_folder()
+    problems: list[Problem] = []
+    for path in sorted({path for pattern in PATTERNS for path in root.glob(pattern)}):
+        problems.extend(check_file(path, dags_folder=dags_folder).errors)
+    if problems:
+        raise SpecError(str(root), problems)

@@ -76,6 +76,10 @@ def _task_dag_tags(ti: Any) -> Any:
 
 
 def _task_governed(ti: Any) -> bool:
+    from airflow_wfe.saga.runtime import is_saga_task
+
+    if is_saga_task(ti.task_id):
+        return False  # saga tasks record their effect on the steps they compensate
     tags = _task_dag_tags(ti)
     if tags is not None:
         return is_governed_tags(tags)
@@ -328,10 +332,12 @@ def _task_instance_states(dag_run: Any) -> list[tuple[str, int, str, int]]:
 
         with create_session() as own_session:
             rows = own_session.execute(query).all()
+    from airflow_wfe.saga.runtime import is_saga_task
+
     result = []
     for task_id, map_index, state, try_number in rows:
         value = getattr(state, "value", state)
-        if value is None:
+        if value is None or is_saga_task(task_id):
             continue
         result.append(
             (task_id, -1 if map_index is None else int(map_index), str(value), int(try_number or 0))

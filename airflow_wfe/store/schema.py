@@ -8,6 +8,7 @@ with many workers sharing one database, who migrates and when is the operator's 
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 from sqlalchemy import Engine, inspect, text
@@ -48,6 +49,11 @@ def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
 
     engine = get_engine(url)
     before = current_revision(engine)
+    # Alembic logs every step at INFO; in a process whose logging writes to stdout (Airflow's
+    # configuration does) that would corrupt a command's output, e.g. `wfe ... --json`.
+    alembic_log = logging.getLogger("alembic")
+    saved_level = alembic_log.level
+    alembic_log.setLevel(logging.WARNING)
     config = Config()
     config.set_main_option("script_location", "airflow_wfe.store:migrations")
     try:
@@ -62,6 +68,8 @@ def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
         # Another process may have created the schema at the same moment; what counts is the result.
         if current_revision(engine) != HEAD_REVISION:
             raise StoreUnavailableError(masked_url(engine.url), _first_line(exc)) from exc
+    finally:
+        alembic_log.setLevel(saved_level)
     after = current_revision(engine)
     _checked.discard(url)
     return before, after

@@ -37,8 +37,11 @@ def test_public_api_is_pinned() -> None:
         "StepState",
         "WfeError",
         "__version__",
+        "compensate",
         "get_settings",
+        "irreversible",
         "load_workflows",
+        "report_workflow_errors",
     ]
     for name in airflow_wfe.__all__:
         assert getattr(airflow_wfe, name) is not None

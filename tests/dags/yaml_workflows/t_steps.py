@@ -27,3 +27,16 @@ def numbers(count: int) -> list[int]:
 
 def add_up(ti: Any) -> int:
     return sum(ti.xcom_pull(task_ids="square_from"))
+
+
+def book(what: str) -> str:
+    import saga_ledger
+
+    saga_ledger.write("do", step=what)
+    return f"booking-{what}"
+
+
+def cancel(result: str, idempotency_key: str) -> None:
+    import saga_ledger
+
+    saga_ledger.write("undo", step=result, key=idempotency_key)
