@@ -132,7 +132,7 @@ class Recorder:
 
         Idempotent, so a retried ``saga__begin`` writes nothing new.
         """
-        failure = f"step(s) failed: {', '.join(failed)}"
+        failure = f"step(s) failed: {', '.join(failed)}" if failed else "no step failed"
         undo = compensating or irreversible
         parts = []
         if compensating:

@@ -72,6 +72,9 @@ class StateMachine(Generic[S]):
     entity: str
     initial: S
     transitions: Mapping[S, frozenset[S]]
+    #: Moves only a person makes deliberately (e.g. ``wfe compensate --force``): legal, but never
+    #: taken by reconciliation (:meth:`path`), and a state left only this way still counts as terminal.
+    manual: frozenset[tuple[S, S]] = frozenset()
 
     @property
     def states(self) -> frozenset[S]:
@@ -84,14 +87,22 @@ class StateMachine(Generic[S]):
 
     @property
     def terminal(self) -> frozenset[S]:
-        """States nothing leaves."""
-        return frozenset(s for s in self.states if not self.transitions.get(s))
+        """States nothing leaves on its own (only a deliberate manual move may)."""
+        return frozenset(s for s in self.states if not self.automatic(s))
+
+    def automatic(self, state: S | None) -> frozenset[S]:
+        """The states reachable in one move from ``state`` without a manual move."""
+        return frozenset(
+            target for target in self.allowed(state) if (state, target) not in self.manual
+        )
 
     def allowed(self, state: S | None) -> frozenset[S]:
         """The states reachable in one move from ``state`` (``None``: not created yet)."""
         if state is None:
             return frozenset({self.initial})
-        return self.transitions.get(state, frozenset())
+        return self.transitions.get(state, frozenset()) | frozenset(
+            target for source, target in self.manual if source == state
+        )
 
     def is_legal(self, from_state: S | None, to_state: S) -> bool:
         """Whether one move from ``from_state`` to ``to_state`` is in the table."""
@@ -128,7 +139,7 @@ class StateMachine(Generic[S]):
             state: S | None
             trail: tuple[S, ...]
             state, trail = queue.popleft()
-            for nxt in sorted(self.allowed(state)):
+            for nxt in sorted(self.automatic(state)):
                 if nxt in seen:
                     continue
                 extended: tuple[S, ...] = (*trail, nxt)  # type: ignore[arg-type]  # mypy loses the constrained TypeVar here
@@ -137,7 +148,7 @@ class StateMachine(Generic[S]):
                 seen.add(nxt)
                 queue.append((nxt, extended))
         raise IllegalTransitionError(
-            self.entity, "(path)", from_state, to_state, self.allowed(from_state)
+            self.entity, "(path)", from_state, to_state, self.automatic(from_state)
         )
 
 
@@ -165,6 +176,8 @@ RUN_MACHINE: StateMachine[RunState] = StateMachine(
             R.COMPENSATION_FAILED: (),
         }
     ),
+    # Only by `wfe compensate --force`: undoing a run that succeeded is a deliberate act.
+    manual=frozenset({(R.COMPLETED, R.COMPENSATING)}),
 )
 
 T = StepState

@@ -59,6 +59,21 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compensate(args: argparse.Namespace) -> int:
+    from airflow_wfe.saga.manual import request_compensation
+
+    outcome = request_compensation(args.dag_id, args.run_id, force=args.force, reason=args.reason)
+    if args.json:
+        _print_json(outcome)
+    else:
+        print(
+            f"Run {args.dag_id} / {args.run_id}: COMPENSATING ({outcome['reason']}).\n"
+            f"Cleared {', '.join(outcome['cleared'])}: Airflow's scheduler runs them now; follow "
+            f"with `wfe runs show {args.dag_id} {args.run_id}`."
+        )
+    return EXIT_OK
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from airflow_wfe.config import get_settings
     from airflow_wfe.store.engine import masked_url
@@ -126,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(handler=cmd_runs_show)
+
+    compensate = commands.add_parser(
+        "compensate", help="undo a failed run's succeeded steps through its saga tasks"
+    )
+    compensate.add_argument("dag_id")
+    compensate.add_argument("run_id")
+    compensate.add_argument(
+        "--force", action="store_true", help="also compensate a run that COMPLETED"
+    )
+    compensate.add_argument("--reason", help="why, recorded with the request")
+    compensate.add_argument("--json", action="store_true", help="print the request as JSON")
+    compensate.set_defaults(handler=cmd_compensate)
 
     from airflow_wfe.cli.artifacts import add_artifact_commands
     from airflow_wfe.cli.workflow_commands import add_workflow_commands

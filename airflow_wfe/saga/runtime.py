@@ -92,9 +92,10 @@ def begin(*, ti: Any, compensable: list[str], irreversible: list[str]) -> dict[s
     """``saga__begin``: skip when nothing failed, else record the failure and publish the plan."""
     from airflow_wfe.runtime import get_recorder
 
+    recorder = get_recorder()
     states = _forward_states(ti)
     failed = sorted({task_id for task_id, _, state in states if state == "failed"})
-    if not failed:
+    if not failed and not _manually_requested(recorder, ti):
         raise _skip("no step failed: nothing to compensate")
     succeeded: dict[str, list[int]] = {}
     for task_id, map_index, state in states:
@@ -102,7 +103,7 @@ def begin(*, ti: Any, compensable: list[str], irreversible: list[str]) -> dict[s
             succeeded.setdefault(task_id, []).append(map_index)
     undo = {step: sorted(succeeded[step]) for step in compensable if step in succeeded}
     stuck = sorted(step for step in irreversible if step in succeeded)
-    get_recorder().saga_started(
+    recorder.saga_started(
         ti.dag_id,
         ti.run_id,
         failed=failed,
@@ -111,6 +112,20 @@ def begin(*, ti: Any, compensable: list[str], irreversible: list[str]) -> dict[s
         actor=ACTOR,
     )
     return {"failed": failed, "undo": undo, "irreversible": stuck}
+
+
+def _manually_requested(recorder: Any, ti: Any) -> bool:
+    """Whether ``wfe compensate`` asked for this run to be compensated."""
+    from airflow_wfe.saga.manual import MANUAL_REASON_PREFIX
+    from airflow_wfe.states import RunState
+
+    run = recorder.store.get_run(ti.dag_id, ti.run_id)
+    last = run.transitions[-1] if run.transitions else None
+    return (
+        run.state == RunState.COMPENSATING
+        and last is not None
+        and (last.reason or "").startswith(MANUAL_REASON_PREFIX)
+    )
 
 
 def _plan(ti: Any) -> dict[str, Any]:

@@ -197,3 +197,38 @@ def test_runs_show_lists_each_compensation_with_order_and_outcome(dagbag: Any, l
     assert "Compensations (in the order they ran)" in text
     assert "1. charge: COMPENSATION_FAILED" in text
     assert "2. reserve: COMPENSATED" in text
+
+
+def _wfe(*args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "wfe"), *args],
+        check=False, capture_output=True, text=True, env=dict(os.environ), timeout=120,
+    )  # fmt: skip
+
+
+def test_manual_compensation_refuses_what_it_must(dagbag: Any, ledger: Any) -> None:
+    completed = dagbag.get_dag("wfe_t_saga_success").test()
+    refused = _wfe("compensate", completed.dag_id, completed.run_id)
+    assert refused.returncode == 1
+    assert "COMPLETED" in refused.stderr
+    assert "--force" in refused.stderr
+    assert _record(completed).state == "COMPLETED"
+
+    compensated = dagbag.get_dag("wfe_t_saga_linear").test()
+    again = _wfe("compensate", compensated.dag_id, compensated.run_id, "--force")
+    assert again.returncode == 1
+    assert "is COMPENSATED" in again.stderr
+
+    no_saga = dagbag.get_dag("wfe_example_success").test()
+    nothing = _wfe("compensate", no_saga.dag_id, no_saga.run_id, "--force")
+    assert nothing.returncode == 1
+    assert "declares no compensation" in nothing.stderr
+    assert _record(no_saga).state == "COMPLETED"  # the refusal changed nothing
+
+    unknown = _wfe("compensate", "wfe_t_saga_linear", "no-such-run")
+    assert unknown.returncode == 1
+    assert "no governed run" in unknown.stderr

@@ -78,7 +78,6 @@ FORBIDDEN_RUN_MOVES: list[tuple[RunState, RunState]] = [
     (R.RUNNING, R.REJECTED),
     (R.RUNNING, R.COMPENSATED),
     (R.RUNNING, R.COMPENSATING),
-    (R.COMPLETED, R.COMPENSATING),
     (R.COMPLETED, R.FAILED),
     (R.FAILED, R.RUNNING),
     (R.FAILED, R.COMPLETED),
@@ -112,7 +111,7 @@ def assert_walk(machine: StateMachine[Any], start: Any, states: Sequence[Any]) -
         if previous is None:
             assert state == machine.initial, f"{machine.entity}: first state {state} not initial"
         else:
-            assert state in machine.transitions.get(previous, frozenset()), (
+            assert state in machine.allowed(previous), (
                 f"{machine.entity}: {previous} → {state} is not in the table"
             )
         previous = state
@@ -125,7 +124,7 @@ def distance(machine: StateMachine[Any], start: Any, target: Any) -> int | None:
     frontier: set[Any] = {start}
     visited: set[Any] = {start}
     for moves in range(1, len(machine.states) + 2):
-        frontier = {nxt for state in frontier for nxt in machine.allowed(state)} - visited
+        frontier = {nxt for state in frontier for nxt in machine.automatic(state)} - visited
         if target in frontier:
             return moves
         if not frontier:
@@ -229,14 +228,25 @@ def test_step_terminal_states() -> None:
 def test_nothing_leaves_a_terminal_state(machine: StateMachine[Any]) -> None:
     assert machine.terminal, "a machine without end states"
     for state in machine.terminal:
-        assert machine.allowed(state) == frozenset()
-        for target in machine.states:
+        assert machine.automatic(state) == frozenset()
+        manual = {target for source, target in machine.manual if source == state}
+        assert machine.allowed(state) == manual
+        for target in machine.states - manual:
             with pytest.raises(IllegalTransitionError) as info:
                 machine.check("k", state, target)
-            assert info.value.allowed == ()
-    # Non-terminal states all have somewhere to go.
+            assert info.value.allowed == tuple(sorted(manual))
+    # Non-terminal states all have somewhere to go on their own.
     for state in machine.states - machine.terminal:
-        assert machine.allowed(state)
+        assert machine.automatic(state)
+
+
+def test_a_completed_run_is_compensated_only_by_a_deliberate_manual_move() -> None:
+    assert RUN_MACHINE.manual == {(R.COMPLETED, R.COMPENSATING)}
+    assert R.COMPLETED in RUN_MACHINE.terminal
+    RUN_MACHINE.check("deploy/r1", R.COMPLETED, R.COMPENSATING)  # legal when asked for
+    assert R.COMPENSATING not in RUN_MACHINE.path(None, R.COMPLETED)
+    with pytest.raises(IllegalTransitionError):
+        RUN_MACHINE.path(R.COMPLETED, R.COMPENSATED)  # never taken by reconciliation
 
 
 @pytest.mark.parametrize("machine", MACHINES, ids=lambda m: m.entity)
@@ -278,9 +288,9 @@ def test_illegal_step_move_message() -> None:
 
 def test_illegal_move_from_terminal_state_message() -> None:
     with pytest.raises(IllegalTransitionError) as info:
-        RUN_MACHINE.check("deploy/r1", R.COMPLETED, R.RUNNING)
+        RUN_MACHINE.check("deploy/r1", R.REJECTED, R.RUNNING)
     assert str(info.value) == (
-        "run 'deploy/r1' cannot go COMPLETED → RUNNING; allowed: none (terminal state)"
+        "run 'deploy/r1' cannot go REJECTED → RUNNING; allowed: none (terminal state)"
     )
 
 
@@ -348,7 +358,7 @@ def test_path_to_unreachable_state_raises(
         machine.path(start, target)
     assert info.value.from_state == start
     assert info.value.to_state == target
-    assert info.value.allowed == tuple(sorted(machine.allowed(start)))
+    assert info.value.allowed == tuple(sorted(machine.automatic(start)))
 
 
 @pytest.mark.parametrize("machine", MACHINES, ids=lambda m: m.entity)
@@ -407,9 +417,7 @@ def test_random_requests_only_ever_walk_the_table(
             target = data.draw(st.sampled_from(sorted(machine.states)), label="target")
         before = state
         state, error = apply(machine, state, target)
-        table_allows = (
-            {machine.initial} if before is None else machine.transitions.get(before, set())
-        )
+        table_allows = machine.allowed(before)
         if error is not None:
             assert target not in table_allows, f"{before} → {target} refused but in the table"
             assert (error.from_state, error.to_state) == (before, target)
@@ -417,13 +425,15 @@ def test_random_requests_only_ever_walk_the_table(
             assert state == before, "a refused request changed the state"
             continue
         assert target in table_allows, f"{before} → {target} accepted but not in the table"
-        assert before is None or before not in machine.terminal, f"left terminal state {before}"
+        assert (
+            before is None or before not in machine.terminal or (before, target) in machine.manual
+        ), f"left terminal state {before}"
         assert state == target
         accepted.append(target)
     assert_walk(machine, start, accepted)
     if state is not None and state in machine.terminal:
         for target in machine.states:
-            assert not machine.is_legal(state, target)
+            assert not machine.is_legal(state, target) or (state, target) in machine.manual
 
 
 @settings(max_examples=300, deadline=None)
