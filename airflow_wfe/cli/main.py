@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -188,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wfe`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        # The recorder's transition lines belong in Airflow's component logs; Airflow's logging
+        # writes to stdout, where they would corrupt a command's output (e.g. `--json`).
+        logging.getLogger("airflow_wfe").setLevel(logging.WARNING)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -9,6 +9,7 @@ with many workers sharing one database, who migrates and when is the operator's 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Final
 
 from sqlalchemy import Engine, inspect, text
@@ -17,7 +18,14 @@ from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from airflow_wfe.exceptions import SchemaOutdatedError, StoreUnavailableError
 from airflow_wfe.store.engine import get_engine, masked_url
 
-__all__ = ["HEAD_REVISION", "VERSION_TABLE", "current_revision", "ensure_schema", "upgrade"]
+__all__ = [
+    "HEAD_REVISION",
+    "VERSION_TABLE",
+    "current_revision",
+    "ensure_schema",
+    "is_sqlite_locked",
+    "upgrade",
+]
 
 #: Alembic version table of the store; distinct from Airflow's ``alembic_version``.
 VERSION_TABLE: Final = "wfe_alembic_version"
@@ -27,19 +35,33 @@ HEAD_REVISION: Final = "0002"
 #: PostgreSQL advisory-lock key that serialises migrations of the store ("wfe" + schema).
 _LOCK_KEY: Final = 0x7766_6553_4348
 
+_LOCKED_ATTEMPTS: Final = 20
+
 _checked: set[str] = set()
+
+
+def is_sqlite_locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked": another process holds the lock; trying again succeeds."""
+    return "database is locked" in str(getattr(exc, "orig", exc))
 
 
 def current_revision(engine: Engine) -> str | None:
     """The store's revision, or ``None`` for a database without the store's tables."""
-    try:
-        with engine.connect() as connection:
-            if not inspect(connection).has_table(VERSION_TABLE):
-                return None
-            row = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).first()
-    except (OperationalError, ProgrammingError) as exc:
-        raise StoreUnavailableError(masked_url(engine.url), _first_line(exc)) from exc
-    return None if row is None else str(row[0])
+    for attempt in range(1, _LOCKED_ATTEMPTS + 1):
+        try:
+            with engine.connect() as connection:
+                if not inspect(connection).has_table(VERSION_TABLE):
+                    return None
+                row = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).first()
+            return None if row is None else str(row[0])
+        except (OperationalError, ProgrammingError) as exc:
+            # A brand-new SQLite file switching to WAL while another process creates the schema
+            # answers "database is locked" without waiting; it clears within moments.
+            if attempt < _LOCKED_ATTEMPTS and is_sqlite_locked(exc):
+                time.sleep(0.05 * attempt)
+                continue
+            raise StoreUnavailableError(masked_url(engine.url), _first_line(exc)) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:

@@ -37,7 +37,7 @@ from airflow_wfe.store.records import (
     StepRecord,
     TransitionRecord,
 )
-from airflow_wfe.store.schema import ensure_schema
+from airflow_wfe.store.schema import ensure_schema, is_sqlite_locked
 from airflow_wfe.store.tables import run_table, step_table, transition_table
 
 __all__ = ["RUN_FACTS", "RunPlan", "SqlStore", "StepPlan", "Store"]
@@ -103,8 +103,8 @@ _TRANSIENT_SQLSTATES: Final = frozenset({"40P01", "40001"})
 
 
 def _is_transient(exc: OperationalError) -> bool:
-    """A deadlock or serialization failure: the database rolled back; trying again succeeds."""
-    return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+    """A deadlock, a serialization failure or a busy SQLite file: trying again succeeds."""
+    return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES or is_sqlite_locked(exc)
 
 
 def _utc(value: datetime) -> datetime:

@@ -232,3 +232,47 @@ def test_manual_compensation_refuses_what_it_must(dagbag: Any, ledger: Any) -> N
     unknown = _wfe("compensate", "wfe_t_saga_linear", "no-such-run")
     assert unknown.returncode == 1
     assert "no governed run" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "run_state", "undone", "step_states"),
+    [
+        ("wfe_t_yaml_saga_success", "COMPLETED", [], {"book_hotel": "SUCCEEDED"}),
+        (
+            "wfe_t_yaml_saga_undo_retry",
+            "COMPENSATED",
+            ["booking-flight"],
+            {"book_flight": "COMPENSATED", "pay": "FAILED"},
+        ),
+        (
+            "wfe_t_yaml_saga_undo_fails",
+            "COMPENSATION_FAILED",
+            ["booking-flight"],
+            {"book_hotel": "COMPENSATION_FAILED", "book_flight": "COMPENSATED"},
+        ),
+        (
+            "wfe_t_yaml_saga_diamond",
+            "COMPENSATED",
+            ["booking-left", "booking-cluster"],
+            {"right": "FAILED", "join": "UPSTREAM_FAILED", "left": "COMPENSATED"},
+        ),
+    ],
+)
+def test_yaml_saga_scenarios(
+    dagbag: Any,
+    ledger: Any,
+    dag_id: str,
+    run_state: str,
+    undone: list[str],
+    step_states: dict[str, str],
+) -> None:
+    dag_run = dagbag.get_dag(dag_id).test()
+    record = _record(dag_run)
+    assert record.state == run_state
+    assert [e["step"] for e in ledger.read() if e["event"] == "undo"] == undone
+    for step_id, state in step_states.items():
+        assert _step(record, step_id).state == state
+    attempts = [e for e in ledger.read() if e["event"] == "undo-attempt"]
+    if attempts:
+        assert [a["try_number"] for a in attempts] == [1, 2]
+        assert len({a["key"] for a in attempts}) == 1

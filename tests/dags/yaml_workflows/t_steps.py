@@ -40,3 +40,20 @@ def cancel(result: str, idempotency_key: str) -> None:
     import saga_ledger
 
     saga_ledger.write("undo", step=result, key=idempotency_key)
+
+
+def cancel_flaky_once(result: str, idempotency_key: str, ti: Any) -> None:
+    import saga_ledger
+
+    saga_ledger.write("undo-attempt", step=result, key=idempotency_key, try_number=ti.try_number)
+    if ti.try_number == 1:
+        raise ConnectionError("cancellation API timed out")
+    saga_ledger.write("undo", step=result, key=idempotency_key)
+
+
+def cancel_never(result: str) -> None:
+    raise RuntimeError(f"cannot cancel {result}")
+
+
+def fail(reason: str) -> None:
+    raise RuntimeError(reason)
