@@ -18,28 +18,25 @@ text, so comments, whitespace and key order do not change it.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
-import re
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Final
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from airflow_wfe.exceptions import SpecError
-from airflow_wfe.spec.models import CALLABLE_PATH, CLASS_PATH, DAG_ID, IDENTIFIER, WorkflowSpec
+from airflow_wfe.spec.models import WorkflowSpec
 from airflow_wfe.spec.problems import KeyPath, Problem
+from airflow_wfe.spec.translate import kind_of, line_of, translate
 
 if TYPE_CHECKING:
-    from pydantic_core import ErrorDetails
+    pass
 
 __all__ = ["LoadedSpec", "load_spec", "parse_spec"]
 
@@ -64,18 +61,6 @@ _CONSTRUCT_ERRORS: Final = (yaml.YAMLError, ValueError, TypeError, AttributeErro
 #: Aliases can make a small file expand to a huge value ("billion laughs"); validating, dumping and
 #: hashing walk the expanded value, so anything far beyond a real workflow is refused.
 _MAX_VALUES: Final = 100_000
-_PATTERNS: Final = {
-    CALLABLE_PATH: '"module:function"',
-    CLASS_PATH: 'a dotted class path like "package.module.Class"',
-    IDENTIFIER: "an identifier (a letter, then letters, digits or _)",
-    DAG_ID: "a DAG id (letters, digits, _ . -)",
-}
-_CHOICES: Final = re.compile(r"^\^\(([\w|]+)\)\$$")
-_NOUNS: Final = {
-    "dictionary": "mapping",
-    "tuple": "list",
-    "timedelta": "duration like 30s or 1h30m",
-}
 
 
 @dataclass(frozen=True)
@@ -98,7 +83,7 @@ class LoadedSpec:
     def line_of(self, path: KeyPath) -> int | None:
         """The line of ``path``, else of its deepest prefix in the document (so a problem about a
         missing key points at the mapping that lacks it)."""
-        return _line_of(self.lines, path)
+        return line_of(self.lines, path)
 
 
 def load_spec(path: str | Path) -> LoadedSpec:
@@ -145,7 +130,7 @@ def _parse(text: str, path: Path) -> tuple[list[Problem], LoadedSpec | None]:
         if root is None or (isinstance(root, ScalarNode) and root.tag == _YAML + "null"):
             return _fail("the file is empty; a workflow needs name, owner and steps", "empty")
         if not isinstance(root, MappingNode):
-            found = _kind(builder.build(root, ()))
+            found = kind_of(builder.build(root, ()))
             message = (
                 f"expected a mapping of workflow keys (name, owner, steps, ...), found {found}"
             )
@@ -170,7 +155,8 @@ def _parse(text: str, path: Path) -> tuple[list[Problem], LoadedSpec | None]:
             spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
         )
     except ValidationError as exc:
-        return builder.problems + _translate(exc, builder), None
+        translated = translate(exc, builder.lines, builder.scalars, builder.unreadable)
+        return builder.problems + translated, None
     except ArithmeticError as exc:  # a validator overflowed, e.g. timedelta(seconds=10**20)
         return _fail(f"a number is out of range: {exc}", "invalid-value", problems=builder.problems)
     except (ValueError, TypeError, RecursionError) as exc:  # e.g. !!binary that is not UTF-8
@@ -189,14 +175,6 @@ def _fail(
 
 def _line(node: Node) -> int:
     return int(node.start_mark.line) + 1
-
-
-def _line_of(lines: Mapping[KeyPath, int], path: KeyPath) -> int | None:
-    for end in range(len(path), -1, -1):
-        line = lines.get(path[:end])
-        if line is not None:
-            return line
-    return None
 
 
 # --- YAML nodes → Python data, with lines -----------------------------------------------------------
@@ -315,7 +293,7 @@ class _Builder:
         if isinstance(key, str):
             return key
         if raw:
-            message = f"key {raw} is read as {_kind(key)}, not a string"
+            message = f"key {raw} is read as {kind_of(key)}, not a string"
             self.add(message, (*path, raw), "non-string-key", node, f'quote it: "{raw}"')
         else:
             self.add("empty key", path, "non-string-key", node)
@@ -369,237 +347,3 @@ def _io_message(exc: OSError) -> str:
     if isinstance(exc, IsADirectoryError):
         return "is a directory, not a workflow file"
     return f"cannot read the file: {exc.strerror or exc}"
-
-
-# --- pydantic errors → problems ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Branch:
-    """A union an error's location passed through: where it is, which branch, and all branches."""
-
-    path: KeyPath
-    tag: str
-    members: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class _Error:
-    detail: ErrorDetails
-    path: KeyPath  # pydantic's loc without union branch tags
-    branches: tuple[_Branch, ...]
-    holder: type[BaseModel] | None  # the model whose key ``path`` ends with
-    about_key: bool  # the error is about a mapping key (pydantic's ``[key]``)
-
-
-@dataclass(frozen=True)
-class _Misfit:
-    """A value that fits none of a union's branches."""
-
-    branch: _Branch
-    found: Any
-
-
-def _translate(exc: ValidationError, builder: _Builder) -> list[Problem]:
-    errors = [_locate(detail) for detail in exc.errors(include_url=False)]
-    errors = [e for e in errors if not any(e.path[: len(u)] == u for u in builder.unreadable)]
-    items = _collapse(errors, 0)
-    # a misspelt required key is one mistake: the unknown-key problem already names the right key
-    misspelt = {
-        (*e.path[:-1], _closest(e))
-        for e in items
-        if isinstance(e, _Error) and e.detail["type"] == "extra_forbidden" and e.path
-    }
-    return [
-        _problem(e, builder)
-        for e in items
-        if not (isinstance(e, _Error) and e.detail["type"] == "missing" and e.path in misspelt)
-    ]
-
-
-def _closest(error: _Error) -> str | None:
-    """The allowed key of the same model closest to an unknown key, if any is close."""
-    allowed = list(_fields(error.holder)) if error.holder is not None else []
-    close = difflib.get_close_matches(str(error.path[-1]), allowed, n=1)
-    return close[0] if close else None
-
-
-def _locate(detail: ErrorDetails) -> _Error:
-    """Walk the models along the error's loc, dropping union branch tags and noting each key's model."""
-    annotation: Any = WorkflowSpec
-    path: list[str | int] = []
-    branches: list[_Branch] = []
-    holder: type[BaseModel] | None = None
-    about_key = False
-    for segment in detail["loc"]:
-        annotation = _unwrap(annotation)
-        members = _union_members(annotation)
-        if len(members) > 1:  # pydantic names the branch it tried: not a key of the document
-            branches.append(_Branch(tuple(path), str(segment), members))
-            annotation = _branch(members, str(segment))
-            continue
-        if segment == "[key]":
-            about_key = True
-            continue
-        path.append(segment)
-        holder = annotation if _is_model(annotation) else None
-        args = get_args(annotation)
-        if holder is not None:
-            info = _fields(holder).get(str(segment))
-            annotation = info.annotation if info is not None else Any
-        elif get_origin(annotation) is dict and len(args) == 2:
-            annotation = args[1]
-        elif get_origin(annotation) in (tuple, list) and args:
-            annotation = args[0]
-        else:
-            annotation = Any
-    return _Error(detail, tuple(path), tuple(branches), holder, about_key)
-
-
-def _collapse(errors: list[_Error], depth: int) -> list[_Error | _Misfit]:
-    """Of each union, keep only the branches the value was meant for (a mapping for a model, a string
-    for a string); a value that fits no branch becomes one problem for the whole union."""
-    out: list[_Error | _Misfit] = [e for e in errors if len(e.branches) <= depth]
-    groups: dict[KeyPath, list[_Error]] = {}
-    for error in errors:
-        if len(error.branches) > depth:
-            groups.setdefault(error.branches[depth].path, []).append(error)
-    for group in groups.values():
-        fitting = {e.branches[depth].tag for e in group if not _misfits(e, depth)}
-        if fitting:
-            out += _collapse([e for e in group if e.branches[depth].tag in fitting], depth + 1)
-        else:
-            out.append(_Misfit(group[0].branches[depth], group[0].detail["input"]))
-    return out
-
-
-def _misfits(error: _Error, depth: int) -> bool:
-    kind = error.detail["type"]
-    wrong_type = kind.endswith(("_type", "_parsing")) or kind == "is_instance_of"
-    return wrong_type and error.path == error.branches[depth].path
-
-
-def _problem(item: _Error | _Misfit, builder: _Builder) -> Problem:
-    if isinstance(item, _Misfit):
-        path = item.branch.path
-        expected = " or ".join(dict.fromkeys(_describe(m) for m in item.branch.members))
-        message = f"expected {expected}, got {_found(item.found)}"
-        return Problem(message, path, code="invalid-value", line=_line_of(builder.lines, path))
-    detail, path = item.detail, item.path
-    line = _line_of(builder.lines, path)
-    if detail["type"] == "extra_forbidden" and path:
-        close = _closest(item)
-        hint = f"did you mean '{close}'?" if close else None
-        return Problem("unknown key", path, code="unknown-key", line=line, suggestion=hint)
-    if detail["type"] == "missing" and path:
-        message = f"missing required key '{path[-1]}'"
-        return Problem(message, path, code="missing-key", line=line)
-    message, hint = _readable(detail, builder.scalars.get(path))
-    if item.about_key and path:
-        message = f"invalid key: {message}"
-    return Problem(message, path, code="invalid-value", line=line, suggestion=hint)
-
-
-def _readable(detail: ErrorDetails, raw: str | None) -> tuple[str, str | None]:
-    kind, found, msg = detail["type"], detail["input"], detail["msg"]
-    ctx = detail.get("ctx") or {}
-    if kind in {"value_error", "assertion_error"}:
-        return msg.removeprefix("Value error, ").removeprefix("Assertion failed, "), None
-    if kind == "string_pattern_mismatch":
-        pattern = str(ctx.get("pattern"))
-        choices = _CHOICES.match(pattern)
-        expected = (
-            "one of " + ", ".join(choices.group(1).split("|"))
-            if choices
-            else _PATTERNS.get(pattern, f"text matching {pattern}")
-        )
-        return f"expected {expected}, got {_found(found)}", None
-    if kind == "enum":
-        options = re.findall(r"'([^']*)'", str(ctx.get("expected")))
-        close = difflib.get_close_matches(str(found), options, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else None
-        return f"expected {ctx.get('expected')}, got {_found(found)}", hint
-    if kind in {"model_type", "dict_type"}:
-        return f"expected a mapping, got {_found(found)}", None
-    valid = re.match(r"Input should be a valid (\w+)(.*)", msg)
-    if valid:
-        noun = _NOUNS.get(valid.group(1), valid.group(1))
-        msg = f"expected {'an' if noun[0] in 'aeiou' else 'a'} {noun}{valid.group(2)}"
-    msg = msg.replace("Input should be", "should be").replace(" after validation", "")
-    msg = msg.replace("Dictionary should", "Mapping should")
-    if valid or not isinstance(found, dict | list | tuple):  # "got a mapping" says nothing new
-        msg += f", got {_found(found)}"
-    hint = None
-    if kind == "string_type" and raw is not None:  # a YAML number, boolean or date
-        hint = f'quote it: "{raw}"'
-    return msg, hint
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    names = {type(None): "null", str: "a string", list: "a list", dict: "a mapping"}
-    return "a date" if isinstance(value, date) else names.get(type(value), type(value).__name__)
-
-
-def _found(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
-    if value is None or isinstance(value, bool):
-        return json.dumps(value)
-    if isinstance(value, int | float | date):
-        return str(value)
-    return _kind(value)
-
-
-def _describe(member: Any) -> str:
-    """How a union branch reads in a message: ``"module:function"``, ``{operator: ..., args: ...}``."""
-    base, *metadata = get_args(member) if get_origin(member) is Annotated else (member,)
-    if _is_model(base):
-        return "{" + ", ".join(f"{key}: ..." for key in _fields(base)) + "}"
-    for info in metadata:  # Field(pattern=...) keeps the pattern in its own metadata
-        for meta in getattr(info, "metadata", ()):
-            if getattr(meta, "pattern", None) in _PATTERNS:
-                return _PATTERNS[meta.pattern]
-    origin = get_origin(base) or base
-    names: dict[Any, str] = {tuple: "a list", list: "a list", dict: "a mapping", str: "a string"}
-    names |= {bool: "true or false", int: "an integer", float: "a number"}
-    return names.get(origin, getattr(origin, "__name__", str(origin)))
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Strip ``Annotated`` and ``| None``: neither adds a segment to pydantic's loc."""
-    while True:
-        if get_origin(annotation) is Annotated:
-            annotation = get_args(annotation)[0]
-            continue
-        members = _union_members(annotation)
-        if len(members) != 1 or members[0] is annotation:
-            return annotation
-        annotation = members[0]
-
-
-def _union_members(annotation: Any) -> tuple[Any, ...]:
-    if get_origin(annotation) in (Union, types.UnionType):
-        return tuple(a for a in get_args(annotation) if a is not type(None))
-    return (annotation,)
-
-
-def _branch(members: tuple[Any, ...], tag: str) -> Any:
-    """The union member a pydantic branch tag (``OperatorSpec``, ``constrained-str``) stands for."""
-    models = [m for m in members if _is_model(m) and m.__name__ == tag]
-    # the models here have at most one plain branch per union, so no need to decode other tags
-    others = [m for m in members if not _is_model(m)]
-    return (models or others or [Any])[0]
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-@cache
-def _fields(model: type[BaseModel]) -> dict[str, Any]:
-    """A model's fields by the key written in YAML (the alias, e.g. ``from``)."""
-    return {info.alias or name: info for name, info in model.model_fields.items()}

@@ -17,6 +17,11 @@ CORE_MODULES = [
     "airflow_wfe.store.schema",
     "airflow_wfe.metrics",
     "airflow_wfe.recorder",
+    "airflow_wfe.spec.loader",
+    "airflow_wfe.spec.validate",
+    "airflow_wfe.spec.render",
+    "airflow_wfe.artifacts.registry",
+    "airflow_wfe.saga.declare",
 ]
 
 
