@@ -131,6 +131,9 @@ def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
     print(
         "Log in as 'admin'; `airflow standalone` prints the generated password below.\n", flush=True
     )
-    airflow = shutil.which("airflow", path=str(Path(sys.executable).parent)) or "airflow"
+    bin_dir = str(Path(sys.executable).parent)
+    airflow = shutil.which("airflow", path=bin_dir) or "airflow"
+    # `airflow standalone` starts its components as `airflow ...` subprocesses: find this venv's.
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
     os.execve(airflow, [airflow, "standalone"], env)
     return 0  # pragma: no cover - execve does not return
