@@ -130,3 +130,13 @@ def dagbag(airflow_db: None):  # type: ignore[no-untyped-def]
     bag = DagBag(dag_folder=str(_DAGS))
     assert not bag.import_errors, bag.import_errors
     return bag
+
+
+@pytest.fixture
+def fresh_runtime() -> Iterator[None]:
+    """Forget cached settings, store and emitter before and after a test that changes config."""
+    from airflow_wfe.runtime import reset_runtime
+
+    reset_runtime()
+    yield
+    reset_runtime()

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from airflow_wfe.artifacts.registry import ArtifactRegistry
-from airflow_wfe.runtime import get_runtime_store, reset_runtime
+from airflow_wfe.runtime import get_runtime_store
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _fresh_runtime() -> Iterator[None]:
-    reset_runtime()
-    yield
-    reset_runtime()
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 
 
 def test_a_run_records_the_artifact_version_it_used_and_a_rollback_changes_the_next_run(

@@ -6,7 +6,6 @@ instance states, including tasks that the scheduler skipped or failed without ev
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,14 +14,7 @@ from airflow_wfe.listeners.mapping import STEP_STATE_OF_TI
 from airflow_wfe.runtime import get_runtime_store, reset_runtime
 from airflow_wfe.store.records import RunRecord
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _fresh_runtime() -> Iterator[None]:
-    reset_runtime()
-    yield
-    reset_runtime()
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 
 
 def _run(dagbag: Any, dag_id: str) -> Any:

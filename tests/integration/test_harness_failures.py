@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +9,7 @@ import pytest
 
 from airflow_wfe.runtime import reset_runtime
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _fresh_runtime() -> Iterator[None]:
-    reset_runtime()
-    yield
-    reset_runtime()
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 
 
 @pytest.fixture

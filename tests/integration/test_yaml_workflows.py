@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from airflow_wfe.runtime import get_runtime_store, reset_runtime
+from airflow_wfe.runtime import get_runtime_store
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _fresh_runtime() -> Iterator[None]:
-    reset_runtime()
-    yield
-    reset_runtime()
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 
 
 def _steps(dag_run: Any) -> dict[str, Any]:

@@ -27,38 +27,10 @@ from airflow_wfe.cli.artifacts import add_artifact_commands
 from airflow_wfe.exceptions import RunNotFoundError, WfeError
 from airflow_wfe.metrics import NullEmitter
 from airflow_wfe.recorder import Recorder
-from airflow_wfe.store import SqlStore, schema
-from airflow_wfe.store import engine as engine_module
+from airflow_wfe.store import SqlStore
 from airflow_wfe.store.tables import artifact_activation_table, artifact_table, run_artifact_table
 
 A, B, C, D, E = (f"content {letter}\n".encode() for letter in "ABCDE")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_engines() -> Iterator[None]:
-    """Engines and schema checks are cached per URL per process: start and end every test clean."""
-    engine_module.dispose_engines()
-    schema._checked.clear()
-    yield
-    engine_module.dispose_engines()
-    schema._checked.clear()
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/wfe.db"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-def store(url: str) -> SqlStore:
-    return SqlStore(url)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -27,34 +27,6 @@ R = RunState
 T = StepState
 T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 STORE_TABLES = {"wfe_run", "wfe_step", "wfe_transition", schema.VERSION_TABLE}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_engines() -> Iterator[None]:
-    """Engines and schema checks are cached per URL per process: start and end every test clean."""
-    engine_module.dispose_engines()
-    schema._checked.clear()
-    yield
-    engine_module.dispose_engines()
-    schema._checked.clear()
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty store: a new SQLite file, or the test PostgreSQL database without wfe tables."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/wfe.db"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-def store(url: str) -> SqlStore:
-    return SqlStore(url)
 
 
 @pytest.fixture
