@@ -13,6 +13,7 @@ import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
@@ -26,6 +27,7 @@ __all__ = [
     "Option",
     "Settings",
     "get_settings",
+    "parse_window",
     "reset_settings",
 ]
 
@@ -101,6 +103,67 @@ OPTIONS: Final[tuple[Option, ...]] = (
         None,
         sensitive=True,
     ),
+    # -- metrics: empty means "as in Airflow's [metrics] section" ---------------------------------
+    Option(
+        "statsd_on",
+        "string",
+        "",
+        "Send airflow-wfe's metrics to StatsD. Empty follows ``[metrics] statsd_on``.",
+        "True",
+    ),
+    Option(
+        "statsd_host",
+        "string",
+        "",
+        "StatsD host for airflow-wfe's metrics. Empty follows ``[metrics] statsd_host``.",
+        "statsd-exporter",
+    ),
+    Option(
+        "statsd_port",
+        "string",
+        "",
+        "StatsD UDP port. Empty follows ``[metrics] statsd_port``.",
+        "9125",
+    ),
+    Option(
+        "statsd_prefix",
+        "string",
+        "",
+        "Prefix of every name (``<prefix>.wfe.run.state.completed``). Empty follows "
+        "``[metrics] statsd_prefix``.",
+        "airflow",
+    ),
+    Option(
+        "statsd_allow_list",
+        "string",
+        "",
+        "Comma-separated regexes of ``wfe.*`` names to send (matched against the un-prefixed name). "
+        "Empty follows ``[metrics] metrics_allow_list``.",
+        r"^wfe\.(run|dora)",
+    ),
+    Option(
+        "statsd_tags",
+        "boolean",
+        "False",
+        "Add DogStatsD-style tags (``dag_id``, ``step``, ...) to every metric line; "
+        "statsd_exporter and Datadog turn them into labels.",
+        "True",
+    ),
+    Option(
+        "deployment_dags",
+        "string",
+        "",
+        "Comma-separated DAG ids or glob patterns whose runs are deployments: the end of each of "
+        "their runs emits the DORA gauges. ``wfe dora`` also counts DAGs tagged ``deployment``.",
+        "deploy_*,release_api",
+    ),
+    Option(
+        "dora_window",
+        "string",
+        "30d",
+        "Window of the DORA gauges emitted at the end of a deployment run (``30d``, ``12h``).",
+        "7d",
+    ),
 )
 
 _DEFAULTS: Final = {option.name: option.default for option in OPTIONS}
@@ -118,6 +181,15 @@ class Settings:
     store_conn: str
     policy_path: Path
     audit_signing_key: str
+    # Metrics overrides of Airflow's [metrics]: None / empty means "follow [metrics]".
+    statsd_on: bool | None = None
+    statsd_host: str = ""
+    statsd_port: int | None = None
+    statsd_prefix: str = ""
+    statsd_allow_list: str = ""
+    statsd_tags: bool = False
+    deployment_dags: tuple[str, ...] = ()
+    dora_window: timedelta = timedelta(days=30)
 
     @classmethod
     def from_getter(cls, get: Callable[[str], str | None], airflow_home: Path) -> Settings:
@@ -140,6 +212,7 @@ class Settings:
         store_conn = raw("store_conn") or f"sqlite:///{airflow_home / 'wfe.db'}"
         policy_path = Path(raw("policy_path") or airflow_home / "wfe_policies")
         return cls(
+            **_metrics_options(raw),
             enabled=_parse_bool("enabled", raw("enabled")),
             govern=govern,
             fail_closed=_parse_bool("fail_closed", raw("fail_closed")),
@@ -147,6 +220,49 @@ class Settings:
             policy_path=policy_path,
             audit_signing_key=raw("audit_signing_key"),
         )
+
+
+def _metrics_options(raw: Callable[[str], str]) -> dict[str, Any]:
+    """The metrics overrides of :class:`Settings`, parsed."""
+    port = raw("statsd_port")
+    if port and not port.isdigit():
+        raise ConfigError("statsd_port", port, "expected a port number")
+    window = raw("dora_window")
+    try:
+        dora_window = parse_window(window)
+    except ValueError as exc:
+        raise ConfigError("dora_window", window, str(exc)) from None
+    return {
+        "statsd_on": _parse_bool("statsd_on", raw("statsd_on")) if raw("statsd_on") else None,
+        "statsd_host": raw("statsd_host"),
+        "statsd_port": int(port) if port else None,
+        "statsd_prefix": raw("statsd_prefix"),
+        "statsd_allow_list": raw("statsd_allow_list"),
+        "statsd_tags": _parse_bool("statsd_tags", raw("statsd_tags")),
+        "deployment_dags": tuple(p.strip() for p in raw("deployment_dags").split(",") if p.strip()),
+        "dora_window": dora_window,
+    }
+
+
+_WINDOW_UNITS: Final = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_window(text: str) -> timedelta:
+    """A window such as ``30d``, ``12h``, ``90m``, ``2w`` or ``3600s`` (a bare number is days).
+
+    Raises:
+        ValueError: the text is not a positive number, optionally followed by ``w d h m s``.
+    """
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _WINDOW_UNITS else "d"
+    number = value[:-1] if value[-1:] in _WINDOW_UNITS else value
+    try:
+        amount = float(number)
+    except ValueError:
+        raise ValueError("expected a duration such as 30d, 12h, 90m or 2w") from None
+    if amount <= 0:
+        raise ValueError("expected a positive duration")
+    return timedelta(seconds=amount * _WINDOW_UNITS[unit])
 
 
 def _parse_bool(name: str, value: str) -> bool:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from airflow_wfe.metrics import Emitter, names
+from airflow_wfe.metrics import Emitter
 from airflow_wfe.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
 from airflow_wfe.store.records import Move, TransitionRecord
 from airflow_wfe.store.sql_store import RunPlan, StepPlan, Store
@@ -200,16 +200,8 @@ class Recorder:
             at=at,
             facts=facts,
         )
-        for record in written:
-            self.emitter.incr(names.run_state(record.to_state))
-            log.info(
-                "wfe run transition dag_id=%s run_id=%s from_state=%s to_state=%s actor=%s",
-                dag_id,
-                run_id,
-                record.from_state,
-                record.to_state,
-                actor,
-            )
+        if written:
+            _emit_run(self, dag_id, run_id, written, actor)
         return written
 
     # -- steps ---------------------------------------------------------------------------------
@@ -307,18 +299,38 @@ class Recorder:
             try_number=try_number,
             at=at,
         )
-        for record in written:
-            self.emitter.incr(names.step_state(record.to_state))
-            log.info(
-                "wfe step transition dag_id=%s run_id=%s step=%s map_index=%s from_state=%s "
-                "to_state=%s try_number=%s actor=%s",
-                dag_id,
-                run_id,
-                step_id,
-                map_index,
-                record.from_state,
-                record.to_state,
-                try_number,
-                actor,
-            )
+        if written:
+            _emit_step(self, dag_id, run_id, step_id, map_index, written, actor, try_number)
         return written
+
+
+# -- metrics and log lines of what was just written (see airflow_wfe.metrics.transitions) ---------
+
+
+def _emit_run(
+    recorder: Recorder,
+    dag_id: str,
+    run_id: str,
+    written: Sequence[TransitionRecord],
+    actor: str,
+) -> None:
+    from airflow_wfe.metrics.transitions import emit_run_transitions
+
+    emit_run_transitions(recorder.store, recorder.emitter, dag_id, run_id, written, actor)
+
+
+def _emit_step(
+    recorder: Recorder,
+    dag_id: str,
+    run_id: str,
+    step_id: str,
+    map_index: int,
+    written: Sequence[TransitionRecord],
+    actor: str,
+    try_number: int | None,
+) -> None:
+    from airflow_wfe.metrics.transitions import emit_step_transitions
+
+    emit_step_transitions(
+        recorder.emitter, dag_id, run_id, step_id, map_index, written, actor, try_number
+    )

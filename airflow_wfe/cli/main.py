@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_workflow_commands(commands)
     add_artifact_commands(commands)
 
+    from airflow_wfe.cli.metrics_commands import add_metrics_commands
+
+    add_metrics_commands(commands)
+
     db = commands.add_parser("db", help="the state store's schema")
     db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
     up = db_commands.add_parser("upgrade", help="migrate the state store to this version")

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -27,6 +28,7 @@ __all__ = [
     "artifact_table",
     "metadata",
     "run_artifact_table",
+    "run_metric_table",
     "run_table",
     "step_table",
     "transition_table",
@@ -132,4 +134,21 @@ run_artifact_table = Table(
     Column("run_pk", _Id, ForeignKey("wfe_run.id", ondelete="CASCADE"), primary_key=True),
     Column("artifact_pk", _Id, ForeignKey("wfe_artifact.id", ondelete="CASCADE"), primary_key=True),
     Column("used_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Business metrics a step recorded for its run (ROI, CPA, cost per generation, ...): kept with the
+#: run so reports can read them back, and emitted as StatsD gauges when recorded.
+run_metric_table = Table(
+    "wfe_run_metric",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("run_pk", _Id, ForeignKey("wfe_run.id", ondelete="CASCADE"), nullable=False),
+    Column("step_id", String(250)),
+    Column("map_index", Integer, nullable=False, default=-1),
+    Column("name", String(100), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("unit", String(32)),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_wfe_run_metric_run_pk", "run_pk"),
+    Index("ix_wfe_run_metric_name_at", "name", "at"),
 )
