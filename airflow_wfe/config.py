@@ -99,9 +99,31 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "audit_signing_key",
         "string",
         "",
-        "Key used to sign audit checkpoints (HMAC). Keep it in a secrets backend or an env var.",
-        None,
+        "Key that signs the audit chain's head and checkpoints. Empty: an HMAC key generated once "
+        "into $AIRFLOW_HOME/wfe_audit.key (one machine only; share one key between machines). "
+        "``file:/path`` reads an HMAC key from a file, ``ed25519:/path/key.pem`` signs with an "
+        "Ed25519 private key (verifiers need only its public key); any other value is the HMAC key "
+        "itself (use ``AIRFLOW__WFE__AUDIT_SIGNING_KEY_SECRET`` or ``_CMD`` to keep it out of "
+        "airflow.cfg).",
+        "ed25519:/opt/airflow/secrets/wfe_audit.pem",
         sensitive=True,
+    ),
+    Option(
+        "audit_checkpoint_interval",
+        "integer",
+        "1000",
+        "A signed checkpoint every this many audit events (0: only the signed head and manual "
+        "checkpoints).",
+        "500",
+    ),
+    Option(
+        "audit_redact",
+        "string",
+        "",
+        "Extra key-name fragments (comma-separated, case-insensitive) whose values never reach the "
+        "store or the audit trail, on top of Airflow's secrets masker and the built-in list "
+        "(password, secret, token, api_key, ...).",
+        "iban,ssn",
     ),
     # -- metrics: empty means "as in Airflow's [metrics] section" ---------------------------------
     Option(
@@ -181,6 +203,9 @@ class Settings:
     store_conn: str
     policy_path: Path
     audit_signing_key: str
+    audit_checkpoint_interval: int = 1000
+    audit_redact: tuple[str, ...] = ()
+    airflow_home: Path = Path()
     # Metrics overrides of Airflow's [metrics]: None / empty means "follow [metrics]".
     statsd_on: bool | None = None
     statsd_host: str = ""
@@ -219,7 +244,24 @@ class Settings:
             store_conn=store_conn,
             policy_path=policy_path,
             audit_signing_key=raw("audit_signing_key"),
+            audit_checkpoint_interval=_parse_count(
+                "audit_checkpoint_interval", raw("audit_checkpoint_interval")
+            ),
+            audit_redact=tuple(
+                part.strip() for part in raw("audit_redact").split(",") if part.strip()
+            ),
+            airflow_home=airflow_home,
         )
+
+
+def _parse_count(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise ConfigError(name, value, "expected a whole number, 0 or more")
+    return number
 
 
 def _metrics_options(raw: Callable[[str], str]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ attributes, so the boundary can build a structured answer without parsing messag
     WfeError
     ├── ArtifactError                an artifact request cannot be honoured (bad name, no rollback)
     │   └── ArtifactNotFoundError    no such artifact, version, or no active version yet
+    ├── AuditError                   an audit request cannot be honoured (archive file, window)
     ├── ConfigError                  a [wfe] option has a value we cannot use
     ├── HarnessError                 fail_closed: the harness could not record a governed task
     ├── SpecError                    a workflow file is invalid (every problem, with file and line)
@@ -27,6 +28,7 @@ from typing import Any
 __all__ = [
     "ArtifactError",
     "ArtifactNotFoundError",
+    "AuditError",
     "ConcurrentUpdateError",
     "ConfigError",
     "HarnessError",
@@ -226,3 +228,19 @@ class ConcurrentUpdateError(StoreError):
         self.key = key
         self.attempts = attempts
         super().__init__(f"{key}: gave up after {attempts} concurrent-update conflicts")
+
+
+class AuditError(WfeError):
+    """An audit request cannot be honoured: an unreadable or altered archive file, a bad window.
+
+    A broken chain is not an exception: verification reports it as findings (exit 1 in the CLI).
+
+    Attributes:
+        subject: what the request was about (a file, an option).
+        problem: what is wrong.
+    """
+
+    def __init__(self, subject: str, problem: str) -> None:
+        self.subject = subject
+        self.problem = problem
+        super().__init__(f"{subject}: {problem}")

@@ -12,7 +12,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from airflow_wfe.metrics import Emitter
+from airflow_wfe.exceptions import IllegalTransitionError
+from airflow_wfe.metrics import Emitter, names
 from airflow_wfe.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
 from airflow_wfe.store.records import Move, TransitionRecord
 from airflow_wfe.store.sql_store import RunPlan, StepPlan, Store
@@ -192,14 +193,18 @@ class Recorder:
         at: datetime | None,
         facts: Mapping[str, str | None] | None = None,
     ) -> list[TransitionRecord]:
-        written = self.store.advance_run(
-            dag_id,
-            run_id,
-            plan,
-            actor=actor,
-            at=at,
-            facts=facts,
-        )
+        try:
+            written = self.store.advance_run(
+                dag_id,
+                run_id,
+                plan,
+                actor=actor,
+                at=at,
+                facts=facts,
+            )
+        except IllegalTransitionError:
+            self.emitter.incr(names.TRANSITIONS_REFUSED)  # the refusal itself is in the trail
+            raise
         if written:
             _emit_run(self, dag_id, run_id, written, actor)
         return written
@@ -289,16 +294,20 @@ class Recorder:
         try_number: int | None,
         at: datetime | None,
     ) -> list[TransitionRecord]:
-        written = self.store.advance_step(
-            dag_id,
-            run_id,
-            step_id,
-            map_index,
-            plan,
-            actor=actor,
-            try_number=try_number,
-            at=at,
-        )
+        try:
+            written = self.store.advance_step(
+                dag_id,
+                run_id,
+                step_id,
+                map_index,
+                plan,
+                actor=actor,
+                try_number=try_number,
+                at=at,
+            )
+        except IllegalTransitionError:
+            self.emitter.incr(names.TRANSITIONS_REFUSED)  # the refusal itself is in the trail
+            raise
         if written:
             _emit_step(self, dag_id, run_id, step_id, map_index, written, actor, try_number)
         return written

@@ -7,18 +7,63 @@ its collaborators as arguments. Nothing is built at import time, because DAG fil
 from __future__ import annotations
 
 import functools
+import importlib
+from collections.abc import Callable
 
 from airflow_wfe.config import get_settings, reset_settings
-from airflow_wfe.metrics import get_emitter, reset_emitter
+from airflow_wfe.metrics import get_emitter, names, reset_emitter
 from airflow_wfe.recorder import Recorder
 from airflow_wfe.store import SqlStore, get_store
+from airflow_wfe.store.audit_log import AuditLog
 
-__all__ = ["get_recorder", "get_runtime_store", "reset_runtime"]
+__all__ = ["build_audit_log", "get_recorder", "get_runtime_store", "reset_runtime"]
 
 
+@functools.cache
 def get_runtime_store() -> SqlStore:
-    """The store named by ``[wfe] store_conn``."""
-    return get_store(get_settings().store_conn)
+    """The store named by ``[wfe] store_conn``, with the audit log ``[wfe]`` describes."""
+    settings = get_settings()
+    return SqlStore(settings.store_conn, audit=build_audit_log())
+
+
+def build_audit_log() -> AuditLog:
+    """The audit log of this process: configured key, redaction list and Airflow's masker."""
+    from airflow_wfe.audit.redact import DEFAULT_SENSITIVE_NAMES, Redactor
+    from airflow_wfe.audit.signing import load_signer
+
+    settings = get_settings()
+    emitter = get_emitter()
+    return AuditLog(
+        signer=load_signer(settings.audit_signing_key, settings.airflow_home / "wfe_audit.key"),
+        redactor=Redactor(
+            (*DEFAULT_SENSITIVE_NAMES, *settings.audit_redact), masker=_airflow_masker()
+        ),
+        checkpoint_every=settings.audit_checkpoint_interval,
+        on_written=lambda count: emitter.incr(names.AUDIT_EVENTS, count),
+    )
+
+
+def _airflow_masker() -> Callable[[str], str] | None:
+    """Airflow's secrets maskers (the Task SDK's in task processes, the core one elsewhere).
+
+    Airflow registers every connection password, sensitive variable and ``mask_secret`` value with
+    the masker of the process that fetched it; applying both covers whichever one this process uses.
+    """
+    maskers: list[Callable[..., object]] = []
+    for module in ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker"):
+        try:
+            maskers.append(importlib.import_module(module).redact)
+        except ImportError:
+            continue
+    if not maskers:
+        return None
+
+    def mask(text: str) -> str:
+        for redact in maskers:
+            text = str(redact(text))
+        return text
+
+    return mask
 
 
 @functools.cache
@@ -32,6 +77,7 @@ def reset_runtime() -> None:
     from airflow_wfe.store.engine import dispose_engines
 
     get_recorder.cache_clear()
+    get_runtime_store.cache_clear()
     get_store.cache_clear()
     reset_settings()
     reset_emitter()

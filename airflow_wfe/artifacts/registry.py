@@ -39,6 +39,7 @@ from airflow_wfe.artifacts.records import (
     to_jsonable,
     version_for,
 )
+from airflow_wfe.audit.events import AuditEvent, EventType
 from airflow_wfe.exceptions import ArtifactError, ArtifactNotFoundError, RunNotFoundError
 from airflow_wfe.store.tables import (
     artifact_activation_table,
@@ -168,6 +169,18 @@ class ArtifactRegistry:
                     )
                 return _version(row, with_content=True)
             now = datetime.now(UTC)
+            self._audit(
+                connection,
+                EventType.ARTIFACT_REGISTERED,
+                actor,
+                {
+                    "name": name,
+                    "version": version,
+                    "content_hash": content_hash,
+                    "media_type": media_type,
+                    "size": len(content),
+                },
+            )
             connection.execute(
                 insert(artifact_table).values(
                     name=name,
@@ -207,6 +220,17 @@ class ArtifactRegistry:
             history = self._activations(connection, name)
             if not history or history[-1] != version:
                 self._insert_activation(connection, name, row.id, actor, reason)
+                self._audit(
+                    connection,
+                    EventType.ARTIFACT_ACTIVATED,
+                    actor,
+                    {
+                        "name": name,
+                        "version": version,
+                        "previous": history[-1] if history else None,
+                        "reason": reason,
+                    },
+                )
             return _version(row, with_content=True)
 
         return self.store.write(f"{name}@{version}", attempt)
@@ -236,6 +260,18 @@ class ArtifactRegistry:
             target = self._find(connection, name, stack[-2], content=True)
             note = f"rollback from {current}" + (f": {reason}" if reason else "")
             self._insert_activation(connection, name, target.id, actor, note)
+            self._audit(
+                connection,
+                EventType.ARTIFACT_ACTIVATED,
+                actor,
+                {
+                    "name": name,
+                    "version": target.version,
+                    "previous": current,
+                    "reason": note,
+                    "rollback": True,
+                },
+            )
             return _version(target, with_content=True)
 
         return self.store.write(f"{name} (rollback)", attempt)
@@ -269,6 +305,15 @@ class ArtifactRegistry:
                     insert(run_artifact_table).values(
                         run_pk=run_pk, artifact_pk=artifact_pk, used_at=datetime.now(UTC)
                     )
+                )
+                self._audit(
+                    connection,
+                    EventType.ARTIFACT_USED,
+                    "worker",
+                    {"name": name, "version": version},
+                    dag_id=dag_id,
+                    run_id=run_id,
+                    versions={f"artifact:{name}": version},
                 )
 
         self.store.write(f"{dag_id}/{run_id} uses {name}@{version}", attempt)
@@ -415,6 +460,33 @@ class ArtifactRegistry:
         ]
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _audit(
+        self,
+        connection: Connection,
+        type_: EventType,
+        actor: str,
+        payload: dict[str, Any],
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        versions: dict[str, str] | None = None,
+    ) -> None:
+        """Write the event in the same transaction as the change it describes."""
+        self.store.audit.append(
+            connection,
+            [
+                AuditEvent(
+                    type=type_,
+                    actor=actor,
+                    at=datetime.now(UTC),
+                    dag_id=dag_id,
+                    run_id=run_id,
+                    payload=payload,
+                    versions=versions or {},
+                )
+            ],
+        )
 
     @staticmethod
     def _lock(connection: Connection, name: str) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = ["run_demo"]
 
@@ -63,6 +64,32 @@ def _example_dag_ids(dags_folder: Path) -> list[str]:
         for file, error in bag.import_errors.items():
             print(f"  import error in {file}:\n{error}", file=sys.stderr)
     return sorted(dag_id for dag_id in bag.dag_ids if dag_id.startswith("wfe_example"))
+
+
+def _audit_summary(store: Any, results: list[tuple[str, bool, str, str]]) -> int:
+    """The audit trail of the demo's runs: one run's story, and the whole chain verified."""
+    from airflow_wfe.audit.signing import load_signer
+    from airflow_wfe.cli.audit import describe
+    from airflow_wfe.config import get_settings
+    from airflow_wfe.store.audit_trail import events, verify
+
+    saga = next((r for r in results if "saga" in r[0]), results[0])
+    run = store.list_runs(dag_id=saga[0], limit=1)[0]
+    story = [e for e in events(store, dag_id=run.dag_id, run_id=run.run_id) if e.step_id is None]
+    print(f"\nAudit trail of {run.dag_id} (run-level events; `wfe audit show` has every step)")
+    for event in story:
+        print(f"  #{event.seq:<5} {event.at[11:23]}Z  {event.actor:<10} {describe(event)}")
+    settings = get_settings()
+    signer = load_signer(settings.audit_signing_key, settings.airflow_home / "wfe_audit.key")
+    report = verify(store, signer)
+    status = "verified" if report.ok else "BROKEN"
+    print(
+        f"  chain: {report.events} events #{report.first_seq}..#{report.last_seq}, "
+        f"{report.checkpoints} signed checkpoint(s), signed head: {status}"
+    )
+    for finding in report.findings[:3]:
+        print(f"  {finding}", file=sys.stderr)
+    return 0 if report.ok else 1
 
 
 def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
@@ -120,13 +147,20 @@ def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
         verdict = "agrees" if agrees else "DISAGREES"
         airflow_state = "success" if airflow_ok else "failed"
         print(f"  {dag_id:<34} Airflow: {airflow_state:<8} wfe: {state:<20} {verdict}  ({took})")
+    failures += _audit_summary(store, results)
     print(f"\nAirflow logs of each run: {logs}")
     print("Explore: .venv/bin/wfe runs list   |   .venv/bin/wfe runs show DAG_ID RUN_ID [--json]")
+    print("         .venv/bin/wfe audit show DAG_ID RUN_ID   |   .venv/bin/wfe audit verify")
     if failures:
         print(f"wfe demo: error: {failures} run(s) disagree with Airflow", file=sys.stderr)
         return 1
     if not serve:
         return 0
+    return _serve(env, port)
+
+
+def _serve(env: dict[str, str], port: int) -> int:
+    """Replace this process with ``airflow standalone`` (UI with the plugin) until Ctrl-C."""
     print(f"\nServing Airflow with the plugin on http://127.0.0.1:{port} (Ctrl-C to stop).")
     print(
         "Log in as 'admin'; `airflow standalone` prints the generated password below.\n", flush=True

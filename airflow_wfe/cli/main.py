@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     compensate.set_defaults(handler=cmd_compensate)
 
     from airflow_wfe.cli.artifacts import add_artifact_commands
+    from airflow_wfe.cli.audit import add_audit_commands
     from airflow_wfe.cli.workflow_commands import add_workflow_commands
 
     add_workflow_commands(commands)
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     from airflow_wfe.cli.metrics_commands import add_metrics_commands
 
     add_metrics_commands(commands)
+    add_audit_commands(commands)
 
     db = commands.add_parser("db", help="the state store's schema")
     db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)

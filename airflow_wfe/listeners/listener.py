@@ -15,11 +15,13 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from airflow.listeners import hookimpl
 
 from airflow_wfe.config import GOVERNED_TAG, GovernMode, get_settings
+from airflow_wfe.listeners import changes
 from airflow_wfe.listeners.mapping import STEP_STATE_OF_TI, describe_error, run_end_reason
 from airflow_wfe.metrics import get_emitter, names
 from airflow_wfe.states import StepState
@@ -169,6 +171,7 @@ class WfeListener:
         from airflow_wfe.runtime import get_recorder
 
         recorder = get_recorder()
+        _mask_sensitive_params(ti, recorder.store.audit.redactor.sensitive)
         recorder.run_started(
             ti.dag_id,
             ti.run_id,
@@ -201,17 +204,10 @@ class WfeListener:
             try_number = int(getattr(ti, "try_number", 0) or 0) or None
             if getattr(ti, "task", None) is None:
                 # An ORM task instance without its operator: a state set by hand through the UI or
-                # REST, reported by the API server. Record it through the states no one reported.
-                recorder.reconcile_step(
-                    ti.dag_id,
-                    ti.run_id,
-                    ti.task_id,
-                    target,
-                    actor="user",
-                    reason=reason,
-                    map_index=map_index,
-                    try_number=try_number,
-                )
+                # REST, reported by the API server. Record it through the states no one reported,
+                # as done by the user Airflow's own audit log names; a change the state machine
+                # cannot follow is flagged as a violation.
+                changes.manual_step_change(recorder, ti, target, reason, map_index, try_number)
             else:
                 recorder.step(
                     ti.dag_id,
@@ -235,13 +231,23 @@ class WfeListener:
                 return
             from airflow_wfe.runtime import get_recorder
 
-            get_recorder().run_started(
+            recorder = get_recorder()
+            written = recorder.run_started(
                 dag_run.dag_id,
                 dag_run.run_id,
                 actor=SCHEDULER,
                 reason="scheduler started the run",
                 facts=_dag_run_facts(dag_run),
             )
+            if written:
+                changes.record_trigger(recorder, dag_run)
+            from sqlalchemy.orm import object_session
+
+            from airflow_wfe.listeners.airflow_log import sync_soon
+
+            # Clears and deletions fire no listener: import them from Airflow's log now and then,
+            # through the scheduler's own session (a new one would detach its objects).
+            sync_soon(recorder.store, object_session(dag_run))  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - never break the scheduler loop
             self._failed("on_dag_run_running", exc)
 
@@ -261,10 +267,19 @@ class WfeListener:
 
             recorder = get_recorder()
             dag_id, run_id = dag_run.dag_id, dag_run.run_id
+            manual = "manually set" in (msg or "")
+            actor = SCHEDULER
+            if manual:
+                from sqlalchemy.orm import object_session
+
+                from airflow_wfe.listeners.airflow_log import latest_user
+
+                user = latest_user(object_session(dag_run), dag_id, run_id)
+                actor = f"user:{user}" if user else "user"
             recorder.run_started(
                 dag_id,
                 run_id,
-                actor=SCHEDULER,
+                actor=actor,
                 reason="run reached its end",
                 facts=_dag_run_facts(dag_run),
             )
@@ -282,13 +297,15 @@ class WfeListener:
                     map_index=map_index,
                     try_number=try_number or None,
                 )
-            recorder.run_finished(
+            written = recorder.run_finished(
                 dag_id,
                 run_id,
                 succeeded=succeeded,
-                actor=SCHEDULER,
+                actor=actor,
                 reason=run_end_reason(msg),
             )
+            if manual:
+                changes.after_manual_run_change(recorder, dag_id, run_id, succeeded, actor, written)
         except Exception as exc:  # noqa: BLE001 - never break the scheduler loop
             self._failed("on_dag_run_success" if succeeded else "on_dag_run_failed", exc)
 
@@ -298,6 +315,29 @@ class WfeListener:
     def _failed(hook: str, exc: BaseException) -> None:
         get_emitter().incr(names.LISTENER_ERRORS)
         log.warning("wfe listener %s could not record: %s: %s", hook, type(exc).__name__, exc)
+        changes.record_plugin_error(hook, exc)
+
+
+def _mask_sensitive_params(ti: Any, sensitive: Any) -> None:
+    """Register run parameters under sensitive names with Airflow's secrets masker.
+
+    Airflow masks connection passwords and sensitive variables itself, but not a parameter or run
+    conf value named like a password; once registered, it is masked in the task's logs and in any
+    error message the harness records.
+    """
+    try:
+        context = ti.get_template_context()
+    except Exception:  # noqa: BLE001 - an ORM task instance has no context; nothing to register
+        return
+    from airflow.sdk.log import mask_secret
+
+    dag_run = context.get("dag_run")
+    for source in (context.get("params"), getattr(dag_run, "conf", None)):
+        if not isinstance(source, Mapping):
+            continue
+        for key, value in source.items():
+            if isinstance(key, str) and sensitive(key) and value:
+                mask_secret(value if isinstance(value, str) else str(value))
 
 
 def _dag_run_facts(dag_run: Any) -> dict[str, str | None]:

@@ -33,6 +33,9 @@ class TransitionRecord:
     try_number: int | None = None
     step_id: str | None = None
     map_index: int | None = None
+    #: When the run or step entered ``from_state`` (``None`` for its first transition); set on the
+    #: records a write returns, so durations need no extra read.
+    since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ def to_jsonable(record: Any) -> Any:
         return value
 
     data = convert(asdict(record))
+    _drop_since(data)
     if isinstance(record, RunRecord):
         for transition in data["transitions"]:
             transition.pop("step_id", None)
@@ -93,3 +97,14 @@ def to_jsonable(record: Any) -> Any:
                 transition.pop("step_id", None)
                 transition.pop("map_index", None)
     return data
+
+
+def _drop_since(data: Any) -> None:
+    # ``since`` is a convenience of freshly written records, not part of the stored history.
+    if isinstance(data, dict):
+        data.pop("since", None)
+        for value in data.values():
+            _drop_since(value)
+    elif isinstance(data, list):
+        for value in data:
+            _drop_since(value)

@@ -17,18 +17,22 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from airflow_wfe.audit.events import AuditEvent, EventType, SealedEvent
 from airflow_wfe.exceptions import (
     ConcurrentUpdateError,
+    IllegalTransitionError,
     RunNotFoundError,
     StoreUnavailableError,
 )
 from airflow_wfe.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
+from airflow_wfe.store.audit_log import AuditLog, ChainConflict
 from airflow_wfe.store.engine import READ_ONLY, masked_url
 from airflow_wfe.store.records import (
     Move,
@@ -55,6 +59,11 @@ T = TypeVar("T")
 
 class Store(Protocol):
     """What the recorder and the readers need from a store."""
+
+    #: Where every change's audit events are sealed (and how secrets are redacted).
+    audit: AuditLog
+
+    def record_events(self, key: str, events: Sequence[AuditEvent]) -> list[SealedEvent]: ...
 
     def advance_run(
         self,
@@ -98,6 +107,17 @@ class _Conflict(Exception):
     """A concurrent writer changed the row between our read and our write; start over."""
 
 
+@dataclass(frozen=True)
+class _Refused:
+    """A plan the state machine refused: the refusal is audited, then raised after commit."""
+
+    error: IllegalTransitionError
+
+
+#: Run columns that name the versions an event involves.
+_VERSION_COLUMNS: Final = ("dag_version_id", "spec_version", "spec_hash")
+
+
 #: PostgreSQL SQLSTATEs worth retrying: deadlock detected, serialization failure.
 _TRANSIENT_SQLSTATES: Final = frozenset({"40P01", "40001"})
 
@@ -119,13 +139,20 @@ def _now() -> datetime:
 class SqlStore:
     """A :class:`Store` on any SQLAlchemy database (SQLite file or PostgreSQL tested).
 
+    Every state change is written together with its audit events, in the same transaction, and
+    every text that may carry a secret (reasons, error messages) goes through the audit log's
+    redactor first, so the state tables hold no more than the trail does.
+
     Args:
         url: SQLAlchemy URL. The schema is created on first use of an empty database; an outdated
             one raises :class:`~airflow_wfe.exceptions.SchemaOutdatedError`.
+        audit: the audit log (signer, redactor, checkpoints); by default unsigned, names-only
+            redaction, which is what unit tests and tools without Airflow get.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, audit: AuditLog | None = None) -> None:
         self.url = url
+        self.audit = audit or AuditLog()
         self._engine: Engine | None = None
 
     @property
@@ -161,7 +188,7 @@ class SqlStore:
         if unknown:
             raise ValueError(f"unknown run facts: {', '.join(sorted(unknown))}")
 
-        def attempt(connection: Connection) -> list[TransitionRecord]:
+        def attempt(connection: Connection) -> list[TransitionRecord] | _Refused:
             row = self._lock_run(connection, dag_id, run_id)
             current = None if row is None else RunState(row.state)
             moves = list(plan(current))
@@ -170,10 +197,16 @@ class SqlStore:
                 if missing and row is not None:
                     self._update_run(connection, row, missing)
                 return []
+            versions = _versions(row, known)
             walk: RunState | None = current
-            for move in moves:
-                RUN_MACHINE.check(key, walk, RunState(move.to_state))
-                walk = RunState(move.to_state)
+            try:
+                for move in moves:
+                    RUN_MACHINE.check(key, walk, RunState(move.to_state))
+                    walk = RunState(move.to_state)
+            except IllegalTransitionError as exc:
+                refusal = _refusal(exc, actor, when, dag_id, run_id, None, None, moves, versions)
+                self.audit.append(connection, [refusal])
+                return _Refused(exc)
             state = RunState(moves[-1].to_state)
             if row is None:
                 run_pk = self._insert_run(connection, dag_id, run_id, state, when, known)
@@ -182,11 +215,20 @@ class SqlStore:
                 self._update_run(
                     connection, row, {"state": state.value, "updated_at": when, **missing}
                 )
-            return self._insert_transitions(
-                connection, run_pk, None, current, moves, when, actor, None, None, -1
+            since = None if row is None else _utc(row.updated_at)
+            records = self._insert_transitions(
+                connection, run_pk, None, current, moves, when, actor, None, None, -1, since
             )
+            self.audit.append(
+                connection,
+                [
+                    _transition_event(r, dag_id, run_id, versions, facts=known if i == 0 else None)
+                    for i, r in enumerate(records)
+                ],
+            )
+            return records
 
-        return self.write(key, attempt)
+        return _unwrap(self.write(key, attempt))
 
     @staticmethod
     def _update_run(connection: Connection, row: Row[Any], values: dict[str, Any]) -> None:
@@ -220,7 +262,7 @@ class SqlStore:
         suffix = f"[{map_index}]" if map_index >= 0 else ""
         key = f"{dag_id}/{run_id}/{step_id}{suffix}"
 
-        def attempt(connection: Connection) -> list[TransitionRecord]:
+        def attempt(connection: Connection) -> list[TransitionRecord] | _Refused:
             run = self._lock_run(connection, dag_id, run_id)
             if run is None:
                 raise RunNotFoundError(dag_id, run_id)
@@ -238,10 +280,18 @@ class SqlStore:
             moves = list(plan(current, current_try))
             if not moves:
                 return []
+            versions = _versions(run, {})
             walk: StepState | None = current
-            for move in moves:
-                STEP_MACHINE.check(key, walk, StepState(move.to_state))
-                walk = StepState(move.to_state)
+            try:
+                for move in moves:
+                    STEP_MACHINE.check(key, walk, StepState(move.to_state))
+                    walk = StepState(move.to_state)
+            except IllegalTransitionError as exc:
+                refusal = _refusal(
+                    exc, actor, when, dag_id, run_id, step_id, map_index, moves, versions
+                )
+                self.audit.append(connection, [refusal])
+                return _Refused(exc)
             state = StepState(moves[-1].to_state)
             new_try = max(current_try, try_number or 0)
             if row is None:
@@ -273,7 +323,7 @@ class SqlStore:
                 )
                 if result.rowcount != 1:
                     raise _Conflict
-            return self._insert_transitions(
+            records = self._insert_transitions(
                 connection,
                 run.id,
                 step_pk,
@@ -284,9 +334,19 @@ class SqlStore:
                 try_number,
                 step_id,
                 map_index,
+                None if row is None else _utc(row.updated_at),
             )
+            self.audit.append(
+                connection, [_transition_event(r, dag_id, run_id, versions) for r in records]
+            )
+            return records
 
-        return self.write(key, attempt)
+        return _unwrap(self.write(key, attempt))
+
+    def record_events(self, key: str, events: Sequence[AuditEvent]) -> list[SealedEvent]:
+        """Write events that describe no state change of ours (a manual request, a change made in
+        Airflow, a plugin error) in a transaction of their own."""
+        return self.write(key, lambda connection: self.audit.append(connection, events))
 
     def _lock_run(self, connection: Connection, dag_id: str, run_id: str) -> Row[Any] | None:
         return connection.execute(
@@ -320,8 +380,8 @@ class SqlStore:
             ).scalar_one()
         )
 
-    @staticmethod
     def _insert_transitions(
+        self,
         connection: Connection,
         run_pk: int,
         step_pk: int | None,
@@ -332,11 +392,14 @@ class SqlStore:
         try_number: int | None,
         step_id: str | None,
         map_index: int,
+        since: datetime | None,
     ) -> list[TransitionRecord]:
         records: list[TransitionRecord] = []
         rows: list[dict[str, Any]] = []
         previous = current
+        redact = self.audit.redactor.text
         for move in moves:
+            reason = redact(move.reason)
             rows.append(
                 {
                     "run_pk": run_pk,
@@ -345,7 +408,7 @@ class SqlStore:
                     "to_state": str(move.to_state),
                     "at": when,
                     "actor": actor,
-                    "reason": move.reason,
+                    "reason": reason,
                     "try_number": try_number,
                 }
             )
@@ -355,13 +418,15 @@ class SqlStore:
                     to_state=str(move.to_state),
                     at=when,
                     actor=actor,
-                    reason=move.reason,
+                    reason=reason,
                     try_number=try_number,
                     step_id=step_id,
                     map_index=map_index if step_id is not None else None,
+                    since=since,
                 )
             )
             previous = move.to_state
+            since = when
         connection.execute(insert(transition_table), rows)
         return records
 
@@ -377,7 +442,7 @@ class SqlStore:
             try:
                 with self.engine.begin() as connection:
                     return attempt(connection)
-            except (_Conflict, IntegrityError):
+            except (_Conflict, ChainConflict, IntegrityError):
                 # Lost a race on a new row or a version; the other writer's result is now visible.
                 time.sleep(random.uniform(0, 0.005 * number))
             except OperationalError as exc:
@@ -512,3 +577,78 @@ def _summary_fields(row: Row[Any]) -> dict[str, Any]:
         "created_at": _utc(row.created_at),
         "updated_at": _utc(row.updated_at),
     }
+
+
+def _unwrap(result: list[TransitionRecord] | _Refused) -> list[TransitionRecord]:
+    if isinstance(result, _Refused):
+        raise result.error
+    return result
+
+
+def _versions(row: Row[Any] | None, facts: Mapping[str, str]) -> dict[str, str]:
+    """The versions a run's events involve: what the run row holds, else what this report says."""
+    found = {k: facts[k] for k in _VERSION_COLUMNS if facts.get(k)}
+    if row is not None:
+        found.update({k: row._mapping[k] for k in _VERSION_COLUMNS if row._mapping[k]})
+    return found
+
+
+def _transition_event(
+    record: TransitionRecord,
+    dag_id: str,
+    run_id: str,
+    versions: Mapping[str, str],
+    *,
+    facts: Mapping[str, str] | None = None,
+) -> AuditEvent:
+    payload: dict[str, Any] = {
+        "from_state": record.from_state,
+        "to_state": record.to_state,
+        "reason": record.reason,
+    }
+    if record.step_id is not None:
+        payload["map_index"] = record.map_index
+        payload["try_number"] = record.try_number
+    if facts and "run_type" in facts:
+        payload["run_type"] = facts["run_type"]
+    return AuditEvent(
+        type=EventType.STEP_TRANSITION if record.step_id is not None else EventType.RUN_TRANSITION,
+        actor=record.actor,
+        at=record.at,
+        dag_id=dag_id,
+        run_id=run_id,
+        step_id=record.step_id,
+        map_index=record.map_index,
+        payload=payload,
+        versions=versions,
+    )
+
+
+def _refusal(
+    error: IllegalTransitionError,
+    actor: str,
+    when: datetime,
+    dag_id: str,
+    run_id: str,
+    step_id: str | None,
+    map_index: int | None,
+    moves: Sequence[Move],
+    versions: Mapping[str, str],
+) -> AuditEvent:
+    return AuditEvent(
+        type=EventType.TRANSITION_REFUSED,
+        actor=actor,
+        at=when,
+        dag_id=dag_id,
+        run_id=run_id,
+        step_id=step_id,
+        map_index=map_index if step_id is not None else None,
+        payload={
+            "from_state": error.from_state,
+            "to_state": error.to_state,
+            "requested": [str(m.to_state) for m in moves],
+            "reasons": [m.reason for m in moves],
+            "error": str(error),
+        },
+        versions=versions,
+    )

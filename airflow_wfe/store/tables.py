@@ -1,4 +1,4 @@
-"""The state store's tables: runs, steps and the transitions of both.
+"""The state store's tables: runs, steps, their transitions, artifacts and the audit trail.
 
 The store has its own ``MetaData`` with a naming convention, so constraint names are stable across
 SQLite and PostgreSQL and migrations can refer to them. Every table is prefixed ``wfe_`` because the
@@ -26,11 +26,16 @@ from sqlalchemy import (
 __all__ = [
     "artifact_activation_table",
     "artifact_table",
+    "audit_archive_table",
+    "audit_checkpoint_table",
+    "audit_event_table",
+    "audit_head_table",
     "metadata",
     "run_artifact_table",
     "run_metric_table",
     "run_table",
     "step_table",
+    "sync_cursor_table",
     "transition_table",
 ]
 
@@ -134,6 +139,78 @@ run_artifact_table = Table(
     Column("run_pk", _Id, ForeignKey("wfe_run.id", ondelete="CASCADE"), primary_key=True),
     Column("artifact_pk", _Id, ForeignKey("wfe_artifact.id", ondelete="CASCADE"), primary_key=True),
     Column("used_at", DateTime(timezone=True), nullable=False),
+)
+
+#: The audit trail: one hash chain over every event. ``seq`` is assigned by the writer holding the
+#: chain head, so it has no gaps; ``body`` is the canonical JSON the hash covers, and the other columns
+#: are a copy of its fields for querying (verification checks they still agree).
+audit_event_table = Table(
+    "wfe_audit_event",
+    metadata,
+    Column("seq", _Id, primary_key=True, autoincrement=False),
+    # ISO 8601 UTC text of fixed width: compares and sorts as text on every backend.
+    Column("at", String(32), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("actor", String(250), nullable=False),
+    Column("dag_id", String(250)),
+    Column("run_id", String(250)),
+    Column("step_id", String(250)),
+    Column("body", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_wfe_audit_event_dag_id_run_id", "dag_id", "run_id"),
+    Index("ix_wfe_audit_event_at", "at"),
+)
+
+#: The chain head, one row: every append locks it, so concurrent writers take turns and never fork
+#: the chain; it is signed after every append, so a truncated tail cannot go unnoticed.
+audit_head_table = Table(
+    "wfe_audit_head",
+    metadata,
+    Column("chain", String(32), primary_key=True),
+    Column("seq", _Id, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("algorithm", String(32)),
+    Column("key_id", String(64)),
+    Column("signature", Text),
+)
+
+#: Signed checkpoints: periodic (every N events), on demand, and where an archive ends.
+audit_checkpoint_table = Table(
+    "wfe_audit_checkpoint",
+    metadata,
+    Column("seq", _Id, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("algorithm", String(32), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("reason", String(32), nullable=False),
+)
+
+#: Events moved out to archive files: the chain in the database goes on from ``last_hash``.
+audit_archive_table = Table(
+    "wfe_audit_archive",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("first_seq", _Id, nullable=False),
+    Column("last_seq", _Id, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("algorithm", String(32)),
+    Column("key_id", String(64)),
+    Column("signature", Text),
+)
+
+#: How far an import from another source has got (Airflow's own audit log, by its row id).
+sync_cursor_table = Table(
+    "wfe_sync_cursor",
+    metadata,
+    Column("source", String(64), primary_key=True),
+    Column("position", _Id, nullable=False),
 )
 
 #: Business metrics a step recorded for its run (ROI, CPA, cost per generation, ...): kept with the

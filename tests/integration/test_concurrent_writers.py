@@ -7,16 +7,15 @@ its own ``SqlStore`` and ``Recorder``, and they are released together by a barri
 from __future__ import annotations
 
 import multiprocessing
-import queue
 import traceback
-from collections.abc import Callable, Iterator
-from multiprocessing.context import SpawnContext
+from collections.abc import Iterator
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from workers import BARRIER_TIMEOUT_S, WORKERS, WorkerResult, run_workers
 
 from airflow_wfe.metrics import NullEmitter
 from airflow_wfe.recorder import Recorder
@@ -27,15 +26,10 @@ from airflow_wfe.store.tables import run_table, step_table, transition_table
 
 pytestmark = pytest.mark.slow
 
-WORKERS = 8
 STEPS_PER_WORKER = 25
 SAME_STEP_ROUNDS = 5
-BARRIER_TIMEOUT_S = 60.0
-RESULT_TIMEOUT_S = 120.0
 DAG_ID = "concurrent"
 RUN_ID = "manual__2026-03-01"
-
-WorkerResult = tuple[int, str, Any]
 
 
 # -- workers (top level: the spawn context imports this module in each child) ------------------
@@ -101,43 +95,6 @@ def _report_same_step_succeeded(
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def run_workers(
-    target: Callable[[str, int, Barrier, multiprocessing.Queue[WorkerResult]], None], url: str
-) -> dict[int, Any]:
-    """Run ``WORKERS`` spawned processes of ``target``; their results by worker number."""
-    context: SpawnContext = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(WORKERS)
-    results: multiprocessing.Queue[WorkerResult] = context.Queue()
-    processes = [
-        context.Process(target=target, args=(url, worker, barrier, results), daemon=True)
-        for worker in range(WORKERS)
-    ]
-    for process in processes:
-        process.start()
-    collected: dict[int, Any] = {}
-    errors: list[str] = []
-    try:
-        for _ in processes:
-            try:
-                worker, status, payload = results.get(timeout=RESULT_TIMEOUT_S)
-            except queue.Empty:
-                break
-            if status == "ok":
-                collected[worker] = payload
-            else:
-                errors.append(f"worker {worker}:\n{payload}")
-    finally:
-        for process in processes:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
-                process.join()
-    assert not errors, "\n".join(errors)
-    assert [p.exitcode for p in processes] == [0] * WORKERS
-    assert sorted(collected) == list(range(WORKERS))
-    return collected
 
 
 def transition_counts(store: SqlStore) -> dict[str, int]:

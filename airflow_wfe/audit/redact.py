@@ -1,0 +1,74 @@
+"""Keeping secrets out of the trail: key names that hide their values, plus Airflow's own masker.
+
+The store is read by auditors and exported to other systems, so anything that could carry a secret
+(run parameters, error messages, reasons) is redacted before it is written, in the trail and in the
+state tables alike. Two layers: values under sensitive key names (ours plus ``[wfe] audit_redact``)
+become ``***``; and a pluggable *masker*, in Airflow processes Airflow's secrets masker, replaces every
+secret value it knows (connection passwords, sensitive variables, ``mask_secret`` calls) wherever it
+appears inside text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+__all__ = ["DEFAULT_SENSITIVE_NAMES", "MASK", "Redactor"]
+
+MASK: Final = "***"
+#: Key-name fragments whose values are always hidden (case-insensitive substring match); the same
+#: spirit as Airflow's ``[core] sensitive_var_conn_names`` defaults.
+DEFAULT_SENSITIVE_NAMES: Final = (
+    "access_token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "credential",
+    "passphrase",
+    "passwd",
+    "password",
+    "private_key",
+    "secret",
+    "token",
+)
+
+Masker = Callable[[str], str]
+
+
+class Redactor:
+    """Redacts data before it reaches the store.
+
+    Args:
+        names: key-name fragments whose values are hidden.
+        masker: replaces known secret values inside a text (Airflow's masker in Airflow processes).
+    """
+
+    def __init__(
+        self, names: Iterable[str] = DEFAULT_SENSITIVE_NAMES, masker: Masker | None = None
+    ) -> None:
+        self.names = tuple(sorted({n.strip().lower() for n in names if n.strip()}))
+        self.masker = masker
+
+    def sensitive(self, key: str) -> bool:
+        """Whether values under ``key`` are hidden whatever they hold."""
+        lowered = key.lower()
+        return any(name in lowered for name in self.names)
+
+    def text(self, value: str | None) -> str | None:
+        """A free text (a reason, an error message) with every known secret value masked."""
+        if value is None or self.masker is None:
+            return value
+        return self.masker(value)
+
+    def __call__(self, value: Any) -> Any:
+        """``value`` with secrets hidden: walks mappings and sequences, masks every string."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {
+                k: MASK if isinstance(k, str) and self.sensitive(k) and v else self(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self(v) for v in value]
+        return value

@@ -1,0 +1,46 @@
+"""Fixtures for audit tests: a signed store, and a recorder writing a small governed history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from airflow_wfe.audit.signing import HmacSigner
+from airflow_wfe.metrics import NullEmitter
+from airflow_wfe.recorder import Recorder
+from airflow_wfe.states import StepState
+from airflow_wfe.store import SqlStore
+from airflow_wfe.store.audit_log import AuditLog
+
+KEY = b"unit-test-audit-key-0123456789abcdef"
+
+
+@pytest.fixture
+def signer() -> HmacSigner:
+    return HmacSigner(KEY)
+
+
+@pytest.fixture
+def signed_store(url: str, signer: HmacSigner) -> SqlStore:
+    """A store whose chain is signed, with a checkpoint every 5 events."""
+    return SqlStore(url, audit=AuditLog(signer=signer, checkpoint_every=5))
+
+
+def _write_history(store: SqlStore, runs: int = 2, steps: int = 3) -> None:
+    recorder = Recorder(store, NullEmitter())
+    for r in range(runs):
+        run_id = f"run-{r}"
+        recorder.run_started("etl", run_id, actor="scheduler", reason="started")
+        for s in range(steps):
+            for state in (StepState.RUNNING, StepState.SUCCEEDED):
+                recorder.step(
+                    "etl", run_id, f"step{s}", state, actor="worker", reason="ok", try_number=1
+                )
+        recorder.run_finished("etl", run_id, succeeded=True, actor="scheduler", reason="done")
+
+
+@pytest.fixture
+def write_history() -> Callable[..., None]:
+    """Writes complete runs through the recorder: per run 3 run events, 3 per step, 1 at the end."""
+    return _write_history
