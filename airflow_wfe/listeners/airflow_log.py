@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import insert, select, update
 
 from airflow_wfe.audit.events import AuditEvent, EventType
-from airflow_wfe.states import RUN_MACHINE, RunState
+from airflow_wfe.states import RunState
 from airflow_wfe.store.tables import run_table, sync_cursor_table
 
 if TYPE_CHECKING:
@@ -41,6 +41,16 @@ SYNC_INTERVAL_S: Final = 10.0
 #: Request methods of changes (reads are not logged as changes).
 _WRITES: Final = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 _BATCH: Final = 500
+#: Run states in which deleting the run loses work in progress (a violation).
+_IN_FLIGHT: Final = frozenset(
+    {
+        RunState.CREATED,
+        RunState.VALIDATED,
+        RunState.RUNNING,
+        RunState.WAITING_APPROVAL,
+        RunState.COMPENSATING,
+    }
+)
 _last_sync = {"at": 0.0}
 _sync_lock = threading.Lock()
 
@@ -116,7 +126,7 @@ def _events_for(rows: list[Any], store: SqlStore) -> list[AuditEvent]:
             )
         )
         state = states.get((row.dag_id, row.run_id))
-        if state is not None and RunState(state) not in RUN_MACHINE.terminal:
+        if state is not None and RunState(state) in _IN_FLIGHT:
             events.append(
                 AuditEvent(
                     type=EventType.VIOLATION,
@@ -125,7 +135,7 @@ def _events_for(rows: list[Any], store: SqlStore) -> list[AuditEvent]:
                     dag_id=row.dag_id,
                     run_id=row.run_id,
                     payload={
-                        "rule": "a governed run is deleted only after it ended",
+                        "rule": "a governed run is deleted only when it is not in flight",
                         "detail": f"run deleted in Airflow while {state} in the state machine",
                         "airflow_log_id": row.id,
                     },
