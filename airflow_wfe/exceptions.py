@@ -10,6 +10,8 @@ attributes, so the boundary can build a structured answer without parsing messag
     ├── AuditError                   an audit request cannot be honoured (archive file, window)
     ├── ConfigError                  a [wfe] option has a value we cannot use
     ├── HarnessError                 fail_closed: the harness could not record a governed task
+    ├── PolicyError                  a policy cannot be loaded or evaluated (gates fail closed)
+    │   └── BudgetExceededError      a run spent more than a per-run budget allows
     ├── SpecError                    a workflow file is invalid (every problem, with file and line)
     ├── StateError
     │   ├── IllegalTransitionError   the state machine refuses a transition
@@ -29,10 +31,12 @@ __all__ = [
     "ArtifactError",
     "ArtifactNotFoundError",
     "AuditError",
+    "BudgetExceededError",
     "ConcurrentUpdateError",
     "ConfigError",
     "HarnessError",
     "IllegalTransitionError",
+    "PolicyError",
     "RunNotFoundError",
     "SchemaOutdatedError",
     "SpecError",
@@ -244,3 +248,36 @@ class AuditError(WfeError):
         self.subject = subject
         self.problem = problem
         super().__init__(f"{subject}: {problem}")
+
+
+class PolicyError(WfeError):
+    """A policy cannot be evaluated: a CEL expression fails on the facts, a fact is missing, the
+    policy folder cannot be read. Gates fail closed on it: never an "allow" by accident.
+
+    Attributes:
+        where: the policy and rule (or file) concerned.
+        problem: what went wrong.
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(f"{where}: {problem}")
+
+
+class BudgetExceededError(PolicyError):
+    """A run spent more than a per-run budget allows; the step that pushed it over fails.
+
+    Attributes:
+        spent: what the run has spent, this step included.
+        limit: the budget.
+        currency: of both.
+    """
+
+    def __init__(self, where: str, spent: float, limit: float, currency: str) -> None:
+        self.spent = spent
+        self.limit = limit
+        self.currency = currency
+        super().__init__(
+            where, f"the run spent {spent:.2f} {currency}, over its budget of {limit:.2f}"
+        )

@@ -105,7 +105,7 @@ class Recorder:
                 ]
             if current is target or current in RUN_MACHINE.terminal:
                 return []
-            if current is RunState.FAILED or current is RunState.COMPENSATING:
+            if current in (RunState.FAILED, RunState.REJECTED, RunState.COMPENSATING):
                 # Compensation owns the run from here on; the end of the Airflow run says nothing new.
                 return []
             return [Move(target, reason)]
@@ -147,7 +147,7 @@ class Recorder:
             if current in (RunState.RUNNING, RunState.WAITING_APPROVAL):
                 moves.append(Move(RunState.FAILED, failure))
                 current = RunState.FAILED
-            if current is RunState.FAILED and undo:
+            if current in (RunState.FAILED, RunState.REJECTED) and undo:
                 moves.append(Move(RunState.COMPENSATING, compensation))
             return moves
 

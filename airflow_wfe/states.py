@@ -176,8 +176,16 @@ RUN_MACHINE: StateMachine[RunState] = StateMachine(
             R.COMPENSATION_FAILED: (),
         }
     ),
-    # Only by `wfe compensate --force`: undoing a run that succeeded is a deliberate act.
-    manual=frozenset({(R.COMPLETED, R.COMPENSATING)}),
+    # Deliberate acts only, never taken by reconciliation: `wfe compensate --force` undoing a run
+    # that succeeded; a policy gate denying mid-run (RUNNING -> REJECTED); undoing what a rejected
+    # run's earlier steps did (REJECTED -> COMPENSATING, by its saga or by hand).
+    manual=frozenset(
+        {
+            (R.COMPLETED, R.COMPENSATING),
+            (R.RUNNING, R.REJECTED),
+            (R.REJECTED, R.COMPENSATING),
+        }
+    ),
 )
 
 T = StepState

@@ -55,7 +55,10 @@ class EventType(StrEnum):
     #: Old events moved to an archive file (the chain goes on from the archive's last hash).
     ARCHIVED = "audit.archived"
     POLICY_DECISION = "policy.decision"
+    #: A person's answer to an approval request (or the default taken at its timeout).
     APPROVAL = "approval"
+    #: A step's spending written to the cost ledger.
+    COST = "cost.spent"
 
 
 @dataclass(frozen=True)

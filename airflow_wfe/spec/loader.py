@@ -24,10 +24,10 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from airflow_wfe.exceptions import SpecError
@@ -38,7 +38,9 @@ from airflow_wfe.spec.translate import kind_of, line_of, translate
 if TYPE_CHECKING:
     pass
 
-__all__ = ["LoadedSpec", "load_spec", "parse_spec"]
+__all__ = ["LoadedSpec", "load_spec", "parse_document", "parse_spec"]
+
+M = TypeVar("M", bound=BaseModel)
 
 # libyaml composes several times faster; its marks carry the same lines as the pure-Python parser's.
 _YamlLoader: Final[type[yaml.SafeLoader] | type[yaml.CSafeLoader]] = getattr(
@@ -113,7 +115,7 @@ def parse_spec(text: str, *, file: str = "<string>", path: Path | None = None) -
     Raises:
         SpecError: the text is not YAML or not a valid workflow spec; carries every problem found.
     """
-    problems, loaded = _parse(text, path if path is not None else Path(file))
+    problems, loaded = _parse_spec(text, path if path is not None else Path(file))
     if loaded is not None and not problems:
         return loaded
     last = max(1, len(text.splitlines()))
@@ -121,19 +123,47 @@ def parse_spec(text: str, *, file: str = "<string>", path: Path | None = None) -
     raise SpecError(file, sorted(located, key=lambda p: p.line or 0))
 
 
-def _parse(text: str, path: Path) -> tuple[list[Problem], LoadedSpec | None]:
+def parse_document(
+    text: str, *, file: str, model: type[M], what: str
+) -> tuple[M, str, Mapping[KeyPath, int]]:
+    """Validate YAML text against any strict pydantic ``model`` (policy files use it too), with the
+    same problems as workflow specs: file, line, key path, suggestions.
+
+    Returns:
+        the model, the sha256 of its canonical JSON, and the line of every key path.
+
+    Raises:
+        SpecError: naming ``file``, with every problem found.
+    """
+    problems, found = _parse(text, Path(file), model, what)
+    if found is not None and not problems:
+        return found
+    last = max(1, len(text.splitlines()))
+    located = {p.located(file, min(max(p.line or 1, 1), last)): None for p in problems}
+    raise SpecError(file, sorted(located, key=lambda p: p.line or 0))
+
+
+def _parse_spec(text: str, path: Path) -> tuple[list[Problem], LoadedSpec | None]:
+    problems, found = _parse(text, path, WorkflowSpec, "a workflow needs name, owner and steps")
+    if found is None:
+        return problems, None
+    spec, content_hash, lines = found
+    return problems, LoadedSpec(spec, path, content_hash, lines)
+
+
+def _parse(
+    text: str, path: Path, model: type[M], what: str
+) -> tuple[list[Problem], tuple[M, str, Mapping[KeyPath, int]] | None]:
     loader = None
     try:
         loader = _YamlLoader(text)  # PyYAML's reader refuses unprintable characters right here
         builder = _Builder(loader)
         root = loader.get_single_node()
         if root is None or (isinstance(root, ScalarNode) and root.tag == _YAML + "null"):
-            return _fail("the file is empty; a workflow needs name, owner and steps", "empty")
+            return _fail(f"the file is empty; {what}", "empty")
         if not isinstance(root, MappingNode):
             found = kind_of(builder.build(root, ()))
-            message = (
-                f"expected a mapping of workflow keys (name, owner, steps, ...), found {found}"
-            )
+            message = f"expected a mapping of keys ({what}), found {found}"
             return _fail(message, "not-a-mapping", _line(root))
         data = builder.build(root, ())
     except yaml.YAMLError as exc:
@@ -150,7 +180,7 @@ def _parse(text: str, path: Path) -> tuple[list[Problem], LoadedSpec | None]:
         message = f"aliases expand the document to more than {_MAX_VALUES} values"
         return _fail(message, "too-large", problems=builder.problems)
     try:
-        spec = WorkflowSpec.model_validate(data)
+        spec = model.model_validate(data)
         canonical = json.dumps(
             spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
         )
@@ -164,7 +194,7 @@ def _parse(text: str, path: Path) -> tuple[list[Problem], LoadedSpec | None]:
         return _fail(message, "invalid-value", problems=builder.problems)
     content_hash = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     lines = types.MappingProxyType(builder.lines)
-    return builder.problems, LoadedSpec(spec, path, content_hash, lines)
+    return builder.problems, (spec, content_hash, lines)
 
 
 def _fail(

@@ -30,6 +30,8 @@ __all__ = [
     "audit_checkpoint_table",
     "audit_event_table",
     "audit_head_table",
+    "cost_entry_table",
+    "decision_table",
     "metadata",
     "run_artifact_table",
     "run_metric_table",
@@ -228,4 +230,38 @@ run_metric_table = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Index("ix_wfe_run_metric_run_pk", "run_pk"),
     Index("ix_wfe_run_metric_name_at", "name", "at"),
+)
+
+#: Gate decisions and approvals: every one a recorded fact with its reasons and policy versions.
+decision_table = Table(
+    "wfe_decision",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("run_pk", _Id, ForeignKey("wfe_run.id", ondelete="CASCADE"), nullable=False),
+    Column("step_id", String(250), nullable=False),
+    # "policy" (the engine's decision) or "approval" (a person's answer, a timeout default).
+    Column("kind", String(16), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("reasons", Text, nullable=False),  # JSON list
+    Column("policies", Text, nullable=False),  # JSON {name: version}
+    Column("details", Text, nullable=False),  # JSON: approval requirements, responder, comment
+    Column("actor", String(250), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_wfe_decision_run_pk_id", "run_pk", "id"),
+)
+
+#: The cost ledger: what steps spent, per run, with the DAG and its tags copied for budget windows.
+cost_entry_table = Table(
+    "wfe_cost_entry",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("run_pk", _Id, ForeignKey("wfe_run.id", ondelete="CASCADE"), nullable=False),
+    Column("dag_id", String(250), nullable=False),
+    Column("step_id", String(250), nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("detail", Text),
+    Column("tags", Text, nullable=False),  # JSON list of the DAG's tags, for per-team budgets
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_wfe_cost_entry_dag_id_at", "dag_id", "at"),
 )

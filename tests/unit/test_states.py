@@ -75,7 +75,6 @@ FORBIDDEN_RUN_MOVES: list[tuple[RunState, RunState]] = [
     (R.VALIDATED, R.COMPLETED),
     (R.RUNNING, R.CREATED),
     (R.RUNNING, R.VALIDATED),
-    (R.RUNNING, R.REJECTED),
     (R.RUNNING, R.COMPENSATED),
     (R.RUNNING, R.COMPENSATING),
     (R.COMPLETED, R.FAILED),
@@ -241,7 +240,14 @@ def test_nothing_leaves_a_terminal_state(machine: StateMachine[Any]) -> None:
 
 
 def test_a_completed_run_is_compensated_only_by_a_deliberate_manual_move() -> None:
-    assert RUN_MACHINE.manual == {(R.COMPLETED, R.COMPENSATING)}
+    assert RUN_MACHINE.manual == {
+        (R.COMPLETED, R.COMPENSATING),
+        # a gate denying mid-run, and the saga of a rejected run: deliberate, never reconciled
+        (R.RUNNING, R.REJECTED),
+        (R.REJECTED, R.COMPENSATING),
+    }
+    assert R.REJECTED in RUN_MACHINE.terminal
+    assert R.REJECTED not in RUN_MACHINE.path(None, R.COMPENSATED)
     assert R.COMPLETED in RUN_MACHINE.terminal
     RUN_MACHINE.check("deploy/r1", R.COMPLETED, R.COMPENSATING)  # legal when asked for
     assert R.COMPENSATING not in RUN_MACHINE.path(None, R.COMPLETED)
@@ -267,13 +273,13 @@ def test_illegal_run_move_message_names_key_states_and_allowed() -> None:
     error = info.value
     assert str(error) == (
         "run 'deploy/r1' cannot go RUNNING → COMPENSATED; allowed: COMPLETED, FAILED, "
-        "WAITING_APPROVAL"
+        "REJECTED, WAITING_APPROVAL"
     )
     assert error.entity == "run"
     assert error.key == "deploy/r1"
     assert error.from_state == "RUNNING"
     assert error.to_state == "COMPENSATED"
-    assert error.allowed == ("COMPLETED", "FAILED", "WAITING_APPROVAL")
+    assert error.allowed == ("COMPLETED", "FAILED", "REJECTED", "WAITING_APPROVAL")
     assert isinstance(error, StateError)
     assert isinstance(error, WfeError)
 
@@ -288,9 +294,9 @@ def test_illegal_step_move_message() -> None:
 
 def test_illegal_move_from_terminal_state_message() -> None:
     with pytest.raises(IllegalTransitionError) as info:
-        RUN_MACHINE.check("deploy/r1", R.REJECTED, R.RUNNING)
+        RUN_MACHINE.check("deploy/r1", R.COMPENSATED, R.RUNNING)
     assert str(info.value) == (
-        "run 'deploy/r1' cannot go REJECTED → RUNNING; allowed: none (terminal state)"
+        "run 'deploy/r1' cannot go COMPENSATED → RUNNING; allowed: none (terminal state)"
     )
 
 

@@ -655,7 +655,7 @@ def test_transition_run_refuses_illegal_moves(recorder: Recorder, store: SqlStor
     with pytest.raises(IllegalTransitionError) as info:
         recorder.transition_run("deploy", "r1", R.COMPENSATED, actor="cli", reason="by hand")
     assert str(info.value) == (
-        "run 'deploy/r1' cannot go RUNNING → COMPENSATED; allowed: COMPLETED, FAILED, "
+        "run 'deploy/r1' cannot go RUNNING → COMPENSATED; allowed: COMPLETED, FAILED, REJECTED, "
         "WAITING_APPROVAL"
     )
     assert row_counts(store) == counts
