@@ -1,7 +1,9 @@
 """Airflow cluster policies of airflow-wfe (entry point ``airflow.policy``).
 
-``dag_policy`` wires the saga (compensation tasks) into governed DAGs that declare compensations; it
-runs wherever Airflow parses a DAG file, so the scheduler, the UI and every worker see the same tasks.
+``dag_policy`` refuses governed DAGs that break ``[wfe] parse_time_checks`` (owner, retries,
+timeouts, tags, compensation of side effects: see :mod:`airflow_wfe.policy.parse_time`), then wires
+the saga (compensation tasks) into governed DAGs that declare compensations; it runs wherever Airflow
+parses a DAG file, so the scheduler, the UI and every worker see the same tasks.
 
 ``task_policy`` runs wherever Airflow parses a DAG file, including each task process right before the
 task runs. For governed tasks it chains a pre-execute check: Airflow swallows listener exceptions, so
@@ -46,11 +48,26 @@ class FailClosedCheck:
 
 @hookimpl
 def dag_policy(dag: Any) -> None:
-    """Add the saga tasks to a governed DAG whose steps declare compensations (idempotent)."""
+    """Refuse a governed DAG that breaks the parse-time checks; add the saga tasks to one whose
+    steps declare compensations (idempotent)."""
     from airflow_wfe.listeners.listener import is_governed_tags
 
     if not is_governed_tags(getattr(dag, "tags", None)):
         return
+    from airflow_wfe.config import get_settings
+
+    checks = get_settings().parse_time_checks
+    if checks:
+        from airflow.exceptions import AirflowClusterPolicyViolation
+
+        from airflow_wfe.policy.parse_time import check_dag
+
+        problems = check_dag(dag, checks)
+        if problems:
+            raise AirflowClusterPolicyViolation(
+                f"DAG {dag.dag_id!r} breaks airflow-wfe's parse-time checks "
+                f"([wfe] parse_time_checks = {', '.join(checks)}): " + "; ".join(problems)
+            )
     from airflow_wfe.saga.wiring import wire_saga
 
     wire_saga(dag)

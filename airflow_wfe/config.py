@@ -109,6 +109,15 @@ OPTIONS: Final[tuple[Option, ...]] = (
         sensitive=True,
     ),
     Option(
+        "parse_time_checks",
+        "string",
+        "",
+        "What every task of a governed DAG must declare, checked when Airflow parses the DAG "
+        "file (a DAG that fails is refused with every problem listed): comma-separated among "
+        "owner, retries, execution_timeout, tags, compensation; ``all`` for every one.",
+        "owner,retries,execution_timeout,tags",
+    ),
+    Option(
         "audit_checkpoint_interval",
         "integer",
         "1000",
@@ -203,6 +212,7 @@ class Settings:
     store_conn: str
     policy_path: Path
     audit_signing_key: str
+    parse_time_checks: tuple[str, ...] = ()
     audit_checkpoint_interval: int = 1000
     audit_redact: tuple[str, ...] = ()
     airflow_home: Path = Path()
@@ -244,6 +254,7 @@ class Settings:
             store_conn=store_conn,
             policy_path=policy_path,
             audit_signing_key=raw("audit_signing_key"),
+            parse_time_checks=_parse_checks(raw("parse_time_checks")),
             audit_checkpoint_interval=_parse_count(
                 "audit_checkpoint_interval", raw("audit_checkpoint_interval")
             ),
@@ -252,6 +263,15 @@ class Settings:
             ),
             airflow_home=airflow_home,
         )
+
+
+def _parse_checks(value: str) -> tuple[str, ...]:
+    from airflow_wfe.policy.parse_time import parse_checks
+
+    try:
+        return parse_checks(value)
+    except ValueError as exc:
+        raise ConfigError("parse_time_checks", value, str(exc)) from None
 
 
 def _parse_count(name: str, value: str) -> int:

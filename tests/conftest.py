@@ -37,6 +37,8 @@ os.environ.update(
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "1",
         "AIRFLOW__WFE__STORE_CONN": f"sqlite:///{_HOME}/wfe.db",
+        # The example policies, as `make demo` uses them (dags/policies, copied with the DAGs).
+        "AIRFLOW__WFE__POLICY_PATH": str(_DAGS / "policies"),
     }
 )
 os.environ.pop("AIRFLOW__WFE__GOVERN", None)

@@ -38,6 +38,8 @@ def _environment(dags_folder: Path, port: int) -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": "wfe-demo-only-secret-change-me-0123456789",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # The example policies (dags/policies/*.yaml) that the example gates evaluate.
+        "AIRFLOW__WFE__POLICY_PATH": str(dags_folder / "policies"),
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

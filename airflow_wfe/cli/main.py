@@ -49,14 +49,28 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
-    from airflow_wfe.cli.render import compensations, render_run
+    from airflow_wfe.cli.render import (
+        compensations,
+        decision_items,
+        render_decisions,
+        render_run,
+    )
+    from airflow_wfe.store.governance import decisions
     from airflow_wfe.store.records import to_jsonable
 
-    run = _store().get_run(args.dag_id, args.run_id)
+    store = _store()
+    run = store.get_run(args.dag_id, args.run_id)
+    found = decisions(store, args.dag_id, args.run_id)
     if args.json:
-        _print_json({**to_jsonable(run), "compensations": compensations(run)})
+        _print_json(
+            {
+                **to_jsonable(run),
+                "compensations": compensations(run),
+                "decisions": decision_items(found),
+            }
+        )
     else:
-        print(render_run(run))
+        print("\n".join([render_run(run), *render_decisions(found)]))
     return EXIT_OK
 
 
@@ -157,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from airflow_wfe.cli.artifacts import add_artifact_commands
     from airflow_wfe.cli.audit import add_audit_commands
+    from airflow_wfe.cli.governance_commands import add_governance_commands
     from airflow_wfe.cli.workflow_commands import add_workflow_commands
 
     add_workflow_commands(commands)
@@ -166,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_metrics_commands(commands)
     add_audit_commands(commands)
+    add_governance_commands(commands)
 
     db = commands.add_parser("db", help="the state store's schema")
     db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)

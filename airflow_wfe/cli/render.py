@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from airflow_wfe.store.records import RunRecord, RunSummary, StepRecord, TransitionRecord
 
@@ -89,6 +90,42 @@ def render_run(run: RunRecord) -> str:
             )
             lines.append(f"    {item['order']}. {label}: {item['outcome']}  ({item['reason']})")
     return "\n".join(lines)
+
+
+def decision_items(found: Sequence[Any]) -> list[dict[str, Any]]:
+    """Gate decisions and approvals as ``runs show --json`` lists them."""
+    return [
+        {
+            "step_id": d.step_id,
+            "kind": d.kind,
+            "outcome": d.outcome,
+            "at": d.at.isoformat(),
+            "actor": d.actor,
+            "policies": dict(d.policies),
+            "reasons": [dict(r) for r in d.reasons],
+            "comment": d.details.get("comment"),
+        }
+        for d in found
+    ]
+
+
+def render_decisions(found: Sequence[Any]) -> list[str]:
+    """The "Decisions" section of ``runs show``: every gate decision with its policy versions and
+    reasons, every approval with who answered and their comment."""
+    if not found:
+        return []
+    lines = ["", "  Decisions"]
+    for d in found:
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(d.policies.items())) or "-"
+        head = f"    {_time(d.at)}  {d.step_id}: {d.kind} {d.outcome.upper()}  by {d.actor}"
+        lines.append(head + (f"  (policies: {versions})" if d.kind == "policy" else ""))
+        for reason in d.reasons:
+            where = f"  [{reason['policy']}/{reason['rule']}]" if "rule" in reason else ""
+            outcome = f"{reason['outcome']}: " if "outcome" in reason else ""
+            lines.append(f"      {outcome}{reason.get('message', '')}{where}")
+        if d.details.get("comment"):
+            lines.append(f"      comment: {d.details['comment']}")
+    return lines
 
 
 def render_run_list(runs: Sequence[RunSummary]) -> str:

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from airflow_wfe.compile.check import unsupported_problems
+from airflow_wfe.compile.governance import budget_policy, cost_hook, gate_task
 from airflow_wfe.compile.registry import SpecInfo, register_spec
 from airflow_wfe.compile.resolve import ResolveError, resolve_callable, resolve_class, search_path
 from airflow_wfe.config import GOVERNED_TAG
 from airflow_wfe.exceptions import SpecError
+from airflow_wfe.policy.files import parse_policy
 from airflow_wfe.spec.loader import LoadedSpec
 from airflow_wfe.spec.models import Backoff, ForEachFrom, OperatorSpec, StepSpec, WorkflowSpec
 from airflow_wfe.spec.problems import Problem, Severity
@@ -113,7 +115,10 @@ def _make_task(spec: WorkflowSpec, step_id: str, step: StepSpec, tasks: dict[str
 
 
 def _declare_compensation(task: Any, step_id: str, step: StepSpec) -> None:
-    from airflow_wfe.saga.declare import compensate, irreversible
+    from airflow_wfe.saga.declare import compensate, irreversible, side_effects
+
+    if step.side_effects:
+        side_effects(task)
 
     if step.irreversible:
         irreversible(task)
@@ -166,6 +171,8 @@ def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
     folders = [loaded.path.parent] + ([dags_folder] if dags_folder else [])
     tasks: dict[str, Any] = {}
     build_problems: list[Problem] = []
+    budget = budget_policy(spec)
+    budget_policies = [parse_policy(budget, file=f"{file} (budget)")] if budget else []
     with dag, search_path(folders):
         for step_id in topological_order(spec):
             step = spec.steps[step_id]
@@ -175,13 +182,24 @@ def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
             except ResolveError as exc:
                 build_problems.append(exc.problem)
                 continue
+            task = tasks[step_id]
+            # record_cost() enforces the workflow's per-run budget from here.
+            task.wfe_budget_policies = budget_policies
+            hook = cost_hook(step)
+            if hook is not None:
+                hook.existing = task._post_execute_hook
+                task._post_execute_hook = hook
+            entry = task
+            if step.gate is not None:
+                entry = gate_task(spec, step_id, step, budget)
+                entry >> task
             for need in step.needs:
                 if need in tasks:
-                    tasks[need] >> tasks[step_id]
+                    tasks[need] >> entry
             if isinstance(step.for_each, ForEachFrom) and step.for_each.from_step not in step.needs:
                 source = tasks.get(step.for_each.from_step)
                 if source is not None:
-                    source >> tasks[step_id]
+                    source >> entry
     if build_problems:
         raise SpecError(file, [p.located(file, loaded.line_of(p.path)) for p in build_problems])
     from airflow_wfe.saga.wiring import wire_saga

@@ -61,11 +61,14 @@ class PolicyGateOperator(HITLOperator):
     ) -> None:
         # A policy "no" is an answer, not a transient failure: retries would only ask again.
         kwargs.setdefault("retries", 0)
+        # Airflow passes the DAG's params in here too; HITL keeps only the task's own (the form).
+        params = dict(kwargs.pop("params", None) or {})
+        params["comment"] = Param("", type="string", title="Comment")
         super().__init__(
             subject=subject or "Approve the next step?",
             options=["Approve", "Reject"],
             body=body,
-            params={"comment": Param("", type="string", title="Comment")},
+            params=params,
             **kwargs,
         )
         self.policies = tuple(policies)

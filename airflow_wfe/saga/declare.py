@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
-__all__ = ["ATTRIBUTE", "Compensation", "compensate", "declared_compensation", "irreversible"]
+__all__ = [
+    "ATTRIBUTE",
+    "SIDE_EFFECTS",
+    "Compensation",
+    "compensate",
+    "declared_compensation",
+    "has_side_effects",
+    "irreversible",
+    "side_effects",
+]
 
 #: Attribute of an Airflow task that holds its :class:`Compensation`.
 ATTRIBUTE: Final = "wfe_compensation"
@@ -115,6 +124,25 @@ def irreversible(task: Any) -> Any:
     """
     setattr(_operator_of(task), ATTRIBUTE, Compensation(irreversible=True))
     return task
+
+
+#: Marks a task whose effects outlive the run (a payment, a deployment, an e-mail).
+SIDE_EFFECTS: Final = "wfe_side_effects"
+
+
+def side_effects(task: Any) -> Any:
+    """Declare that ``task`` changes the world; returns ``task``.
+
+    With ``[wfe] parse_time_checks`` including ``compensation``, a governed DAG is refused at parse
+    time when such a task declares neither :func:`compensate` nor :func:`irreversible`.
+    """
+    setattr(_operator_of(task), SIDE_EFFECTS, True)
+    return task
+
+
+def has_side_effects(task: Any) -> bool:
+    """Whether ``task`` was declared with :func:`side_effects` (or ``side_effects: true`` in YAML)."""
+    return bool(getattr(_operator_of(task), SIDE_EFFECTS, False))
 
 
 def declared_compensation(task: Any) -> Compensation | None:

@@ -102,3 +102,39 @@ def test_a_run_that_overspends_stops_and_compensates(dagbag: Any, ledger: Path) 
     assert record.state == "COMPENSATED"
     costly = next(s for s in record.steps if s.step_id == "costly")
     assert "over its budget of 10.00" in (costly.transitions[-1].reason or "")
+
+
+def test_yaml_gate_and_budget_reject_before_the_expensive_step(dagbag: Any, ledger: Path) -> None:
+    dag = dagbag.get_dag("wfe_t_yaml_gated")
+    assert "expensive" in dag.get_task("gate__expensive").downstream_task_ids
+    dag_run = dag.test()
+    assert dag_run.state == "failed"
+    states = _states(dag_run)
+    assert (states["prepare"], states["gate__expensive"], states["expensive"]) == (
+        "success",
+        "failed",
+        "upstream_failed",
+    )
+    store = get_runtime_store()
+    record = store.get_run("wfe_t_yaml_gated", dag_run.run_id)
+    assert record.state == "COMPENSATED"
+    assert record.spec_version == "1.2"
+    (decision,) = decisions(store, "wfe_t_yaml_gated", dag_run.run_id)
+    assert decision.outcome == "deny"
+    assert decision.policies["wfe_t_yaml_gated-budget"].startswith("1.2+")
+    assert "spent 6.00 + reserved 5.00 of 10.00 USD" in decision.reasons[0]["message"]
+
+
+def test_yaml_gate_allows_within_budget_and_costs_reach_the_ledger(
+    dagbag: Any, ledger: Path
+) -> None:
+    from airflow_wfe.store.governance import spent
+
+    dag_run = dagbag.get_dag("wfe_t_yaml_gated_ok").test()
+    assert dag_run.state == "success"
+    store = get_runtime_store()
+    (decision,) = decisions(store, "wfe_t_yaml_gated_ok", dag_run.run_id)
+    assert decision.outcome == "allow"
+    totals = spent(store, "wfe_t_yaml_gated_ok", dag_run.run_id)
+    assert 11.0 <= totals["run"] < 11.5  # 6 + 5 + a few ms at 0.001/s
+    assert totals["dag_month"] >= totals["run"]
