@@ -44,7 +44,11 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
     if isinstance(now, str):
         facts["now"] = datetime.fromisoformat(now.replace("Z", "+00:00"))
     facts.setdefault("now", datetime.now(UTC))
-    facts.setdefault("cost", {"reserve": 0.0, "spent": {}})
+    # A dry run starts from an empty ledger: what the facts do not say was spent is 0.
+    cost = dict(facts.get("cost") or {})
+    spent = {"run": 0.0, "dag_day": 0.0, "dag_month": 0.0, "tag_day": {}, "tag_month": {}}
+    spent.update(cost.get("spent") or {})
+    facts["cost"] = {"reserve": 0.0, **cost, "spent": spent}
     decision = evaluate(_policies(args.policy), facts)
     if args.json:
         print(json.dumps(decision.to_dict(), indent=2))

@@ -214,10 +214,13 @@ class Policy(_Strict):
     version: str | None = Field(default=None, max_length=64, description="your label")
     description: str = ""
     applies_to: Applies = Field(default_factory=Applies)
-    rules: tuple[Rule, ...] = Field(min_length=1)
+    # Not min_length: pydantic would also report "too short" for a list whose items are invalid.
+    rules: tuple[Rule, ...]
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Policy:
+        if not self.rules:
+            raise ValueError("a policy needs at least one rule")
         seen: set[str] = set()
         for rule in self.rules:
             if rule.id in seen:

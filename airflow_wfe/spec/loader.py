@@ -185,7 +185,7 @@ def _parse(
             spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
         )
     except ValidationError as exc:
-        translated = translate(exc, builder.lines, builder.scalars, builder.unreadable)
+        translated = translate(exc, builder.lines, builder.scalars, builder.unreadable, model)
         return builder.problems + translated, None
     except ArithmeticError as exc:  # a validator overflowed, e.g. timedelta(seconds=10**20)
         return _fail(f"a number is out of range: {exc}", "invalid-value", problems=builder.problems)

@@ -18,7 +18,7 @@ from datetime import date
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Final, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 
 from airflow_wfe.spec.models import CALLABLE_PATH, CLASS_PATH, DAG_ID, IDENTIFIER, WorkflowSpec
 from airflow_wfe.spec.problems import KeyPath, Problem
@@ -81,10 +81,12 @@ def translate(
     lines: Mapping[KeyPath, int],
     scalars: Mapping[KeyPath, str],
     unreadable: Iterable[KeyPath],
+    root: type[BaseModel] = WorkflowSpec,
 ) -> list[Problem]:
-    """Every pydantic error of a spec as one readable :class:`Problem`, with its line."""
+    """Every pydantic error of a spec (or of another strict ``root`` model: policy files) as one
+    readable :class:`Problem`, with its line."""
     skipped = list(unreadable)
-    errors = [_locate(detail) for detail in exc.errors(include_url=False)]
+    errors = [_locate(detail, root) for detail in exc.errors(include_url=False)]
     errors = [e for e in errors if not any(e.path[: len(u)] == u for u in skipped)]
     items = _collapse(errors, 0)
     # a misspelt required key is one mistake: the unknown-key problem already names the right key
@@ -107,9 +109,9 @@ def _closest(error: _Error) -> str | None:
     return close[0] if close else None
 
 
-def _locate(detail: ErrorDetails) -> _Error:
+def _locate(detail: ErrorDetails, root: type[BaseModel] = WorkflowSpec) -> _Error:
     """Walk the models along the error's loc, dropping union branch tags and noting each key's model."""
-    annotation: Any = WorkflowSpec
+    annotation: Any = root
     path: list[str | int] = []
     branches: list[_Branch] = []
     holder: type[BaseModel] | None = None
@@ -273,7 +275,13 @@ def _union_members(annotation: Any) -> tuple[Any, ...]:
 
 
 def _branch(members: tuple[Any, ...], tag: str) -> Any:
-    """The union member a pydantic branch tag (``OperatorSpec``, ``constrained-str``) stands for."""
+    """The union member a pydantic branch tag (``OperatorSpec``, ``constrained-str``, or the
+    ``Tag`` of a discriminated union) stands for."""
+    for member in members:
+        if get_origin(member) is Annotated:
+            inner, *metadata = get_args(member)
+            if any(isinstance(m, Tag) and m.tag == tag for m in metadata):
+                return inner
     models = [m for m in members if _is_model(m) and m.__name__ == tag]
     # the models here have at most one plain branch per union, so no need to decode other tags
     others = [m for m in members if not _is_model(m)]
