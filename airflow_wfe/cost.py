@@ -55,6 +55,7 @@ def record_cost(
         tags=tags,
     )
     totals = spent(store, ti.dag_id, ti.run_id, tags=tags)
+    _report(ti.dag_id, totals["dag_month"], context)
     if enforce:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -68,16 +69,37 @@ def record_cost(
     return totals
 
 
-def _enforce_run_budgets(dag_id: str, tags: list[str], run_spent: float, context: Any) -> None:
+def _policies(context: Any) -> list[Any]:
     from airflow_wfe.config import get_settings
-    from airflow_wfe.exceptions import BudgetExceededError
     from airflow_wfe.policy import load_policy_folder
+
+    inline = getattr(context.get("task"), "wfe_budget_policies", ())
+    return [*load_policy_folder(get_settings().policy_path), *inline]
+
+
+def _report(dag_id: str, month_spent: float, context: Any) -> None:
+    """``wfe.cost.spent.<dag>`` (this month) and ``wfe.cost.budget.<dag>`` (its monthly budget)."""
+    from airflow_wfe.metrics import get_emitter, names
     from airflow_wfe.policy.models import BudgetRule, BudgetScope
 
-    task = context.get("task")
-    inline = getattr(task, "wfe_budget_policies", ())
-    policies = [*load_policy_folder(get_settings().policy_path), *inline]
-    for loaded in policies:
+    emitter = get_emitter()
+    emitter.gauge(names.cost_spent(dag_id), month_spent)
+    limits = [
+        rule.limit
+        for loaded in _policies(context)
+        if loaded.applies(dag_id, ())
+        for rule in loaded.policy.rules
+        if isinstance(rule, BudgetRule) and rule.scope is BudgetScope.DAG_MONTH
+    ]
+    if limits:
+        emitter.gauge(names.cost_budget(dag_id), min(limits))
+
+
+def _enforce_run_budgets(dag_id: str, tags: list[str], run_spent: float, context: Any) -> None:
+    from airflow_wfe.exceptions import BudgetExceededError
+    from airflow_wfe.policy.models import BudgetRule, BudgetScope
+
+    for loaded in _policies(context):
         if not loaded.applies(dag_id, tags):
             continue
         budgets = [

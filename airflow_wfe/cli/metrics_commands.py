@@ -121,13 +121,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     since = now - args.window
     dag_ids = sorted(set(args.dag)) if args.dag else None
+    from airflow_wfe.store.governance import gate_decisions, ledger_as_metrics
+
     report = build_report(
         run_histories(store, dag_ids, since),
         step_histories(store, dag_ids, since),
-        business_metrics(store, dag_ids=dag_ids, since=since),
+        [
+            *business_metrics(store, dag_ids=dag_ids, since=since),
+            *ledger_as_metrics(store, dag_ids=dag_ids, since=since),
+        ],
         window_end=now,
         window=args.window,
         dag_ids=dag_ids or (),
+        gate_decisions=gate_decisions(store, dag_ids=dag_ids, since=since),
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))

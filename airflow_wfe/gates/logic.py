@@ -77,12 +77,25 @@ def decide(
         actor=gate.actor,
         details=details,
     )
+    _count(gate, decision)
     summary = "; ".join(r.message for r in decision.reasons if r.outcome is decision.outcome)
     if decision.outcome is Outcome.DENY:
         gate.move(RunState.REJECTED, f"gate {gate.step_id} denied: {summary}")
     elif decision.outcome is Outcome.NEEDS_APPROVAL:
         gate.move(RunState.WAITING_APPROVAL, f"gate {gate.step_id} needs approval: {summary}")
     return decision
+
+
+def _count(gate: GateContext, decision: Decision) -> None:
+    """``wfe.gate.decision.<policy>.<outcome>``: per policy, what its own rules concluded."""
+    from airflow_wfe.metrics import names
+    from airflow_wfe.policy.engine import SEVERITY
+
+    tags = {"dag_id": gate.dag_id, "step": gate.step_id}
+    for policy in decision.policies or {"none": ""}:
+        mine = [r.outcome for r in decision.reasons if r.policy == policy]
+        worst = max(mine or [Outcome.ALLOW], key=SEVERITY.__getitem__)
+        gate.recorder.emitter.incr(names.gate_decision(policy, worst.value), tags=tags)
 
 
 @dataclass(frozen=True)

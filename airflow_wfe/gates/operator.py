@@ -205,6 +205,7 @@ class PolicyGateOperator(HITLOperator):
             verdict = "approved" if approval.on_timeout == "approve" else "rejected"
             message = f"no answer in time: the policy's default is to {approval.on_timeout}"
             self._answer(gate, policy, verdict, message, actor="timeout")
+            self._waited(gate, policy, "expired")
             return self._conclude(gate, verdict, message, "timeout")
         user = event.get("responded_by_user") or {}
         responder = str(user.get("name") or user.get("id") or "unknown")
@@ -230,7 +231,19 @@ class PolicyGateOperator(HITLOperator):
         if answer.outcome in ("refused", "pending"):
             self.log.info("wfe gate: %s; asking again", answer.message)
             return self._ask(context, approval, escalated=escalated)
+        self._waited(gate, policy, answer.outcome)
         return self._conclude(gate, answer.outcome, answer.message, f"user:{responder}")
+
+    @staticmethod
+    def _waited(gate: Any, policy: Any, outcome: str) -> None:
+        """``wfe.approval.wait.<outcome>``: from the gate's decision to the final answer."""
+        from datetime import UTC, datetime
+
+        from airflow_wfe.metrics import names
+
+        waited_ms = (datetime.now(UTC) - policy.at).total_seconds() * 1000.0
+        tags = {"dag_id": gate.dag_id, "step": gate.step_id}
+        gate.recorder.emitter.timing(names.approval_wait(outcome), waited_ms, tags=tags)
 
     def _conclude(self, gate: Any, verdict: str, message: str, actor: str) -> Any:
         from airflow.sdk.exceptions import AirflowFailException

@@ -78,7 +78,7 @@ COMPENSATION_STEP: Final = "wfe.compensation.step"
 #: Timer, ms: COMPENSATING to its outcome: ``wfe.compensation.duration.<compensated|failed>``.
 COMPENSATION_DURATION: Final = "wfe.compensation.duration"
 
-# -- gates, approvals, cost (emitted once gates and budgets land) ---------------------------------
+# -- gates, approvals, cost ----------------------------------------------------------------------
 
 #: Counter per gate decision: ``wfe.gate.decision.<policy>.<allow|deny|needs_approval>``.
 GATE_DECISION: Final = "wfe.gate.decision"

@@ -3,7 +3,7 @@
 ``wfe report`` reads the window's runs, steps and business metrics from the store and ranks what
 costs the most time, retries, failures and money: the slowest steps (p50/p95 of their tries), the
 most retried steps with their commonest errors, how often runs fail and get compensated, gates that
-deny most (once gates land), and cost per run with its trend and the steps that spend most.
+deny most, and cost per run with its trend and the steps that spend most.
 Everything here is pure computation over records, so it is tested without Airflow.
 """
 
@@ -92,8 +92,13 @@ def build_report(
     window_end: datetime,
     window: timedelta,
     dag_ids: Sequence[str] = (),
+    gate_decisions: Sequence[tuple[str, str]] = (),
 ) -> Report:
-    """Rank what to improve from one window's history (pure: no store, no clock)."""
+    """Rank what to improve from one window's history (pure: no store, no clock).
+
+    ``metrics`` named ``cost`` (business metrics and the cost ledger's entries) make the cost
+    sections; ``gate_decisions`` are ``(policy, outcome)`` pairs of the window's gate decisions.
+    """
     by_state = Counter(run.state for run in runs)
     finished = sum(
         n for state, n in by_state.items() if state not in {"RUNNING", "CREATED", "VALIDATED"}
@@ -185,9 +190,21 @@ def build_report(
         most_retried_steps=retried,
         cost_per_run=trend,
         costliest_steps=costliest,
+        gates=_gates(gate_decisions),
     )
     report.advice.extend(_advice(report))
     return report
+
+
+def _gates(decisions: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Policies by how often their gates denied (then by how often they decided at all)."""
+    total: Counter[str] = Counter(policy for policy, _ in decisions)
+    denied: Counter[str] = Counter(policy for policy, outcome in decisions if outcome == "deny")
+    ranked = sorted(total, key=lambda policy: (-denied[policy], -total[policy], policy))
+    return [
+        {"policy": policy, "decisions": total[policy], "deny": denied[policy]}
+        for policy in ranked[:_TOP]
+    ]
 
 
 def _advice(report: Report) -> list[str]:

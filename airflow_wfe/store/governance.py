@@ -25,6 +25,8 @@ __all__ = [
     "DecisionRecord",
     "cost_by_dag",
     "decisions",
+    "gate_decisions",
+    "ledger_as_metrics",
     "record_cost",
     "record_decision",
     "spent",
@@ -312,3 +314,63 @@ def cost_by_dag(
         entry["per_run_30_days"] = entry["last_30_days"] / runs if runs else 0.0
         result.append(entry)
     return result
+
+
+def gate_decisions(
+    store: SqlStore, *, dag_ids: Sequence[str] | None = None, since: datetime | None = None
+) -> list[tuple[str, str]]:
+    """``(policy, outcome)`` of every gate decision in the window: one pair per policy that took
+    part, with the outcome that policy's own rules reached (what ``wfe report`` ranks)."""
+    query = (
+        select(run_table.c.dag_id, decision_table.c.reasons, decision_table.c.policies)
+        .join(run_table, run_table.c.id == decision_table.c.run_pk)
+        .where(decision_table.c.kind == "policy")
+    )
+    if dag_ids:
+        query = query.where(run_table.c.dag_id.in_(list(dag_ids)))
+    if since is not None:
+        query = query.where(decision_table.c.at >= since)
+    severity = {"allow": 0, "needs_approval": 1, "deny": 2}
+    pairs: list[tuple[str, str]] = []
+    with store.read() as connection:
+        for _dag_id, raw_reasons, raw_policies in connection.execute(query):
+            reasons = json.loads(raw_reasons)
+            for policy in json.loads(raw_policies) or {"-": ""}:
+                outcomes = [r.get("outcome", "allow") for r in reasons if r.get("policy") == policy]
+                worst = max(outcomes or ["allow"], key=lambda o: severity.get(o, 0))
+                pairs.append((policy, worst))
+    return pairs
+
+
+def ledger_as_metrics(
+    store: SqlStore, *, dag_ids: Sequence[str] | None = None, since: datetime | None = None
+) -> list[Any]:
+    """The ledger's entries as ``cost`` business metrics (what ``wfe report`` sums per run)."""
+    from airflow_wfe.store.metric_store import BusinessMetric
+
+    query = select(
+        cost_entry_table.c.dag_id,
+        run_table.c.run_id,
+        cost_entry_table.c.step_id,
+        cost_entry_table.c.amount,
+        cost_entry_table.c.currency,
+        cost_entry_table.c.at,
+    ).join(run_table, run_table.c.id == cost_entry_table.c.run_pk)
+    if dag_ids:
+        query = query.where(cost_entry_table.c.dag_id.in_(list(dag_ids)))
+    if since is not None:
+        query = query.where(cost_entry_table.c.at >= since)
+    with store.read() as connection:
+        return [
+            BusinessMetric(
+                dag_id=row.dag_id,
+                run_id=row.run_id,
+                step_id=row.step_id,
+                map_index=-1,
+                name="cost",
+                value=float(row.amount),
+                unit=row.currency,
+                at=_utc(row.at),
+            )
+            for row in connection.execute(query)
+        ]

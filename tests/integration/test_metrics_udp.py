@@ -82,3 +82,13 @@ def test_nothing_listening_never_fails_the_run(
     from airflow_wfe.runtime import get_runtime_store
 
     assert get_runtime_store().get_run(dag_run.dag_id, dag_run.run_id).state == "COMPLETED"
+
+
+def test_gates_and_costs_emit_their_metrics(dagbag: Any, statsd_receiver: socket.socket) -> None:
+    dag_run = dagbag.get_dag("wfe_t_gate_budget").test()
+    assert dag_run.state == "failed"
+    ours = [p for p in _drain(statsd_receiver) if p.startswith("airflow.wfe.")]
+    # segment() makes names safe for StatsD and Prometheus: "run-budget" becomes "run_budget".
+    assert "airflow.wfe.gate.decision.run_budget.deny:1|c" in ours, ours
+    assert "airflow.wfe.cost.spent.wfe_t_gate_budget:8.0|g" in ours, ours
+    assert any(p.startswith("airflow.wfe.audit.events:") for p in ours), ours
