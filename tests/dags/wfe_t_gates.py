@@ -147,3 +147,24 @@ with DAG(
     first = cheap()
     compensate(first, unbook)
     costly(first)  # its budget is tests/policies/run_budget.yaml ([wfe] policy_path in the test)
+
+
+BROKEN = """
+name: needs-latency
+rules:
+  - {id: slow, when: 'metrics.latency_ms > 500.0', decision: deny, reason: too slow}
+"""
+
+with DAG(
+    dag_id="wfe_t_gate_fail_closed",
+    start_date=datetime(2026, 1, 1),
+    schedule=None,
+    tags=["wfe", "test"],
+):
+
+    @task
+    def ship() -> None:
+        _ledger("shipped without a decision")
+
+    # No gate here measures latency: the policy cannot be evaluated, so the gate fails closed.
+    PolicyGateOperator(task_id="latency_gate", inline_policies=[BROKEN]) >> ship()

@@ -138,3 +138,17 @@ def test_yaml_gate_allows_within_budget_and_costs_reach_the_ledger(
     totals = spent(store, "wfe_t_yaml_gated_ok", dag_run.run_id)
     assert 11.0 <= totals["run"] < 11.5  # 6 + 5 + a few ms at 0.001/s
     assert totals["dag_month"] >= totals["run"]
+
+
+def test_a_policy_that_cannot_be_evaluated_fails_the_gate_closed(dagbag: Any, ledger: Path) -> None:
+    dag_run = dagbag.get_dag("wfe_t_gate_fail_closed").test()
+    assert dag_run.state == "failed"
+    assert _states(dag_run)["ship"] == "upstream_failed"
+    assert _lines(ledger) == []
+    store = get_runtime_store()
+    (decision,) = decisions(store, "wfe_t_gate_fail_closed", dag_run.run_id)
+    assert decision.outcome == "deny"
+    message = decision.reasons[0]["message"]
+    assert message.startswith("policies could not be evaluated, failing closed: ")
+    assert "policy 'needs-latency' rule 'slow': cannot evaluate" in message
+    assert store.get_run("wfe_t_gate_fail_closed", dag_run.run_id).state == "REJECTED"
