@@ -113,8 +113,9 @@ def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
         )
         return 1
 
-    from airflow_wfe.cli.render import render_run
+    from airflow_wfe.cli.render import render_decisions, render_run
     from airflow_wfe.runtime import get_runtime_store
+    from airflow_wfe.store.governance import decisions
 
     store = get_runtime_store()
     dag_ids = _example_dag_ids(folder)
@@ -138,7 +139,11 @@ def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
         airflow_ok = code == 0
         results.append((dag_id, airflow_ok, record.state, f"{seconds:.1f}s"))
         print()
-        print(render_run(record))
+        print(
+            "\n".join(
+                [render_run(record), *render_decisions(decisions(store, dag_id, record.run_id))]
+            )
+        )
         print()
 
     print("Summary")
