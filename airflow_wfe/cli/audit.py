@@ -206,6 +206,24 @@ def describe(event: SealedEvent) -> str:
         )
     if event.type == "transition.refused":
         return f"REFUSED {'step ' + str(step) if step else 'run'}: {payload.get('error')}"
+    if event.type == "policy.decision":
+        versions = ", ".join(f"{k.removeprefix('policy:')} {v}" for k, v in
+                             sorted(body.get("versions", {}).items()))  # fmt: skip
+        why = "; ".join(
+            str(r.get("message"))
+            for r in payload.get("reasons", [])
+            if r.get("outcome") == payload.get("outcome")
+        )
+        return f"gate {step}: {str(payload.get('outcome')).upper()}: {why} (policies: {versions})"
+    if event.type == "approval":
+        reasons = payload.get("reasons") or [{}]
+        comment = f' "{payload["comment"]}"' if payload.get("comment") else ""
+        return f"approval at {step}: {payload.get('outcome')}: {reasons[0].get('message')}{comment}"
+    if event.type == "cost.spent":
+        detail = f" ({payload['detail']})" if payload.get("detail") else ""
+        return f"cost of {step}: {payload.get('amount'):.2f} {payload.get('currency')}{detail}"
+    if event.type == "policy.violation":
+        return f"VIOLATION: {payload.get('detail')}"
     detail = ", ".join(f"{k}={v}" for k, v in sorted(payload.items()) if v not in (None, ""))
     return f"{event.type}{' ' + str(step) if step else ''}: {detail}"
 

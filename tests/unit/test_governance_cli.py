@@ -138,3 +138,7 @@ def test_cost_and_decisions_in_runs_show(home: Path) -> None:
     assert "gate: policy NEEDS_APPROVAL  by gate:gate  (policies: llm 3+abc)" in text
     assert "needs_approval: production needs a person  [llm/prod]" in text
     assert "comment: fine" in text
+    story = _wfe(home, url, "audit", "show", "gen", "r1", "--no-sync").stdout
+    assert "cost of generate: 6.50 USD (32,500 tokens)" in story
+    assert "gate gate: NEEDS_APPROVAL: production needs a person (policies: llm 3+abc)" in story
+    assert 'approval at gate: approved: approved by alice "fine"' in story
