@@ -31,8 +31,15 @@ test-fast: venv
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check airflow_wfe tests dags plugins
+	$(BIN)/ruff format --check airflow_wfe tests dags plugins bench
 	$(BIN)/mypy
+
+# Benchmarks (not part of `make test`): prints the table and writes it into docs/performance.md.
+# BENCH_RUNS=5 runs per figure; BENCH_QUICK=1 only smoke-checks the harness (writes nothing).
+BENCH_RUNS ?= 5
+bench: venv
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
+	BENCH_RUNS=$(BENCH_RUNS) $(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .airflow-home .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,10 @@ from typing import Any
 
 __all__ = ["canonical_json", "format_time", "jsonable"]
 
+#: Exact types that are already JSON as they are: checked first, because events are mostly made of
+#: them and the general checks below cost several times more per value.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
 
 def format_time(value: datetime) -> str:
     """A UTC timestamp in the fixed-width form stored in events (sorts as text, parses back)."""
@@ -27,6 +31,11 @@ def format_time(value: datetime) -> str:
 
 def jsonable(value: Any) -> Any:
     """``value`` as plain JSON data: enums by value, times formatted, unknown objects as text."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {str(k): v if type(v) in _PLAIN else jsonable(v) for k, v in value.items()}
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):

@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.listeners import hookimpl
 
@@ -25,6 +26,9 @@ from airflow_wfe.listeners import changes
 from airflow_wfe.listeners.mapping import STEP_STATE_OF_TI, describe_error, run_end_reason
 from airflow_wfe.metrics import get_emitter, names
 from airflow_wfe.states import StepState
+
+if TYPE_CHECKING:
+    from airflow_wfe.recorder import Recorder
 
 __all__ = ["WfeListener", "get_listener", "harness_failure_for", "is_governed_tags"]
 
@@ -36,6 +40,44 @@ SCHEDULER = "scheduler"
 # (dag_id, run_id, task_id, map_index, try_number) -> the error that kept a start from being recorded.
 _start_failures: dict[tuple[str, str, str, int, int], BaseException] = {}
 _start_failures_lock = threading.Lock()
+
+
+#: Runs this process has seen at RUNNING or beyond, per recorder (so per store), with the provenance
+#: facts it has reported for them. No run ever goes back to CREATED or VALIDATED, so once a
+#: ``run_started`` has returned, every later one for the same run writes no transition; it could only
+#: fill facts still empty, which is why the facts reported are remembered too. Skipping those calls
+#: saves a write transaction in every task hook (docs/performance.md).
+_running_runs: weakref.WeakKeyDictionary[Recorder, dict[tuple[str, str], frozenset[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+_running_runs_lock = threading.Lock()
+#: Bound per recorder: a scheduler sees runs without end; forgetting only costs a no-op transaction.
+_MAX_RUNNING_RUNS = 10_000
+
+
+def _ensure_run_started(
+    recorder: Recorder,
+    dag_id: str,
+    run_id: str,
+    *,
+    actor: str,
+    reason: str,
+    facts: Mapping[str, str | None] | None = None,
+) -> None:
+    """``recorder.run_started``, skipped when this process already brought the run to RUNNING and
+    reported the same facts (the store would find nothing to write)."""
+    reported = frozenset(k for k, v in (facts or {}).items() if v)
+    key = (dag_id, run_id)
+    with _running_runs_lock:
+        known = _running_runs.get(recorder, {}).get(key)
+    if known is not None and reported <= known:
+        return
+    recorder.run_started(dag_id, run_id, actor=actor, reason=reason, facts=facts)
+    with _running_runs_lock:
+        runs = _running_runs.setdefault(recorder, {})
+        if len(runs) >= _MAX_RUNNING_RUNS:
+            runs.clear()
+        runs[key] = reported | (known or frozenset())
 
 
 def is_governed_tags(tags: Any) -> bool:
@@ -172,7 +214,8 @@ class WfeListener:
 
         recorder = get_recorder()
         _mask_sensitive_params(ti, recorder.store.audit.redactor.sensitive)
-        recorder.run_started(
+        _ensure_run_started(
+            recorder,
             ti.dag_id,
             ti.run_id,
             actor=WORKER,
@@ -197,8 +240,8 @@ class WfeListener:
             from airflow_wfe.runtime import get_recorder
 
             recorder = get_recorder()
-            recorder.run_started(
-                ti.dag_id, ti.run_id, actor=WORKER, reason=f"task {ti.task_id} reported"
+            _ensure_run_started(
+                recorder, ti.dag_id, ti.run_id, actor=WORKER, reason=f"task {ti.task_id} reported"
             )
             map_index = _map_index(ti)
             try_number = int(getattr(ti, "try_number", 0) or 0) or None

@@ -9,11 +9,11 @@ head is always the *last* lock a transaction takes, so it never waits for a run 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Select, insert, select, update
+from sqlalchemy import Connection, Select, insert, select
 
 from airflow_wfe.audit.canonical import format_time
 from airflow_wfe.audit.events import GENESIS_HASH, AuditEvent, SealedEvent, seal
@@ -31,6 +31,70 @@ __all__ = ["CHAIN", "DEFAULT_CHECKPOINT_EVERY", "AuditLog", "ChainConflict", "ev
 
 CHAIN: Final = "main"
 DEFAULT_CHECKPOINT_EVERY: Final = 1000
+
+
+_EVENT_COLUMNS: Final = (
+    "seq",
+    "at",
+    "type",
+    "actor",
+    "dag_id",
+    "run_id",
+    "step_id",
+    "body",
+    "prev_hash",
+    "hash",
+)
+_HEAD_COLUMNS: Final = ("seq", "hash", "at", "signature", "algorithm", "key_id")
+
+
+@dataclass(frozen=True)
+class _DriverSql:
+    """The append's statements in one driver's parameter style, and how to pass parameters."""
+
+    lock_head: str
+    insert_event: str
+    move_head: str
+    named: bool
+
+    @classmethod
+    def build(cls, paramstyle: str, dialect: str) -> _DriverSql:
+        def mark(name: str, position: int) -> str:
+            return {
+                "qmark": "?",
+                "format": "%s",
+                "numeric": f":{position}",
+                "named": f":{name}",
+                "pyformat": f"%({name})s",
+            }[paramstyle]
+
+        named = paramstyle in ("named", "pyformat")
+        events = audit_event_table.name
+        head = audit_head_table.name
+        values = ", ".join(mark(c, i) for i, c in enumerate(_EVENT_COLUMNS, 1))
+        assignments = ", ".join(f"{c} = {mark(c, i)}" for i, c in enumerate(_HEAD_COLUMNS, 1))
+        n = len(_HEAD_COLUMNS)
+        # SQLite has no FOR UPDATE: its transactions already hold the write lock (BEGIN IMMEDIATE).
+        lock = "" if dialect == "sqlite" else " FOR UPDATE"
+        return cls(
+            lock_head=f"SELECT seq, hash FROM {head} WHERE chain = {mark('chain', 1)}{lock}",
+            insert_event=f"INSERT INTO {events} ({', '.join(_EVENT_COLUMNS)}) VALUES ({values})",
+            move_head=f"UPDATE {head} SET {assignments} "
+            f"WHERE chain = {mark('chain', n + 1)} AND seq = {mark('old_seq', n + 2)}",
+            named=named,
+        )
+
+
+_DRIVER_SQL: dict[tuple[str, str], _DriverSql] = {}
+
+
+def _driver_sql(connection: Connection) -> _DriverSql:
+    dialect = connection.dialect
+    key = (dialect.paramstyle, dialect.name)
+    sql = _DRIVER_SQL.get(key)
+    if sql is None:
+        sql = _DRIVER_SQL[key] = _DriverSql.build(dialect.paramstyle, dialect.name)
+    return sql
 
 
 class ChainConflict(Exception):
@@ -87,51 +151,73 @@ class AuditLog:
         """Seal ``events`` after the current head and write them in ``connection``'s transaction."""
         if not events:
             return []
-        head = self._lock_head(connection)
-        seq, prev = head
-        sealed: list[SealedEvent] = []
-        for event in events:
-            seq += 1
-            record = seal(self._redacted(event), seq, prev)
-            sealed.append(record)
-            prev = record.hash
-        connection.execute(
-            insert(audit_event_table),
-            [
-                {
-                    "seq": e.seq,
-                    "at": e.at,
-                    "type": e.type,
-                    "actor": e.actor,
-                    "dag_id": e.dag_id,
-                    "run_id": e.run_id,
-                    "step_id": e.step_id,
-                    "body": e.body,
-                    "prev_hash": e.prev_hash,
-                    "hash": e.hash,
-                }
-                for e in sealed
-            ],
-        )
-        if self.signer is not None and self.checkpoint_every > 0:
-            due = [e for e in sealed if e.seq % self.checkpoint_every == 0]
-            if due:
-                connection.execute(
-                    insert(audit_checkpoint_table),
-                    [self._checkpoint_row(e.seq, e.hash, e.at, "periodic") for e in due],
+        sql = _driver_sql(connection)
+        cursor = connection.connection.cursor()
+        try:
+            head = self._lock_head_raw(cursor, sql)
+            if head is None:
+                head = self._lock_head(connection)
+            seq, prev = head
+            sealed: list[SealedEvent] = []
+            for event in events:
+                seq += 1
+                record = seal(self._redacted(event), seq, prev)
+                sealed.append(record)
+                prev = record.hash
+            rows = [
+                (
+                    e.seq,
+                    e.at,
+                    e.type,
+                    e.actor,
+                    e.dag_id,
+                    e.run_id,
+                    e.step_id,
+                    e.body,
+                    e.prev_hash,
+                    e.hash,
                 )
-        last = sealed[-1]
-        self._move_head(connection, head[0], last.seq, last.hash, last.at)
+                for e in sealed
+            ]
+            if sql.named:
+                cursor.executemany(
+                    sql.insert_event, [dict(zip(_EVENT_COLUMNS, row, strict=True)) for row in rows]
+                )
+            else:
+                cursor.executemany(sql.insert_event, rows)
+            if self.signer is not None and self.checkpoint_every > 0:
+                due = [e for e in sealed if e.seq % self.checkpoint_every == 0]
+                if due:
+                    connection.execute(
+                        insert(audit_checkpoint_table),
+                        [self._checkpoint_row(e.seq, e.hash, e.at, "periodic") for e in due],
+                    )
+            last = sealed[-1]
+            self._move_head(cursor, sql, head[0], last.seq, last.hash, last.at)
+        finally:
+            cursor.close()
         if self.on_written is not None:
             self.on_written(len(sealed))
         return sealed
 
     def _redacted(self, event: AuditEvent) -> AuditEvent:
-        return dataclasses.replace(
-            event,
+        return AuditEvent(
+            type=event.type,
+            actor=event.actor,
+            at=event.at,
+            dag_id=event.dag_id,
+            run_id=event.run_id,
+            step_id=event.step_id,
+            map_index=event.map_index,
             payload=self.redactor(dict(event.payload)),
             versions=self.redactor(dict(event.versions)),
         )
+
+    @staticmethod
+    def _lock_head_raw(cursor: Any, sql: _DriverSql) -> tuple[int, str] | None:
+        cursor.execute(sql.lock_head, {"chain": CHAIN} if sql.named else (CHAIN,))
+        row = cursor.fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
 
     @staticmethod
     def _lock_head(connection: Connection) -> tuple[int, str]:
@@ -150,25 +236,20 @@ class AuditLog:
         return int(row.seq), str(row.hash)
 
     def _move_head(
-        self, connection: Connection, old_seq: int, seq: int, hash_: str, at: str
+        self, cursor: Any, sql: _DriverSql, old_seq: int, seq: int, hash_: str, at: str
     ) -> None:
         signature = algorithm = key_id = None
         if self.signer is not None:
             signature = self.signer.sign(checkpoint_message(seq, hash_, at))
             algorithm, key_id = self.signer.algorithm, self.signer.key_id
-        result = connection.execute(
-            update(audit_head_table)
-            .where(audit_head_table.c.chain == CHAIN, audit_head_table.c.seq == old_seq)
-            .values(
-                seq=seq,
-                hash=hash_,
-                at=at,
-                signature=signature,
-                algorithm=algorithm,
-                key_id=key_id,
-            )
-        )
-        if result.rowcount != 1:
+        values = (seq, hash_, at, signature, algorithm, key_id)
+        if sql.named:
+            params: Any = dict(zip(_HEAD_COLUMNS, values, strict=True))
+            params.update(chain=CHAIN, old_seq=old_seq)
+        else:
+            params = (*values, CHAIN, old_seq)
+        cursor.execute(sql.move_head, params)
+        if cursor.rowcount != 1:
             raise ChainConflict
 
     def _checkpoint_row(self, seq: int, hash_: str, at: str, reason: str) -> dict[str, Any]:

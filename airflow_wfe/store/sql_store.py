@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, Row, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from airflow_wfe.audit.events import AuditEvent, EventType, SealedEvent
@@ -125,6 +125,36 @@ _TRANSIENT_SQLSTATES: Final = frozenset({"40P01", "40001"})
 def _is_transient(exc: OperationalError) -> bool:
     """A deadlock, a serialization failure or a busy SQLite file: trying again succeeds."""
     return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES or is_sqlite_locked(exc)
+
+
+# Statements of the write path, built once: building and caching-key them per call cost more than
+# executing them on SQLite (docs/performance.md).
+_LOCK_RUN: Final = (
+    select(run_table)
+    .where(run_table.c.dag_id == bindparam("b_dag_id"), run_table.c.run_id == bindparam("b_run_id"))
+    .with_for_update()
+)
+_LOCK_STEP: Final = (
+    select(step_table)
+    .where(
+        step_table.c.run_pk == bindparam("b_run_pk"),
+        step_table.c.step_id == bindparam("b_step_id"),
+        step_table.c.map_index == bindparam("b_map_index"),
+    )
+    .with_for_update()
+)
+_INSERT_STEP: Final = insert(step_table).returning(step_table.c.id)
+_UPDATE_STEP: Final = (
+    update(step_table)
+    .where(step_table.c.id == bindparam("b_id"), step_table.c.version == bindparam("b_version"))
+    .values(
+        state=bindparam("b_state"),
+        try_number=bindparam("b_try_number"),
+        version=bindparam("b_new_version"),
+        updated_at=bindparam("b_updated_at"),
+    )
+)
+_INSERT_TRANSITIONS: Final = insert(transition_table)
 
 
 def _utc(value: datetime) -> datetime:
@@ -267,13 +297,7 @@ class SqlStore:
             if run is None:
                 raise RunNotFoundError(dag_id, run_id)
             row = connection.execute(
-                select(step_table)
-                .where(
-                    step_table.c.run_pk == run.id,
-                    step_table.c.step_id == step_id,
-                    step_table.c.map_index == map_index,
-                )
-                .with_for_update()
+                _LOCK_STEP, {"b_run_pk": run.id, "b_step_id": step_id, "b_map_index": map_index}
             ).first()
             current = None if row is None else StepState(row.state)
             current_try = 0 if row is None else int(row.try_number)
@@ -296,30 +320,30 @@ class SqlStore:
             new_try = max(current_try, try_number or 0)
             if row is None:
                 step_pk = connection.execute(
-                    insert(step_table)
-                    .values(
-                        run_pk=run.id,
-                        step_id=step_id,
-                        map_index=map_index,
-                        state=state.value,
-                        try_number=new_try,
-                        version=1,
-                        created_at=when,
-                        updated_at=when,
-                    )
-                    .returning(step_table.c.id)
+                    _INSERT_STEP,
+                    {
+                        "run_pk": run.id,
+                        "step_id": step_id,
+                        "map_index": map_index,
+                        "state": state.value,
+                        "try_number": new_try,
+                        "version": 1,
+                        "created_at": when,
+                        "updated_at": when,
+                    },
                 ).scalar_one()
             else:
                 step_pk = row.id
                 result = connection.execute(
-                    update(step_table)
-                    .where(step_table.c.id == row.id, step_table.c.version == row.version)
-                    .values(
-                        state=state.value,
-                        try_number=new_try,
-                        version=row.version + 1,
-                        updated_at=when,
-                    )
+                    _UPDATE_STEP,
+                    {
+                        "b_id": row.id,
+                        "b_version": row.version,
+                        "b_state": state.value,
+                        "b_try_number": new_try,
+                        "b_new_version": row.version + 1,
+                        "b_updated_at": when,
+                    },
                 )
                 if result.rowcount != 1:
                     raise _Conflict
@@ -349,11 +373,7 @@ class SqlStore:
         return self.write(key, lambda connection: self.audit.append(connection, events))
 
     def _lock_run(self, connection: Connection, dag_id: str, run_id: str) -> Row[Any] | None:
-        return connection.execute(
-            select(run_table)
-            .where(run_table.c.dag_id == dag_id, run_table.c.run_id == run_id)
-            .with_for_update()
-        ).first()
+        return connection.execute(_LOCK_RUN, {"b_dag_id": dag_id, "b_run_id": run_id}).first()
 
     @staticmethod
     def _insert_run(
@@ -427,7 +447,7 @@ class SqlStore:
             )
             previous = move.to_state
             since = when
-        connection.execute(insert(transition_table), rows)
+        connection.execute(_INSERT_TRANSITIONS, rows)
         return records
 
     def write(self, key: str, attempt: Callable[[Connection], T]) -> T:
