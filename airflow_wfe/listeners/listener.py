@@ -310,6 +310,11 @@ class WfeListener:
 
             recorder = get_recorder()
             dag_id, run_id = dag_run.dag_id, dag_run.run_id
+            dag = getattr(dag_run, "dag", None)
+            if "deployment" in set(getattr(dag, "tags", None) or ()):
+                from airflow_wfe.metrics.transitions import mark_deployment
+
+                mark_deployment(dag_id)  # its end emits the DORA gauges
             manual = "manually set" in (msg or "")
             actor = SCHEDULER
             if manual:

@@ -23,7 +23,13 @@ if TYPE_CHECKING:
     from airflow_wfe.metrics.emitter import Emitter, MetricsSettings
     from airflow_wfe.store.records import TransitionRecord
 
-__all__ = ["RUN_END_STATES", "emit_run_transitions", "emit_step_transitions", "is_deployment"]
+__all__ = [
+    "RUN_END_STATES",
+    "emit_run_transitions",
+    "emit_step_transitions",
+    "is_deployment",
+    "mark_deployment",
+]
 
 log = logging.getLogger("airflow_wfe.recorder")
 
@@ -62,8 +68,21 @@ def _settings(emitter: Emitter) -> MetricsSettings | None:
     return settings
 
 
+#: DAG ids this process has seen tagged ``deployment`` (the listener tells us at run end, where
+#: Airflow hands it the DAG with its tags; the store keeps no tags).
+_TAGGED_DEPLOYMENTS: set[str] = set()
+
+
+def mark_deployment(dag_id: str) -> None:
+    """Remember that ``dag_id`` is tagged ``deployment`` (its runs' ends emit DORA gauges)."""
+    _TAGGED_DEPLOYMENTS.add(dag_id)
+
+
 def is_deployment(settings: MetricsSettings, dag_id: str) -> bool:
-    """Whether ``dag_id`` matches ``[wfe] deployment_dags`` (ids or glob patterns)."""
+    """Whether ``dag_id`` is tagged ``deployment`` (as seen by this process's listener) or matches
+    ``[wfe] deployment_dags`` (ids or glob patterns)."""
+    if dag_id in _TAGGED_DEPLOYMENTS:
+        return True
     return any(fnmatch.fnmatchcase(dag_id, pattern) for pattern in settings.deployment_dags)
 
 

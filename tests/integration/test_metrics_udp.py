@@ -92,3 +92,15 @@ def test_gates_and_costs_emit_their_metrics(dagbag: Any, statsd_receiver: socket
     assert "airflow.wfe.gate.decision.run_budget.deny:1|c" in ours, ours
     assert "airflow.wfe.cost.spent.wfe_t_gate_budget:8.0|g" in ours, ours
     assert any(p.startswith("airflow.wfe.audit.events:") for p in ours), ours
+
+
+def test_a_dag_tagged_deployment_emits_dora_gauges_at_run_end(
+    dagbag: Any, statsd_receiver: socket.socket
+) -> None:
+    # No [wfe] deployment_dags: the `deployment` tag alone, seen by the listener at run end.
+    dag_run = dagbag.get_dag("wfe_m_deploy").test()
+    assert dag_run.state == "success"
+    ours = [p for p in _drain(statsd_receiver) if p.startswith("airflow.wfe.dora.")]
+    names = {p.split(":")[0] for p in ours}
+    assert "airflow.wfe.dora.deployment_frequency.wfe_m_deploy" in names, ours
+    assert "airflow.wfe.dora.change_failure_rate.wfe_m_deploy" in names, ours
