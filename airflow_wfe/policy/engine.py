@@ -169,9 +169,41 @@ def _budget(rule: BudgetRule, facts: Mapping[str, Any], where: str) -> tuple[Out
     return Outcome.ALLOW, f"budget {scope} holds: {figures}"
 
 
-def _window(rule: ChangeWindowRule, facts: Mapping[str, Any]) -> tuple[Outcome, str]:
+@functools.lru_cache(maxsize=256)
+def _cron_fields(expression: str) -> tuple[frozenset[int] | None, ...]:
+    """The allowed values of each of the 5 cron fields (``None``: any), expanded once: matching a
+    minute is then five set lookups instead of building a croniter per evaluation."""
     from croniter import croniter
 
+    fields, _ = croniter.expand(expression)
+    expanded: list[frozenset[int] | None] = []
+    for values in fields[:5]:
+        if values == ["*"]:
+            expanded.append(None)
+        else:
+            expanded.append(frozenset(int(v) for v in values))
+    return tuple(expanded)
+
+
+def _cron_matches(expression: str, moment: datetime) -> bool:
+    """Whether ``moment`` (a local, naive minute) is one of the expression's minutes, with cron's
+    rule that a restricted day of month and day of week match either."""
+    minute, hour, day, month, weekday = _cron_fields(expression)
+    if minute is not None and moment.minute not in minute:
+        return False
+    if hour is not None and moment.hour not in hour:
+        return False
+    if month is not None and moment.month not in month:
+        return False
+    cron_weekday = (moment.weekday() + 1) % 7  # cron: Sunday is 0 (and 7)
+    day_ok = day is None or moment.day in day
+    weekday_ok = weekday is None or cron_weekday in weekday or (cron_weekday == 0 and 7 in weekday)
+    if day is not None and weekday is not None:
+        return day_ok or weekday_ok
+    return day_ok and weekday_ok
+
+
+def _window(rule: ChangeWindowRule, facts: Mapping[str, Any]) -> tuple[Outcome, str]:
     now = _now(facts)
     local = now.astimezone(ZoneInfo(rule.timezone))
     for period in rule.freeze:
@@ -181,7 +213,7 @@ def _window(rule: ChangeWindowRule, facts: Mapping[str, Any]) -> tuple[Outcome, 
             return Outcome.DENY, f"{period.reason}: frozen until {end.isoformat()}"
     if rule.allow:
         naive = local.replace(tzinfo=None, second=0, microsecond=0)
-        if not any(croniter.match(expression, naive) for expression in rule.allow):
+        if not any(_cron_matches(expression, naive) for expression in rule.allow):
             windows = ", ".join(rule.allow)
             return rule.outside, (
                 f"outside the change windows ({windows}, {rule.timezone}) at "

@@ -223,3 +223,19 @@ def test_judge_answer_allowed_approvers_and_escalation() -> None:
         ).outcome
         == "approved"
     )
+
+
+def test_cron_windows_match_croniter_minute_by_minute() -> None:
+    """The engine's expanded cron matching agrees with croniter across a year (every 97th minute)."""
+    from datetime import timedelta
+
+    from croniter import croniter
+
+    from airflow_wfe.policy.engine import _cron_matches
+
+    expressions = ["* 9-17 * * mon-fri", "*/15 * 1 * *", "0 0 1 * sun", "5 4 13 * 5", "* * * * 7"]
+    start = datetime(2026, 1, 1)
+    for step in range(0, 60 * 24 * 366, 97):
+        moment = start + timedelta(minutes=step)
+        for expression in expressions:
+            assert _cron_matches(expression, moment) == croniter.match(expression, moment)
