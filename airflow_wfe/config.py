@@ -23,6 +23,7 @@ from airflow_wfe.exceptions import ConfigError
 __all__ = [
     "GOVERNED_TAG",
     "OPTIONS",
+    "PARSE_TIME_CHECKS",
     "GovernMode",
     "Option",
     "Settings",
@@ -30,6 +31,9 @@ __all__ = [
     "parse_window",
     "reset_settings",
 ]
+
+#: What ``[wfe] parse_time_checks`` may name (see :mod:`airflow_wfe.policy.parse_time`).
+PARSE_TIME_CHECKS: Final = ("owner", "retries", "execution_timeout", "tags", "compensation")
 
 #: The DAG tag that opts a DAG in when ``[wfe] govern = tagged``.
 GOVERNED_TAG: Final = "wfe"
@@ -266,12 +270,20 @@ class Settings:
 
 
 def _parse_checks(value: str) -> tuple[str, ...]:
-    from airflow_wfe.policy.parse_time import parse_checks
-
-    try:
-        return parse_checks(value)
-    except ValueError as exc:
-        raise ConfigError("parse_time_checks", value, str(exc)) from None
+    # Parsed here, not in airflow_wfe.policy: every process reads its settings, and the policy
+    # package loads pydantic models and CEL (hundreds of milliseconds) that most never need.
+    names = [part.strip().lower() for part in value.split(",") if part.strip()]
+    if names == ["all"]:
+        return PARSE_TIME_CHECKS
+    unknown = sorted(set(names) - set(PARSE_TIME_CHECKS))
+    if unknown:
+        known = ", ".join(PARSE_TIME_CHECKS)
+        raise ConfigError(
+            "parse_time_checks",
+            value,
+            f"unknown check(s) {', '.join(unknown)}; known: all, {known}",
+        )
+    return tuple(n for n in PARSE_TIME_CHECKS if n in names)
 
 
 def _parse_count(name: str, value: str) -> int:

@@ -31,18 +31,37 @@ _COLUMNS: Final = ("at", "type", "actor", "dag_id", "run_id", "step_id")
 
 
 class StoredEvent(Protocol):
-    """An event as read back: a database row or a line of an archive file."""
+    """An event as read back: a database row, a :class:`SealedEvent` or a line of an archive."""
 
-    seq: int
-    at: str
-    type: str
-    actor: str
-    dag_id: str | None
-    run_id: str | None
-    step_id: str | None
-    body: str
-    prev_hash: str
-    hash: str
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def at(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def actor(self) -> str: ...
+
+    @property
+    def dag_id(self) -> str | None: ...
+
+    @property
+    def run_id(self) -> str | None: ...
+
+    @property
+    def step_id(self) -> str | None: ...
+
+    @property
+    def body(self) -> str: ...
+
+    @property
+    def prev_hash(self) -> str: ...
+
+    @property
+    def hash(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -19,25 +19,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-__all__ = ["CHECKS", "check_dag", "parse_checks"]
+from airflow_wfe.config import PARSE_TIME_CHECKS
 
-CHECKS: Final = ("owner", "retries", "execution_timeout", "tags", "compensation")
+__all__ = ["CHECKS", "check_dag"]
+
+#: The checks ``[wfe] parse_time_checks`` may name (parsed in :mod:`airflow_wfe.config`).
+CHECKS: Final = PARSE_TIME_CHECKS
 _DEFAULT_OWNER: Final = "airflow"
-
-
-def parse_checks(raw: str) -> tuple[str, ...]:
-    """The checks named in ``[wfe] parse_time_checks`` (``all`` for every one).
-
-    Raises:
-        ValueError: an unknown check name (the message lists the known ones).
-    """
-    names = [part.strip().lower() for part in raw.split(",") if part.strip()]
-    if names == ["all"]:
-        return CHECKS
-    unknown = sorted(set(names) - set(CHECKS))
-    if unknown:
-        raise ValueError(f"unknown check(s) {', '.join(unknown)}; known: all, {', '.join(CHECKS)}")
-    return tuple(n for n in CHECKS if n in names)
 
 
 def _exempt(task: Any) -> bool:

@@ -15,7 +15,6 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Select, insert, select
 
-from airflow_wfe.audit.canonical import format_time
 from airflow_wfe.audit.events import GENESIS_HASH, AuditEvent, SealedEvent, seal
 from airflow_wfe.audit.redact import Redactor
 from airflow_wfe.audit.signing import Signer, checkpoint_message
@@ -338,11 +337,6 @@ class AuditLog:
         """Rows of ``query`` fetched in batches (constant memory on any backend)."""
         result = connection.execution_options(stream_results=True, yield_per=2000).execute(query)
         yield from result
-
-    @staticmethod
-    def since_time(value: Any) -> str:
-        """A datetime as the text ``at`` is compared with."""
-        return format_time(value)
 
 
 def _checkpoint(row: Any) -> Checkpoint:

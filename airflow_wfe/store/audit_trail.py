@@ -260,22 +260,6 @@ def archive(
     return ArchiveResult(path, start_seq, mark.seq, len(rows), digest)
 
 
-class _Line:
-    """An archived event line, shaped like a stored row for the verifier."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.seq = int(data["seq"])
-        self.at = data["at"]
-        self.type = data["type"]
-        self.actor = data["actor"]
-        self.dag_id = data["dag_id"]
-        self.run_id = data["run_id"]
-        self.step_id = data["step_id"]
-        self.body = data["body"]
-        self.prev_hash = data["prev_hash"]
-        self.hash = data["hash"]
-
-
 def verify_archive(
     path: Path, signer: Signer | None, store: SqlStore | None = None
 ) -> VerifyReport:
@@ -305,7 +289,8 @@ def verify_archive(
         signer=signer,
     )
     for line in lines[1:-1]:
-        verifier.feed(_Line(json.loads(line)))
+        data = json.loads(line)
+        verifier.feed(SealedEvent(**{**data, "seq": int(data["seq"])}))
     report = verifier.finish(None)
     if report.last_seq != mark.seq:
         verifier.add_finding(

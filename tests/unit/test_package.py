@@ -63,6 +63,17 @@ def test_importing_the_package_loads_nothing_heavy() -> None:
     assert loaded == []
 
 
+def test_reading_settings_does_not_load_the_policy_engine() -> None:
+    """Every process reads its settings (task processes at their first hook, DAG parsing through the
+    cluster policy); the policy package (pydantic models, CEL) loads only where a gate runs."""
+    loaded = _fresh_python(
+        "import sys, os; os.environ['AIRFLOW__WFE__PARSE_TIME_CHECKS'] = 'owner'; "
+        "from airflow_wfe.config import get_settings; s = get_settings(); "
+        "print(s.parse_time_checks, 'airflow_wfe.policy' in sys.modules, 'cel' in sys.modules)"
+    )
+    assert loaded == "('owner',) False False"
+
+
 def test_core_modules_never_import_airflow() -> None:
     imports = "; ".join(f"import {m}" for m in CORE_MODULES)
     out = _fresh_python(

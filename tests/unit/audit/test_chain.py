@@ -269,8 +269,8 @@ def test_secrets_never_reach_the_store(url: str, signer: HmacSigner) -> None:
     assert '"rows":3' in dump
 
 
-def test_head_row_is_the_only_lock_order(url: str) -> None:
-    """Sanity for concurrency: the genesis head exists as soon as the schema does."""
+def test_a_new_store_has_the_genesis_head_to_lock(url: str) -> None:
+    """Writers lock the head row, so it must exist before the first append (no insert race)."""
     store = SqlStore(url)
     with store.engine.connect() as connection:
         head = connection.execute(text("SELECT chain, seq, hash FROM wfe_audit_head")).one()
