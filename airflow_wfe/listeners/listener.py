@@ -17,7 +17,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from airflow.listeners import hookimpl
 
@@ -331,9 +331,15 @@ class WfeListener:
                 reason="run reached its end",
                 facts=_dag_run_facts(dag_run),
             )
+            # One read first: at a normal run end every step is already where Airflow says, and a
+            # reconciliation that writes nothing still costs a write transaction per task (in the
+            # scheduler's loop). The plan re-checks inside its transaction, so a race stays safe.
+            recorded = recorder.store.step_states(dag_id, run_id)
             for task_id, map_index, ti_state, try_number in _task_instance_states(dag_run):
                 target = STEP_STATE_OF_TI.get(ti_state)
                 if target is None or target is StepState.RETRYING:
+                    continue
+                if not _needs_reconciling(recorded.get((task_id, map_index)), target):
                     continue
                 recorder.reconcile_step(
                     dag_id,
@@ -364,6 +370,15 @@ class WfeListener:
         get_emitter().incr(names.LISTENER_ERRORS)
         log.warning("wfe listener %s could not record: %s: %s", hook, type(exc).__name__, exc)
         changes.record_plugin_error(hook, exc)
+
+
+#: Where reconciliation at run end may still move a step from (see ``Recorder.reconcile_step``).
+_RECONCILABLE: Final = frozenset({StepState.PENDING, StepState.RUNNING, StepState.RETRYING})
+
+
+def _needs_reconciling(current: StepState | None, target: StepState) -> bool:
+    """Whether a step recorded at ``current`` is behind Airflow's end state ``target``."""
+    return current is None or (current is not target and current in _RECONCILABLE)
 
 
 def _mask_sensitive_params(ti: Any, sensitive: Any) -> None:
