@@ -19,7 +19,6 @@ from airflow_wfe.compile.registry import SpecInfo, register_spec
 from airflow_wfe.compile.resolve import ResolveError, resolve_callable, resolve_class, search_path
 from airflow_wfe.config import GOVERNED_TAG
 from airflow_wfe.exceptions import SpecError
-from airflow_wfe.policy.files import parse_policy
 from airflow_wfe.spec.loader import LoadedSpec
 from airflow_wfe.spec.models import Backoff, ForEachFrom, OperatorSpec, StepSpec, WorkflowSpec
 from airflow_wfe.spec.problems import Problem, Severity
@@ -172,7 +171,12 @@ def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
     tasks: dict[str, Any] = {}
     build_problems: list[Problem] = []
     budget = budget_policy(spec)
-    budget_policies = [parse_policy(budget, file=f"{file} (budget)")] if budget else []
+    budget_policies = []
+    if budget:
+        # The policy package (its pydantic models) loads only for a workflow with a budget.
+        from airflow_wfe.policy.files import parse_policy
+
+        budget_policies = [parse_policy(budget, file=f"{file} (budget)")]
     with dag, search_path(folders):
         for step_id in topological_order(spec):
             step = spec.steps[step_id]

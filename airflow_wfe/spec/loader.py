@@ -33,7 +33,6 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from airflow_wfe.exceptions import SpecError
 from airflow_wfe.spec.models import WorkflowSpec
 from airflow_wfe.spec.problems import KeyPath, Problem
-from airflow_wfe.spec.translate import kind_of, line_of, translate
 
 if TYPE_CHECKING:
     pass
@@ -85,6 +84,8 @@ class LoadedSpec:
     def line_of(self, path: KeyPath) -> int | None:
         """The line of ``path``, else of its deepest prefix in the document (so a problem about a
         missing key points at the mapping that lacks it)."""
+        from airflow_wfe.spec.translate import line_of
+
         return line_of(self.lines, path)
 
 
@@ -162,6 +163,8 @@ def _parse(
         if root is None or (isinstance(root, ScalarNode) and root.tag == _YAML + "null"):
             return _fail(f"the file is empty; {what}", "empty")
         if not isinstance(root, MappingNode):
+            from airflow_wfe.spec.translate import kind_of
+
             found = kind_of(builder.build(root, ()))
             message = f"expected a mapping of keys ({what}), found {found}"
             return _fail(message, "not-a-mapping", _line(root))
@@ -185,6 +188,9 @@ def _parse(
             spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
         )
     except ValidationError as exc:
+        # Only a file with errors pays for the translation module (difflib, model walking).
+        from airflow_wfe.spec.translate import translate
+
         translated = translate(exc, builder.lines, builder.scalars, builder.unreadable, model)
         return builder.problems + translated, None
     except ArithmeticError as exc:  # a validator overflowed, e.g. timedelta(seconds=10**20)
@@ -323,6 +329,8 @@ class _Builder:
         if isinstance(key, str):
             return key
         if raw:
+            from airflow_wfe.spec.translate import kind_of
+
             message = f"key {raw} is read as {kind_of(key)}, not a string"
             self.add(message, (*path, raw), "non-string-key", node, f'quote it: "{raw}"')
         else:

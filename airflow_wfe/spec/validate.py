@@ -19,7 +19,7 @@ and compensation walks it backwards.
 
 from __future__ import annotations
 
-import difflib
+import functools
 import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -61,15 +61,18 @@ class _Graph:
         order = tuple(spec.steps)
         needs = {s: tuple(n for n in spec.steps[s].needs if n in spec.steps) for s in order}
         unknown = {s: tuple(n for n in spec.steps[s].needs if n not in spec.steps) for s in order}
-        downstream = {s: tuple(d for d in order if s in needs[d]) for s in order}
-        ancestors = {s: frozenset(_closure(needs[s], needs)) for s in order}
-        index = {s: i for i, s in enumerate(order)}
-        return cls(order, index, needs, downstream, ancestors, unknown)
+        dependants: dict[str, list[str]] = {s: [] for s in order}
+        for step in order:  # declaration order of the dependants, each once
+            for need in needs[step]:
+                if not dependants[need] or dependants[need][-1] != step:
+                    dependants[need].append(step)
+        downstream = {s: tuple(dependants[s]) for s in order}
+        return cls(order, _index_of(order), needs, downstream, _ancestors(order, needs), unknown)
 
     def in_cycle(self, step: str) -> bool:
         return step in self.ancestors[step]
 
-    @property
+    @functools.cached_property
     def blockers(self) -> frozenset[str]:
         """Steps that can never start by themselves: in a cycle, or needing an unknown step."""
         return frozenset(s for s in self.order if self.in_cycle(s) or self.unknown[s])
@@ -78,6 +81,38 @@ class _Graph:
         """Whether the scheduler could ever start the step (nothing it waits for is blocked)."""
         blockers = self.blockers
         return step not in blockers and not self.ancestors[step] & blockers
+
+
+def _index_of(order: Sequence[str]) -> dict[str, int]:
+    return {s: i for i, s in enumerate(order)}
+
+
+def _ancestors(
+    order: Sequence[str], needs: Mapping[str, tuple[str, ...]]
+) -> dict[str, frozenset[str]]:
+    """Every step each one waits for, transitively.
+
+    Steps outside any cycle get theirs in dependency order, as the union of their needs' sets (one
+    pass, instead of a graph walk per step); the steps left over (in or after a cycle) are walked.
+    """
+    ancestors: dict[str, frozenset[str]] = {}
+    waiting = {s: len(needs[s]) for s in order}
+    dependants: dict[str, list[str]] = {s: [] for s in order}
+    for step in order:
+        for need in needs[step]:
+            dependants[need].append(step)
+    ready = deque(s for s in order if not waiting[s])
+    while ready:
+        step = ready.popleft()
+        ancestors[step] = frozenset(needs[step]).union(*(ancestors[n] for n in needs[step]))
+        for dependant in dependants[step]:
+            waiting[dependant] -= 1
+            if not waiting[dependant]:
+                ready.append(dependant)
+    for step in order:
+        if step not in ancestors:
+            ancestors[step] = frozenset(_closure(needs[step], needs))
+    return {s: ancestors[s] for s in order}
 
 
 def _closure(start: Iterable[str], edges: Mapping[str, Sequence[str]]) -> list[str]:
@@ -102,6 +137,8 @@ def _cycle_text(cycle: Sequence[str]) -> str:
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str | None:
+    import difflib  # only a file with an unknown name pays for it
+
     close = difflib.get_close_matches(name, list(candidates), n=1)
     return f"did you mean {close[0]!r}?" if close else None
 
@@ -115,6 +152,8 @@ def _simple_cycles(graph: _Graph, limit: int) -> list[tuple[str, ...]]:
     """
     found: list[tuple[str, ...]] = []
     for first, start in enumerate(graph.order):
+        if not graph.in_cycle(start):  # no cycle goes through a step that is not its own ancestor
+            continue
         later = set(graph.order[first:])
         # Only the strongly connected part around ``start`` can close a cycle through it.
         reach = _closure(
