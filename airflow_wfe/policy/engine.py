@@ -113,8 +113,18 @@ def _program(expression: str) -> Any:
 
 def _numbers_as_doubles(value: Any) -> Any:
     # CEL does not mix int and double in arithmetic; facts are numbers of either kind, so every
-    # number becomes a double and policies compare with 100 or 100.0 alike.
-    if isinstance(value, bool) or value is None:
+    # number becomes a double and policies compare with 100 or 100.0 alike. The exact plain types
+    # (most facts) are told apart by ``type``; subclasses and other containers take the general path.
+    kind = type(value)
+    if kind is str or kind is float or kind is bool or value is None:
+        return value
+    if kind is int:
+        return float(value)
+    if kind is dict:
+        return {str(k): _numbers_as_doubles(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_numbers_as_doubles(v) for v in value]
+    if isinstance(value, bool):
         return value
     if isinstance(value, int):
         return float(value)
@@ -125,19 +135,126 @@ def _numbers_as_doubles(value: Any) -> Any:
     return value
 
 
+class _Test:
+    """A rule's CEL expression, compiled once per policy (or the error compiling it gave)."""
+
+    __slots__ = ("error", "expression", "program", "variables")
+
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+        self.program: Any = None
+        self.error: Exception | None = None
+        self.variables: tuple[str, ...] = ()
+        try:
+            self.program = _program(expression)
+            self.variables = tuple(self.program.variables())
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            self.error = exc  # reported by the evaluation, like any expression that cannot run
+
+
+_EXPRESSION, _BUDGET, _WINDOW, _APPROVAL = range(4)
+
+
+class _Step:
+    """What evaluating one rule needs, worked out once per policy rather than per evaluation."""
+
+    __slots__ = ("auto", "freeze", "kind", "label", "limit", "rule", "when", "where", "zone")
+
+    def __init__(self, policy: str, rule: Any) -> None:
+        self.rule = rule
+        self.where = f"policy {policy!r} rule {rule.id!r}"
+        self.when: _Test | None = None
+        self.auto: _Test | None = None
+        self.zone: ZoneInfo | None = None
+        self.freeze: tuple[tuple[datetime, datetime, str], ...] = ()
+        self.label = self.limit = ""
+        if isinstance(rule, ExpressionRule):
+            self.kind = _EXPRESSION
+            self.when = _Test(rule.when)
+        elif isinstance(rule, BudgetRule):
+            self.kind = _BUDGET
+            self.label = f"{rule.scope.value}" + (f" ({rule.tag})" if rule.tag else "")
+            self.limit = f"{rule.limit:.2f} {rule.currency}"
+        elif isinstance(rule, ChangeWindowRule):
+            self.kind = _WINDOW
+            zone = self.zone = ZoneInfo(rule.timezone)
+            # A naive freeze bound is in the rule's zone (the zone ``now`` is converted to).
+            self.freeze = tuple(
+                (
+                    p.start if p.start.tzinfo else p.start.replace(tzinfo=zone),
+                    p.end if p.end.tzinfo else p.end.replace(tzinfo=zone),
+                    p.reason,
+                )
+                for p in rule.freeze
+            )
+        else:
+            self.kind = _APPROVAL
+            self.when = None if rule.when is None else _Test(rule.when)
+            self.auto = None if rule.auto_approve_when is None else _Test(rule.auto_approve_when)
+
+
+class _Plan:
+    """A policy ready to evaluate: its version, its rules' steps, the facts its expressions read."""
+
+    __slots__ = ("name", "steps", "variables", "version")
+
+    def __init__(self, loaded: LoadedPolicy) -> None:
+        self.name = loaded.policy.name
+        self.version = loaded.version
+        self.steps = tuple(_Step(self.name, rule) for rule in loaded.policy.rules)
+        tests = [t for step in self.steps for t in (step.when, step.auto) if t is not None]
+        self.variables = frozenset(name for test in tests for name in test.variables)
+
+
+#: Plans by ``id`` of their (immutable) policy, which the entry keeps alive so the id stays its own.
+_PLANS: dict[int, tuple[LoadedPolicy, _Plan]] = {}
+_MAX_PLANS: Final = 1024
+
+
+def _plan(loaded: LoadedPolicy) -> _Plan:
+    entry = _PLANS.get(id(loaded))
+    if entry is not None and entry[0] is loaded:
+        return entry[1]
+    plan = _Plan(loaded)
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[id(loaded)] = (loaded, plan)
+    return plan
+
+
 class _Evaluator:
-    def __init__(self, facts: Mapping[str, Any]) -> None:
+    """Evaluates expressions against the facts, converted to CEL values once per evaluation.
+
+    Only the top-level facts the expressions name are converted (CEL resolves no other name), and
+    only when the first expression runs: converting nested facts is most of an evaluation's cost.
+    """
+
+    def __init__(self, facts: Mapping[str, Any], names: frozenset[str]) -> None:
+        self.facts = facts
+        self._names = names
+        self._context: Any = None
+
+    def _build(self) -> Any:
         import cel
 
-        self.facts = facts
-        self._context = cel.Context(variables=_numbers_as_doubles(dict(facts)))
+        facts = self.facts
+        variables = {
+            name: _numbers_as_doubles(facts[name]) for name in self._names if name in facts
+        }
+        return cel.Context(variables=variables)
 
-    def test(self, expression: str, where: str) -> bool:
+    def test(self, test: _Test, where: str) -> bool:
+        expression = test.expression
+        if test.program is None:
+            raise PolicyError(where, f"cannot evaluate {expression!r}: {test.error}")
         try:
-            result = _program(expression).execute(self._context)
+            context = self._context
+            if context is None:  # a fact CEL cannot hold fails here, like any other fact problem
+                context = self._context = self._build()
+            result = test.program.execute(context)
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise PolicyError(where, f"cannot evaluate {expression!r}: {exc}") from None
-        if not isinstance(result, bool):
+        if result is not True and result is not False:
             raise PolicyError(where, f"{expression!r} gave {result!r}, not true or false")
         return result
 
@@ -160,13 +277,13 @@ def _spent(facts: Mapping[str, Any], rule: BudgetRule, where: str) -> tuple[floa
         raise PolicyError(where, f"the facts lack cost.spent.{rule.scope.value}") from None
 
 
-def _budget(rule: BudgetRule, facts: Mapping[str, Any], where: str) -> tuple[Outcome, str]:
-    spent, reserve = _spent(facts, rule, where)
-    scope = f"{rule.scope.value}" + (f" ({rule.tag})" if rule.tag else "")
-    figures = f"spent {spent:.2f} + reserved {reserve:.2f} of {rule.limit:.2f} {rule.currency}"
+def _budget(step: _Step, facts: Mapping[str, Any]) -> tuple[Outcome, str]:
+    rule = step.rule
+    spent, reserve = _spent(facts, rule, step.where)
+    figures = f"spent {spent:.2f} + reserved {reserve:.2f} of {step.limit}"
     if spent + reserve > rule.limit:
-        return Outcome.DENY, f"budget {scope} would be exceeded: {figures}"
-    return Outcome.ALLOW, f"budget {scope} holds: {figures}"
+        return Outcome.DENY, f"budget {step.label} would be exceeded: {figures}"
+    return Outcome.ALLOW, f"budget {step.label} holds: {figures}"
 
 
 @functools.lru_cache(maxsize=256)
@@ -203,14 +320,13 @@ def _cron_matches(expression: str, moment: datetime) -> bool:
     return day_ok and weekday_ok
 
 
-def _window(rule: ChangeWindowRule, facts: Mapping[str, Any]) -> tuple[Outcome, str]:
+def _window(step: _Step, facts: Mapping[str, Any]) -> tuple[Outcome, str]:
+    rule = step.rule
     now = _now(facts)
-    local = now.astimezone(ZoneInfo(rule.timezone))
-    for period in rule.freeze:
-        start = period.start if period.start.tzinfo else period.start.replace(tzinfo=local.tzinfo)
-        end = period.end if period.end.tzinfo else period.end.replace(tzinfo=local.tzinfo)
+    local = now.astimezone(step.zone)
+    for start, end, reason in step.freeze:
         if start <= now < end:
-            return Outcome.DENY, f"{period.reason}: frozen until {end.isoformat()}"
+            return Outcome.DENY, f"{reason}: frozen until {end.isoformat()}"
     if rule.allow:
         naive = local.replace(tzinfo=None, second=0, microsecond=0)
         if not any(_cron_matches(expression, naive) for expression in rule.allow):
@@ -263,33 +379,36 @@ def evaluate(policies: Sequence[LoadedPolicy], facts: Mapping[str, Any]) -> Deci
     """
     run = facts.get("run") or {}
     dag_id, tags = str(run.get("dag_id", "")), tuple(run.get("tags") or ())
-    evaluator = _Evaluator(facts)
+    plans = [_plan(loaded) for loaded in policies if loaded.applies(dag_id, tags)]
+    names = frozenset().union(*(plan.variables for plan in plans)) if len(plans) != 1 else None
+    evaluator = _Evaluator(facts, plans[0].variables if names is None else names)
     reasons: list[Reason] = []
     versions: dict[str, str] = {}
     approval: Approval | None = None
-    for loaded in policies:
-        if not loaded.applies(dag_id, tags):
-            continue
-        name, version = loaded.policy.name, loaded.version
+    for plan in plans:
+        name, version = plan.name, plan.version
         versions[name] = version
-        for rule in loaded.policy.rules:
-            where = f"policy {name!r} rule {rule.id!r}"
-            outcome, message = Outcome.ALLOW, ""
-            if isinstance(rule, ExpressionRule):
-                if evaluator.test(rule.when, where):
-                    outcome, message = rule.decision, rule.reason
-            elif isinstance(rule, BudgetRule):
-                outcome, message = _budget(rule, facts, where)
-            elif isinstance(rule, ChangeWindowRule):
-                outcome, message = _window(rule, facts)
-            elif rule.when is None or evaluator.test(rule.when, where):
-                if rule.auto_approve_when and evaluator.test(rule.auto_approve_when, where):
+        for step in plan.steps:
+            kind = step.kind
+            if kind is _EXPRESSION:
+                rule = step.rule
+                if evaluator.test(step.when, step.where) and rule.reason:  # type: ignore[arg-type]
+                    reasons.append(Reason(name, version, rule.id, rule.decision, rule.reason))
+                continue
+            if kind is _BUDGET:
+                outcome, message = _budget(step, facts)
+            elif kind is _WINDOW:
+                outcome, message = _window(step, facts)
+            elif step.when is None or evaluator.test(step.when, step.where):
+                if step.auto is not None and evaluator.test(step.auto, step.where):
                     outcome, message = Outcome.ALLOW, "auto-approved: the policy rates it low risk"
                 else:
-                    outcome, message = Outcome.NEEDS_APPROVAL, rule.reason
-                    approval = _merge(approval, _approval(rule))
+                    outcome, message = Outcome.NEEDS_APPROVAL, step.rule.reason
+                    approval = _merge(approval, _approval(step.rule))
+            else:
+                continue
             if message:
-                reasons.append(Reason(name, version, rule.id, outcome, message))
+                reasons.append(Reason(name, version, step.rule.id, outcome, message))
     outcome = max((r.outcome for r in reasons), key=SEVERITY.__getitem__, default=Outcome.ALLOW)
     if not reasons:
         reasons.append(Reason("-", "-", "-", Outcome.ALLOW, "no policy applies"))

@@ -149,6 +149,23 @@ def test_an_expression_that_cannot_be_evaluated_fails_closed() -> None:
         evaluate([parse_policy(RULES)], broken)
 
 
+def test_only_the_facts_expressions_name_are_handed_to_cel() -> None:
+    """Facts are converted to CEL once per evaluation, and only those an expression names: a fact
+    CEL could not hold is no obstacle until a rule reads it, and then the gate fails closed."""
+    odd = facts(metrics={"error_rate": 0.01}, extra=object())
+    assert evaluate([parse_policy(RULES)], odd).outcome is Outcome.ALLOW
+    policy = parse_policy(
+        "name: p\nrules:\n  - {id: r, when: 'extra == 1', decision: deny, reason: x}\n"
+    )
+    with pytest.raises(PolicyError, match="policy 'p' rule 'r': cannot evaluate 'extra == 1'"):
+        evaluate([policy], odd)
+    # the same policy object, evaluated again on other facts, decides from those facts
+    rules = parse_policy(RULES)
+    assert evaluate([rules], facts()).outcome is Outcome.ALLOW
+    prod = facts(run={"params": {"env": "prod"}})
+    assert evaluate([rules], prod).outcome is Outcome.NEEDS_APPROVAL
+
+
 def test_a_non_boolean_expression_fails_closed() -> None:
     policy = parse_policy(
         "name: p\nrules:\n  - {id: r, when: 'run.dag_id', decision: deny, reason: x}\n"
