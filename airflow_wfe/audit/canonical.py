@@ -25,8 +25,16 @@ _PLAIN = frozenset({str, int, bool, type(None)})
 
 def format_time(value: datetime) -> str:
     """A UTC timestamp in the fixed-width form stored in events (sorts as text, parses back)."""
-    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return aware.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.tzinfo is None:
+        utc = value
+    elif value.tzinfo is UTC:
+        utc = value.replace(tzinfo=None)
+    else:
+        utc = value.astimezone(UTC).replace(tzinfo=None)
+    if utc.year < 1000 or type(utc) is not datetime:  # unpadded years, subclasses (pendulum)
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ"), several times faster.
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 def jsonable(value: Any) -> Any:
@@ -60,12 +68,12 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+#: ``json.dumps`` with these options builds an encoder per call; one built once gives the same text.
+_encode = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
 def canonical_json(value: Any) -> str:
     """The canonical text of ``value`` (already :func:`jsonable`, or made so here)."""
-    return json.dumps(
-        jsonable(value),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    )
+    return _encode(jsonable(value))

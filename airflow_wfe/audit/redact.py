@@ -34,6 +34,10 @@ DEFAULT_SENSITIVE_NAMES: Final = (
 
 Masker = Callable[[str], str]
 
+#: Exact types that hold no text to mask.
+_UNMASKED: Final = frozenset({int, float, bool, type(None)})
+_CACHE_SIZE: Final = 4096
+
 
 class Redactor:
     """Redacts data before it reaches the store.
@@ -48,11 +52,20 @@ class Redactor:
     ) -> None:
         self.names = tuple(sorted({n.strip().lower() for n in names if n.strip()}))
         self.masker = masker
+        #: ``sensitive`` by key: payloads reuse a handful of keys, and the substring scan is the
+        #: redactor's main cost. Bounded: cleared when it grows past ``_CACHE_SIZE``.
+        self._sensitive: dict[str, bool] = {}
 
     def sensitive(self, key: str) -> bool:
         """Whether values under ``key`` are hidden whatever they hold."""
-        lowered = key.lower()
-        return any(name in lowered for name in self.names)
+        known = self._sensitive.get(key)
+        if known is None:
+            lowered = key.lower()
+            known = any(name in lowered for name in self.names)
+            if len(self._sensitive) >= _CACHE_SIZE:
+                self._sensitive.clear()
+            self._sensitive[key] = known
+        return known
 
     def text(self, value: str | None) -> str | None:
         """A free text (a reason, an error message) with every known secret value masked."""
@@ -62,11 +75,15 @@ class Redactor:
 
     def __call__(self, value: Any) -> Any:
         """``value`` with secrets hidden: walks mappings and sequences, masks every string."""
+        kind = type(value)
+        if kind in _UNMASKED or (kind is str and self.masker is None):
+            return value
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, Mapping):
+            sensitive = self.sensitive
             return {
-                k: MASK if isinstance(k, str) and self.sensitive(k) and v else self(v)
+                k: MASK if isinstance(k, str) and sensitive(k) and v else self(v)
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple):

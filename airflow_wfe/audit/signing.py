@@ -23,6 +23,7 @@ import hmac
 import os
 import secrets
 import tempfile
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -58,7 +59,16 @@ class Signer(Protocol):
 
 
 def checkpoint_message(seq: int, event_hash: str, at: str) -> bytes:
-    """What a signature covers: the chain position, the hash of the event there, and when."""
+    """What a signature covers: the chain position, the hash of the event there, and when.
+
+    The canonical JSON of ``{"chain": "wfe", "seq": seq, "hash": event_hash, "at": at}``, written
+    out directly for the usual types (it is built for every append).
+    """
+    if type(seq) is int and type(event_hash) is str and type(at) is str:
+        return (
+            f'{{"at":{encode_basestring(at)},"chain":"wfe",'
+            f'"hash":{encode_basestring(event_hash)},"seq":{seq}}}'
+        ).encode()
     return canonical_json({"chain": "wfe", "seq": seq, "hash": event_hash, "at": at}).encode()
 
 
@@ -71,10 +81,14 @@ class HmacSigner:
         if len(key) < 16:
             raise ConfigError(_OPTION, "(hidden)", "an HMAC key needs at least 16 bytes")
         self._key = key
+        # Keyed once; each signature copies it (the key's two SHA-256 blocks are not rehashed).
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
         self.key_id = "hmac:" + hashlib.sha256(b"wfe-key-id:" + key).hexdigest()[:16]
 
     def sign(self, message: bytes) -> str:
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+        mac = self._keyed.copy()
+        mac.update(message)
+        return mac.hexdigest()
 
     def verify(self, message: bytes, signature: str) -> bool:
         return hmac.compare_digest(self.sign(message), signature)

@@ -15,19 +15,49 @@ detects, and how it names it:
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from json.encoder import encode_basestring
+from typing import Any, Final, NamedTuple, Protocol
 
-from airflow_wfe.audit.events import body_hash
+from airflow_wfe.audit.events import HEADER_PREFIX, body_hash, header, parse_body
 from airflow_wfe.audit.signing import Signer, checkpoint_message
 
-__all__ = ["Checkpoint", "Finding", "Head", "StoredEvent", "Verifier", "VerifyReport"]
+__all__ = [
+    "ROW_COLUMNS",
+    "Checkpoint",
+    "Finding",
+    "Head",
+    "StoredEvent",
+    "StoredRow",
+    "Verifier",
+    "VerifyReport",
+]
 
 #: Findings kept after the first one (the first bad event is what matters; the rest is context).
 _MAX_FINDINGS: Final = 50
 _COLUMNS: Final = ("at", "type", "actor", "dag_id", "run_id", "step_id")
+
+
+class StoredRow(NamedTuple):
+    """A stored event as a plain tuple of its columns, in :data:`ROW_COLUMNS` order."""
+
+    seq: int
+    at: str
+    type: str
+    actor: str
+    dag_id: str | None
+    run_id: str | None
+    step_id: str | None
+    body: str
+    prev_hash: str
+    hash: str
+
+
+#: The columns :meth:`Verifier.feed_rows` expects, in order.
+ROW_COLUMNS: Final = StoredRow._fields
 
 
 class StoredEvent(Protocol):
@@ -224,7 +254,56 @@ class Verifier:
         self.prev_hash = event.hash
         self.expected = seq + 1
 
+    def feed_rows(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Check stored events given as tuples of :data:`ROW_COLUMNS` (database rows as fetched).
+
+        The same checks as :meth:`feed`. A version-2 event whose links, header and hash hold is
+        checked without leaving this loop: its header is rebuilt from the columns and compared with
+        the start of its body as text, then the body is hashed; anything else (a version-1 body, a
+        checkpoint, the first event, any problem) goes through :meth:`feed`, which names it.
+        """
+        sha256 = hashlib.sha256
+        quote = encode_basestring
+        checkpoints = self.checkpoints
+        feed = self.feed
+        report = self.report
+        expected, prev = self.expected, self.prev_hash
+        fast = 0
+        for row in rows:
+            seq, at, type_, actor, dag_id, run_id, step_id, body, prev_hash, hash_ = row
+            if (
+                seq == expected
+                and prev_hash == prev
+                and report.first_seq is not None
+                and seq not in checkpoints
+                and body.startswith(
+                    f"[2,{seq},{quote(prev_hash)},{quote(at)},{quote(type_)},{quote(actor)},"
+                    f"{'null' if dag_id is None else quote(dag_id)},"
+                    f"{'null' if run_id is None else quote(run_id)},"
+                    f"{'null' if step_id is None else quote(step_id)}]{{"
+                )
+                and sha256(body.encode()).hexdigest() == hash_
+            ):
+                prev = hash_
+                expected = seq + 1
+                fast += 1
+                continue
+            if fast:
+                report.events += fast
+                report.last_seq = expected - 1
+                fast = 0
+            self.expected, self.prev_hash = expected, prev
+            feed(StoredRow(*row))
+            expected, prev = self.expected, self.prev_hash
+        if fast:
+            report.events += fast
+            report.last_seq = expected - 1
+        self.expected, self.prev_hash = expected, prev
+
     def _check_body(self, event: StoredEvent, seq: int) -> None:
+        if event.body.startswith(HEADER_PREFIX):
+            self._check_header(event, seq)
+            return
         try:
             body = json.loads(event.body)
         except ValueError:
@@ -241,6 +320,36 @@ class Verifier:
             if body.get(column) != getattr(event, column):
                 self.add_finding(seq, "edited", f"its {column!r} column differs from its body")
                 break
+
+    def _check_header(self, event: StoredEvent, seq: int) -> None:
+        """A version-2 body: its header must be exactly the one its columns make."""
+        try:
+            body = parse_body(event.body)
+        except ValueError:
+            self.add_finding(seq, "edited", "its body is not a valid version-2 body")
+            return
+        if body.get("seq") != seq:
+            self.add_finding(seq, "reordered", f"its body says it is event #{body.get('seq')}")
+            return
+        if body.get("prev") != event.prev_hash:
+            self.add_finding(seq, "edited", "its previous-hash column differs from its body")
+            return
+        for column in _COLUMNS:
+            if body.get(column) != getattr(event, column):
+                self.add_finding(seq, "edited", f"its {column!r} column differs from its body")
+                return
+        expected = header(
+            seq,
+            event.prev_hash,
+            event.at,
+            event.type,
+            event.actor,
+            event.dag_id,
+            event.run_id,
+            event.step_id,
+        )
+        if not event.body.startswith(expected + "{"):
+            self.add_finding(seq, "edited", "its body's header is not in canonical form")
 
     def finish(self, head: Head | None) -> VerifyReport:
         """Check the end of the stream against the signed head and the checkpoints past it."""

@@ -15,10 +15,18 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Select, insert, select
 
-from airflow_wfe.audit.events import GENESIS_HASH, AuditEvent, SealedEvent, seal
+from airflow_wfe.audit.events import (
+    BODY_VERSION,
+    GENESIS_HASH,
+    AuditEvent,
+    SealedEvent,
+    draft,
+    seal,
+    seal_draft,
+)
 from airflow_wfe.audit.redact import Redactor
 from airflow_wfe.audit.signing import Signer, checkpoint_message
-from airflow_wfe.audit.verify import Checkpoint, Head
+from airflow_wfe.audit.verify import ROW_COLUMNS, Checkpoint, Head
 from airflow_wfe.store.tables import (
     audit_archive_table,
     audit_checkpoint_table,
@@ -54,6 +62,9 @@ class _DriverSql:
     lock_head: str
     insert_event: str
     move_head: str
+    #: Insert one event and move the head in one statement (PostgreSQL: one round trip fewer
+    #: while the head is locked); ``None`` where data-modifying CTEs do not exist.
+    insert_and_move: str | None
     named: bool
 
     @classmethod
@@ -75,11 +86,22 @@ class _DriverSql:
         n = len(_HEAD_COLUMNS)
         # SQLite has no FOR UPDATE: its transactions already hold the write lock (BEGIN IMMEDIATE).
         lock = "" if dialect == "sqlite" else " FOR UPDATE"
+        insert_event = f"INSERT INTO {events} ({', '.join(_EVENT_COLUMNS)}) VALUES ({values})"
+        insert_and_move = None
+        if dialect == "postgresql":
+            # Parameters numbered on: the event's first, then the head's (same order as move_head).
+            m = len(_EVENT_COLUMNS)
+            head_set = ", ".join(f"{c} = {mark(c, m + i)}" for i, c in enumerate(_HEAD_COLUMNS, 1))
+            insert_and_move = (
+                f"WITH inserted AS ({insert_event}) UPDATE {head} SET {head_set} "
+                f"WHERE chain = {mark('chain', m + n + 1)} AND seq = {mark('old_seq', m + n + 2)}"
+            )
         return cls(
             lock_head=f"SELECT seq, hash FROM {head} WHERE chain = {mark('chain', 1)}{lock}",
-            insert_event=f"INSERT INTO {events} ({', '.join(_EVENT_COLUMNS)}) VALUES ({values})",
+            insert_event=insert_event,
             move_head=f"UPDATE {head} SET {assignments} "
             f"WHERE chain = {mark('chain', n + 1)} AND seq = {mark('old_seq', n + 2)}",
+            insert_and_move=insert_and_move,
             named=named,
         )
 
@@ -129,6 +151,7 @@ class AuditLog:
         redactor: hides secrets in payloads before anything is hashed or written.
         checkpoint_every: a signed checkpoint every this many events (0: none).
         on_written: told how many events each append wrote (the metrics counter).
+        body_version: layout of the bodies written (1 only to build old-style chains in tests).
     """
 
     def __init__(
@@ -138,11 +161,13 @@ class AuditLog:
         redactor: Redactor | None = None,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         on_written: Callable[[int], None] | None = None,
+        body_version: int = BODY_VERSION,
     ) -> None:
         self.signer = signer
         self.redactor = redactor or Redactor()
         self.checkpoint_every = checkpoint_every
         self.on_written = on_written
+        self.body_version = body_version
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -150,6 +175,9 @@ class AuditLog:
         """Seal ``events`` after the current head and write them in ``connection``'s transaction."""
         if not events:
             return []
+        # Everything that does not need the chain's position is done before the head is locked.
+        redact = self.redactor
+        drafts = [draft(e, redact(e.payload), redact(e.versions)) for e in events]
         sql = _driver_sql(connection)
         cursor = connection.connection.cursor()
         try:
@@ -158,46 +186,81 @@ class AuditLog:
                 head = self._lock_head(connection)
             seq, prev = head
             sealed: list[SealedEvent] = []
-            for event in events:
+            for item, event in zip(drafts, events, strict=True):
                 seq += 1
-                record = seal(self._redacted(event), seq, prev)
+                if self.body_version == BODY_VERSION:
+                    record = seal_draft(item, seq, prev)
+                else:
+                    record = seal(self._redacted(event), seq, prev, version=self.body_version)
                 sealed.append(record)
                 prev = record.hash
-            rows = [
-                (
-                    e.seq,
-                    e.at,
-                    e.type,
-                    e.actor,
-                    e.dag_id,
-                    e.run_id,
-                    e.step_id,
-                    e.body,
-                    e.prev_hash,
-                    e.hash,
-                )
-                for e in sealed
-            ]
-            if sql.named:
-                cursor.executemany(
-                    sql.insert_event, [dict(zip(_EVENT_COLUMNS, row, strict=True)) for row in rows]
-                )
-            else:
-                cursor.executemany(sql.insert_event, rows)
+            due: list[SealedEvent] = []
             if self.signer is not None and self.checkpoint_every > 0:
                 due = [e for e in sealed if e.seq % self.checkpoint_every == 0]
-                if due:
-                    connection.execute(
-                        insert(audit_checkpoint_table),
-                        [self._checkpoint_row(e.seq, e.hash, e.at, "periodic") for e in due],
-                    )
             last = sealed[-1]
-            self._move_head(cursor, sql, head[0], last.seq, last.hash, last.at)
+            self._write(connection, cursor, sql, sealed, due, head[0], last)
         finally:
             cursor.close()
         if self.on_written is not None:
             self.on_written(len(sealed))
         return sealed
+
+    def _write(
+        self,
+        connection: Connection,
+        cursor: Any,
+        sql: _DriverSql,
+        sealed: list[SealedEvent],
+        due: list[SealedEvent],
+        old_seq: int,
+        last: SealedEvent,
+    ) -> None:
+        """Insert the sealed events, their due checkpoints, and move the signed head."""
+        rows = [
+            (
+                e.seq,
+                e.at,
+                e.type,
+                e.actor,
+                e.dag_id,
+                e.run_id,
+                e.step_id,
+                e.body,
+                e.prev_hash,
+                e.hash,
+            )
+            for e in sealed
+        ]
+        head_values = self._head_values(last.seq, last.hash, last.at)
+        if sql.insert_and_move is not None and len(rows) == 1 and not due:
+            # One round trip for the insert and the head's move (the one event *is* the new head,
+            # so the named parameters the two share, seq/hash/at, have the same values).
+            if sql.named:
+                params: Any = dict(zip(_EVENT_COLUMNS, rows[0], strict=True))
+                params.update(zip(_HEAD_COLUMNS, head_values, strict=True))
+                params.update(chain=CHAIN, old_seq=old_seq)
+            else:
+                params = (*rows[0], *head_values, CHAIN, old_seq)
+            cursor.execute(sql.insert_and_move, params)
+            if cursor.rowcount != 1:
+                raise ChainConflict
+            return
+        if sql.named:
+            named = [dict(zip(_EVENT_COLUMNS, row, strict=True)) for row in rows]
+            if len(named) == 1:
+                cursor.execute(sql.insert_event, named[0])
+            else:
+                cursor.executemany(sql.insert_event, named)
+        elif len(rows) == 1:
+            cursor.execute(sql.insert_event, rows[0])
+        else:
+            cursor.executemany(sql.insert_event, rows)
+        if due:
+            connection.execute(
+                insert(audit_checkpoint_table),
+                [self._checkpoint_row(e.seq, e.hash, e.at, "periodic") for e in due],
+            )
+        self._move_head(cursor, sql, old_seq, head_values)
 
     def _redacted(self, event: AuditEvent) -> AuditEvent:
         return AuditEvent(
@@ -234,14 +297,16 @@ class AuditLog:
             return 0, GENESIS_HASH
         return int(row.seq), str(row.hash)
 
-    def _move_head(
-        self, cursor: Any, sql: _DriverSql, old_seq: int, seq: int, hash_: str, at: str
-    ) -> None:
+    def _head_values(self, seq: int, hash_: str, at: str) -> tuple[Any, ...]:
+        """The head's new columns (``_HEAD_COLUMNS``), signed."""
         signature = algorithm = key_id = None
         if self.signer is not None:
             signature = self.signer.sign(checkpoint_message(seq, hash_, at))
             algorithm, key_id = self.signer.algorithm, self.signer.key_id
-        values = (seq, hash_, at, signature, algorithm, key_id)
+        return (seq, hash_, at, signature, algorithm, key_id)
+
+    @staticmethod
+    def _move_head(cursor: Any, sql: _DriverSql, old_seq: int, values: tuple[Any, ...]) -> None:
         if sql.named:
             params: Any = dict(zip(_HEAD_COLUMNS, values, strict=True))
             params.update(chain=CHAIN, old_seq=old_seq)
@@ -331,6 +396,42 @@ class AuditLog:
                 signature=row.signature,
             )
         return int(row.last_seq) + 1, row.last_hash, mark
+
+    @staticmethod
+    def stream_rows(
+        connection: Connection, *, since: str | None = None, batch: int = 2000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Every event in chain order (from ``since``, a formatted UTC time) as batches of plain
+        DBAPI tuples of :data:`~airflow_wfe.audit.verify.ROW_COLUMNS`: what verification reads,
+        without building a SQLAlchemy row per event. Memory is one batch on any backend (a
+        server-side cursor on PostgreSQL), in the connection's current transaction.
+        """
+        dialect = connection.dialect
+        mark = {"qmark": "?", "format": "%s", "numeric": ":1", "named": ":since"}.get(
+            dialect.paramstyle, "%(since)s"
+        )
+        where = "" if since is None else f" WHERE at >= {mark}"
+        sql = f"SELECT {', '.join(ROW_COLUMNS)} FROM {audit_event_table.name}{where} ORDER BY seq"
+        params: Any = ()
+        if since is not None:
+            params = {"since": since} if dialect.paramstyle in ("named", "pyformat") else (since,)
+        # A transaction must be open (a reader's snapshot, and PostgreSQL's named cursors need one).
+        if not connection.in_transaction():
+            connection.begin()
+        raw = connection.connection
+        if dialect.name == "postgresql":
+            cursor = raw.dbapi_connection.cursor(name="wfe_audit_rows")  # type: ignore[union-attr]
+        else:
+            cursor = raw.cursor()
+        try:
+            cursor.execute(sql, params)
+            while True:
+                rows = cursor.fetchmany(batch)
+                if not rows:
+                    return
+                yield list(rows)
+        finally:
+            cursor.close()
 
     @staticmethod
     def stream(connection: Connection, query: Select[Any]) -> Iterator[Any]:

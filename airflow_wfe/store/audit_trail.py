@@ -91,7 +91,6 @@ def verify(
         checkpoints = store.audit.checkpoints(connection, from_seq=start_seq)
         if anchor is not None:
             checkpoints.setdefault(anchor.seq, anchor)
-        query = event_query(since=None if since is None else format_time(since))
         verifier = Verifier(
             start_seq=start_seq,
             prev_hash=prev_hash,
@@ -109,8 +108,10 @@ def verify(
             verifier.report.notes.append(
                 f"events up to #{anchor.seq} are archived (verify the file with --archive)"
             )
-        for row in store.audit.stream(connection, query):
-            verifier.feed(row)
+        for rows in store.audit.stream_rows(
+            connection, since=None if since is None else format_time(since)
+        ):
+            verifier.feed_rows(rows)
         report = verifier.finish(head)
     if since is not None:
         # A window need not contain checkpoints taken before its first event.

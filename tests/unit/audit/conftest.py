@@ -21,10 +21,14 @@ def signer() -> HmacSigner:
     return HmacSigner(KEY)
 
 
-@pytest.fixture
-def signed_store(url: str, signer: HmacSigner) -> SqlStore:
-    """A store whose chain is signed, with a checkpoint every 5 events."""
-    return SqlStore(url, audit=AuditLog(signer=signer, checkpoint_every=5))
+@pytest.fixture(params=[2, 1], ids=["body-v2", "body-v1"])
+def signed_store(request: pytest.FixtureRequest, url: str, signer: HmacSigner) -> SqlStore:
+    """A store whose chain is signed, with a checkpoint every 5 events; its events are written in
+    the current body layout (2) and in the old one (1: chains written before it must still
+    verify, and tampering with them must still be named)."""
+    return SqlStore(
+        url, audit=AuditLog(signer=signer, checkpoint_every=5, body_version=request.param)
+    )
 
 
 def _write_history(store: SqlStore, runs: int = 2, steps: int = 3) -> None:

@@ -269,6 +269,53 @@ def test_secrets_never_reach_the_store(url: str, signer: HmacSigner) -> None:
     assert '"rows":3' in dump
 
 
+def test_a_chain_of_old_and_new_bodies_verifies_and_tampering_with_either_is_named(
+    url: str, signer: HmacSigner, write_history: History
+) -> None:
+    """A store written before body layout 2 goes on with version-2 events after an upgrade."""
+    old = SqlStore(url, audit=AuditLog(signer=signer, checkpoint_every=5, body_version=1))
+    write_history(old, runs=1, steps=2)
+    new = SqlStore(url, audit=AuditLog(signer=signer, checkpoint_every=5))
+    recorder = Recorder(new, NullEmitter())
+    recorder.run_started("etl", "later", actor="scheduler", reason="started")
+    for state in (StepState.RUNNING, StepState.SUCCEEDED):
+        recorder.step("etl", "later", "s", state, actor="worker", reason="ok", try_number=1)
+    rows = _rows(new)
+    assert {r.body[0] for r in rows} == {"{", "["}
+    assert all(body_hash(r.body) == r.hash for r in rows)
+    assert [e.content()["seq"] for e in events(new)] == [r.seq for r in rows]
+    assert verify(new, signer).ok
+    v1 = next(r for r in rows if r.body.startswith("{") and r.seq > 2)
+    v2 = next(r for r in rows if r.body.startswith("[") and r.seq > v1.seq + 2)
+    with new.engine.begin() as connection:
+        for row in (v1, v2):
+            connection.execute(
+                update(audit_event_table)
+                .where(audit_event_table.c.seq == row.seq)
+                .values(step_id="forged")
+            )
+    findings = [(f.seq, f.kind) for f in verify(new, signer).findings]
+    assert findings == [(v1.seq, "edited"), (v2.seq, "edited")]
+
+
+def test_version_2_body_is_header_then_rest(signed_store: SqlStore, write_history: History) -> None:
+    write_history(signed_store, runs=1, steps=1)
+    row = _rows(signed_store)[1]
+    event = next(e for e in events(signed_store) if e.seq == row.seq)
+    content = event.content()
+    assert (content["seq"], content["prev"], content["actor"]) == (
+        row.seq,
+        row.prev_hash,
+        "scheduler",
+    )
+    assert content["payload"]["to_state"] == "VALIDATED"
+    if signed_store.audit.body_version == 2:
+        assert row.body.startswith(f'[2,{row.seq},"{row.prev_hash}","{row.at}","run.transition",')
+        assert content["v"] == 2
+    else:
+        assert content["v"] == 1
+
+
 def test_a_new_store_has_the_genesis_head_to_lock(url: str) -> None:
     """Writers lock the head row, so it must exist before the first append (no insert race)."""
     store = SqlStore(url)
