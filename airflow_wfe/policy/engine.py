@@ -144,12 +144,16 @@ class _Test:
         self.expression = expression
         self.program: Any = None
         self.error: Exception | None = None
-        self.variables: tuple[str, ...] = ()
+        self.variables: tuple[str, ...] | None = ()
         try:
             self.program = _program(expression)
-            self.variables = tuple(self.program.variables())
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             self.error = exc  # reported by the evaluation, like any expression that cannot run
+            return
+        try:
+            self.variables = tuple(self.program.variables())
+        except Exception:  # noqa: BLE001 - not knowing the names only means converting every fact
+            self.variables = None
 
 
 _EXPRESSION, _BUDGET, _WINDOW, _APPROVAL = range(4)
@@ -203,7 +207,11 @@ class _Plan:
         self.version = loaded.version
         self.steps = tuple(_Step(self.name, rule) for rule in loaded.policy.rules)
         tests = [t for step in self.steps for t in (step.when, step.auto) if t is not None]
-        self.variables = frozenset(name for test in tests for name in test.variables)
+        names = [test.variables for test in tests]
+        #: the top-level facts the expressions read; ``None``: unknown, so every fact
+        self.variables: frozenset[str] | None = (
+            None if None in names else frozenset(n for found in names for n in found or ())
+        )
 
 
 #: Plans by ``id`` of their (immutable) policy, which the entry keeps alive so the id stays its own.
@@ -229,7 +237,7 @@ class _Evaluator:
     only when the first expression runs: converting nested facts is most of an evaluation's cost.
     """
 
-    def __init__(self, facts: Mapping[str, Any], names: frozenset[str]) -> None:
+    def __init__(self, facts: Mapping[str, Any], names: frozenset[str] | None) -> None:
         self.facts = facts
         self._names = names
         self._context: Any = None
@@ -237,10 +245,10 @@ class _Evaluator:
     def _build(self) -> Any:
         import cel
 
-        facts = self.facts
-        variables = {
-            name: _numbers_as_doubles(facts[name]) for name in self._names if name in facts
-        }
+        facts, names = self.facts, self._names
+        if names is None:
+            return cel.Context(variables=_numbers_as_doubles(dict(facts)))
+        variables = {name: _numbers_as_doubles(facts[name]) for name in names if name in facts}
         return cel.Context(variables=variables)
 
     def test(self, test: _Test, where: str) -> bool:
@@ -367,6 +375,18 @@ def _merge(first: Approval | None, second: Approval) -> Approval:
     )
 
 
+def _facts_read(plans: Sequence[_Plan]) -> frozenset[str] | None:
+    """The top-level facts the plans' expressions read (``None``: unknown, so every fact)."""
+    if len(plans) == 1:
+        return plans[0].variables
+    names: set[str] = set()
+    for plan in plans:
+        if plan.variables is None:
+            return None
+        names.update(plan.variables)
+    return frozenset(names)
+
+
 def evaluate(policies: Sequence[LoadedPolicy], facts: Mapping[str, Any]) -> Decision:
     """Evaluate every rule of every applicable policy; the most restrictive outcome wins.
 
@@ -380,8 +400,7 @@ def evaluate(policies: Sequence[LoadedPolicy], facts: Mapping[str, Any]) -> Deci
     run = facts.get("run") or {}
     dag_id, tags = str(run.get("dag_id", "")), tuple(run.get("tags") or ())
     plans = [_plan(loaded) for loaded in policies if loaded.applies(dag_id, tags)]
-    names = frozenset().union(*(plan.variables for plan in plans)) if len(plans) != 1 else None
-    evaluator = _Evaluator(facts, plans[0].variables if names is None else names)
+    evaluator = _Evaluator(facts, _facts_read(plans))
     reasons: list[Reason] = []
     versions: dict[str, str] = {}
     approval: Approval | None = None
