@@ -399,7 +399,7 @@ class AuditLog:
 
     @staticmethod
     def stream_rows(
-        connection: Connection, *, since: str | None = None, batch: int = 2000
+        connection: Connection, *, since: str | None = None, batch: int = 1000
     ) -> Iterator[list[tuple[Any, ...]]]:
         """Every event in chain order (from ``since``, a formatted UTC time) as batches of plain
         DBAPI tuples of :data:`~airflow_wfe.audit.verify.ROW_COLUMNS`: what verification reads,

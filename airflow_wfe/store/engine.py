@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -23,6 +23,7 @@ from airflow_wfe.exceptions import ConfigError, StoreUnavailableError
 __all__ = [
     "READ_ONLY",
     "SQLITE_BUSY_TIMEOUT_MS",
+    "begin_write",
     "dispose_engines",
     "get_engine",
     "masked_url",
@@ -94,6 +95,57 @@ def _server_engine(url: URL) -> Engine:
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
+#: One idle write connection per SQLite engine, kept between transactions (see begin_write).
+_IDLE: dict[Engine, Connection] = {}
+
+
+class begin_write:
+    """``with begin_write(engine) as connection:``: the same as ``engine.begin()`` (a transaction
+    committed at the end, rolled back on an error), for the store's write transactions.
+
+    On SQLite the connection is not handed back to the pool after the transaction but kept idle for
+    the next one: checking a connection out of SQLAlchemy's pool and back in cost as much as a
+    one-event append's own statements (docs/performance.md). An idle SQLite connection holds no
+    lock (its transaction is over). A transaction takes it exclusively (a second writer at the
+    same time, in another thread, gets one from the pool); after an error it is closed, not kept.
+    """
+
+    __slots__ = ("_connection", "_engine", "_transaction")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __enter__(self) -> Connection:
+        engine = self._engine
+        connection = _IDLE.pop(engine, None) if engine.dialect.name == "sqlite" else None
+        if connection is None or connection.closed or connection.invalidated:
+            connection = engine.connect()
+        self._connection = connection
+        try:
+            self._transaction = connection.begin()
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        connection = self._connection
+        try:
+            if error is None:
+                self._transaction.commit()
+            else:
+                self._transaction.rollback()
+        except BaseException:
+            connection.close()
+            raise
+        if (
+            error is not None
+            or self._engine.dialect.name != "sqlite"
+            or connection.get_execution_options()  # set by the transaction: not for the next one
+        ):
+            connection.close()
+        elif _IDLE.setdefault(self._engine, connection) is not connection:
+            connection.close()  # another thread's connection is already kept
 
 
 def get_engine(url: str) -> Engine:
@@ -123,6 +175,10 @@ def get_engine(url: str) -> Engine:
 def dispose_engines() -> None:
     """Close every engine of this process (tests and short-lived CLIs call it)."""
     with _LOCK:
+        for engine in list(_IDLE):
+            idle = _IDLE.pop(engine, None)
+            if idle is not None:
+                idle.close()
         for engine in _ENGINES.values():
             engine.dispose()
         _ENGINES.clear()
@@ -131,6 +187,7 @@ def dispose_engines() -> None:
 def _dispose_after_fork() -> None:
     # A forked child (LocalExecutor task, Celery prefork) must not reuse the parent's sockets or
     # SQLite handles; dispose(close=False) drops them without closing the parent's copies.
+    _IDLE.clear()
     for engine in _ENGINES.values():
         engine.dispose(close=False)
 

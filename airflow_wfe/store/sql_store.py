@@ -33,7 +33,7 @@ from airflow_wfe.exceptions import (
 )
 from airflow_wfe.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
 from airflow_wfe.store.audit_log import AuditLog, ChainConflict
-from airflow_wfe.store.engine import READ_ONLY, masked_url
+from airflow_wfe.store.engine import READ_ONLY, begin_write, masked_url
 from airflow_wfe.store.records import (
     Move,
     RunRecord,
@@ -460,7 +460,7 @@ class SqlStore:
         """
         for number in range(1, _MAX_ATTEMPTS + 1):
             try:
-                with self.engine.begin() as connection:
+                with begin_write(self.engine) as connection:
                     return attempt(connection)
             except (_Conflict, ChainConflict, IntegrityError):
                 # Lost a race on a new row or a version; the other writer's result is now visible.
