@@ -90,6 +90,13 @@ def test_export_jsonl_and_csv_carry_verifiable_bodies(
     assert {line["run_id"] for line in lines} == {"run-1"}
     for line in lines:
         assert hashlib.sha256(line["body"].encode()).hexdigest() == line["hash"]
+        # docs/audit.md: a layout-2 body begins with the header rebuilt from the line's fields.
+        fields = ("seq", "prev", "at", "type", "actor", "dag_id", "run_id", "step_id")
+        head = json.dumps(
+            [2, *(line[f] for f in fields)], separators=(",", ":"), ensure_ascii=False
+        )
+        assert line["v"] == 2
+        assert line["body"].startswith(head + "{")
     out = tmp_path / "trail.csv"
     csv_run = _wfe(tmp_path, sqlite_url, "audit", "export", "--format", "csv", "-o", str(out))
     assert csv_run.returncode == 0, csv_run.stderr
