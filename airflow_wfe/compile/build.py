@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow_wfe.compile.check import unsupported_problems
 from airflow_wfe.compile.governance import budget_policy, cost_hook, gate_task
 from airflow_wfe.compile.registry import SpecInfo, register_spec
 from airflow_wfe.compile.resolve import ResolveError, resolve_callable, resolve_class, search_path
@@ -132,15 +131,14 @@ def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
     """The Airflow DAG for a loaded spec.
 
     Raises:
-        SpecError: the spec has validation errors, names code that cannot be imported, or uses a
-            capability this version cannot run; every problem is listed with its file and line.
+        SpecError: the spec has validation errors or names code that cannot be imported; every
+            problem is listed with its file and line.
     """
     from airflow.sdk import DAG
 
     spec = loaded.spec
     file = str(loaded.path)
     problems = [p for p in validate_spec(spec) if p.severity is Severity.ERROR]
-    problems += unsupported_problems(loaded)
     if problems:
         raise SpecError(file, [p.located(file, loaded.line_of(p.path)) for p in problems])
 

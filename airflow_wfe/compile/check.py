@@ -17,11 +17,7 @@ from airflow_wfe.spec.models import OperatorSpec
 from airflow_wfe.spec.problems import Problem, Severity
 from airflow_wfe.spec.validate import validate_spec
 
-__all__ = ["FileCheck", "check_file", "resolution_problems", "unsupported_problems"]
-
-#: Spec keys whose behaviour arrives with later capabilities; compiling them would silently drop it.
-#: (Empty since gates and the cost ledger landed; kept for the next capability.)
-NOT_YET: dict[str, str] = {}
+__all__ = ["FileCheck", "check_file", "resolution_problems"]
 
 
 @dataclass(frozen=True)
@@ -39,23 +35,6 @@ class FileCheck:
     @property
     def warnings(self) -> tuple[Problem, ...]:
         return tuple(p for p in self.problems if p.severity is Severity.WARNING)
-
-
-def unsupported_problems(loaded: LoadedSpec) -> list[Problem]:
-    """Keys this version accepts in the schema but cannot run yet (an error, never a silent no-op)."""
-    problems = []
-    for step_id, step in loaded.spec.steps.items():
-        for key, capability in NOT_YET.items():
-            if getattr(step, key) is not None:
-                problems.append(
-                    Problem(
-                        f"this version of airflow-wfe cannot run {capability} yet; remove the key "
-                        "or upgrade airflow-wfe",
-                        ("steps", step_id, key),
-                        code="unsupported",
-                    )
-                )
-    return problems
 
 
 def resolution_problems(loaded: LoadedSpec, dags_folder: Path | None) -> list[Problem]:
@@ -91,7 +70,7 @@ def check_file(
         loaded = load_spec(file)
     except SpecError as exc:
         return FileCheck(file, None, tuple(exc.problems))
-    problems = validate_spec(loaded.spec) + unsupported_problems(loaded)
+    problems = validate_spec(loaded.spec)
     if imports and not any(p.severity is Severity.ERROR for p in problems):
         problems += resolution_problems(loaded, dags_folder)
     return FileCheck(file, loaded, _located(loaded, problems))

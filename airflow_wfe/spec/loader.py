@@ -24,7 +24,7 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -33,9 +33,6 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from airflow_wfe.exceptions import SpecError
 from airflow_wfe.spec.models import WorkflowSpec
 from airflow_wfe.spec.problems import KeyPath, Problem
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["LoadedSpec", "load_spec", "parse_document", "parse_spec"]
 
