@@ -41,6 +41,13 @@ _MAX_FINDINGS: Final = 50
 _COLUMNS: Final = ("at", "type", "actor", "dag_id", "run_id", "step_id")
 
 
+_HEX: Final = frozenset("0123456789abcdef")
+
+
+def _is_hex_digest(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
 class StoredRow(NamedTuple):
     """A stored event as a plain tuple of its columns, in :data:`ROW_COLUMNS` order."""
 
@@ -268,16 +275,19 @@ class Verifier:
         feed = self.feed
         report = self.report
         expected, prev = self.expected, self.prev_hash
+        # Whether ``prev`` is a 64-hex-digit hash (then it needs no quoting in the header): the first
+        # event goes through feed(), and so does the one after a stored hash that is not hex.
+        hex_prev = False
         fast = 0
         for row in rows:
             seq, at, type_, actor, dag_id, run_id, step_id, body, prev_hash, hash_ = row
             if (
-                seq == expected
+                hex_prev
+                and seq == expected
                 and prev_hash == prev
-                and report.first_seq is not None
                 and seq not in checkpoints
                 and body.startswith(
-                    f"[2,{seq},{quote(prev_hash)},{quote(at)},{quote(type_)},{quote(actor)},"
+                    f'[2,{seq},"{prev_hash}",{quote(at)},{quote(type_)},{quote(actor)},'
                     f"{'null' if dag_id is None else quote(dag_id)},"
                     f"{'null' if run_id is None else quote(run_id)},"
                     f"{'null' if step_id is None else quote(step_id)}]{{"
@@ -295,6 +305,7 @@ class Verifier:
             self.expected, self.prev_hash = expected, prev
             feed(StoredRow(*row))
             expected, prev = self.expected, self.prev_hash
+            hex_prev = _is_hex_digest(prev)
         if fast:
             report.events += fast
             report.last_seq = expected - 1

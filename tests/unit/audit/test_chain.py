@@ -136,6 +136,35 @@ def test_edited_query_column_is_named(
     assert _first_finding(signed_store, signer) == (4, "edited")
 
 
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("actor", 'worker","x'),
+        ("step_id", None),
+        ("at", "2026-11-25T08:54:21.455012Z\n"),
+        ("seq", 99),
+    ],
+)
+def test_edited_column_with_json_characters_or_null_is_named(
+    signed_store: SqlStore, signer: HmacSigner, write_history: History, column: str, value: Any
+) -> None:
+    """Columns are compared with the body as text: quotes, control characters and nulls in an
+    edited column must not make it read as the original."""
+    write_history(signed_store)
+    victim = next(r for r in _rows(signed_store) if r.seq > 6 and r.step_id is not None)
+    with signed_store.engine.begin() as connection:
+        connection.execute(
+            update(audit_event_table)
+            .where(audit_event_table.c.seq == victim.seq)
+            .values({column: value})
+        )
+    seq, kind = _first_finding(signed_store, signer)
+    if column == "seq":  # the event moved to #99: its place is empty, it is out of place
+        assert (seq, kind) == (victim.seq, "deleted")
+    else:
+        assert (seq, kind) == (victim.seq, "edited")
+
+
 def test_deleted_middle_event_is_named(
     signed_store: SqlStore, signer: HmacSigner, write_history: History
 ) -> None:
