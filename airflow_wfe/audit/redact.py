@@ -36,6 +36,8 @@ Masker = Callable[[str], str]
 
 #: Exact types that hold no text to mask.
 _UNMASKED: Final = frozenset({int, float, bool, type(None)})
+#: The same plus text, when there is no masker to apply to text.
+_UNMASKED_TEXT: Final = _UNMASKED | {str}
 _CACHE_SIZE: Final = 4096
 
 
@@ -82,8 +84,13 @@ class Redactor:
             return self.text(value)
         if isinstance(value, Mapping):
             sensitive = self.sensitive
+            plain = _UNMASKED if self.masker is not None else _UNMASKED_TEXT
             return {
-                k: MASK if isinstance(k, str) and sensitive(k) and v else self(v)
+                k: MASK
+                if isinstance(k, str) and sensitive(k) and v
+                else v
+                if type(v) in plain
+                else self(v)
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple):
