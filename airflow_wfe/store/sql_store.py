@@ -24,7 +24,7 @@ from typing import Any, Final, Protocol, TypeVar
 from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from airflow_wfe.audit.events import AuditEvent, EventType, SealedEvent
+from airflow_wfe.audit.events import AuditEvent, SealedEvent
 from airflow_wfe.exceptions import (
     ConcurrentUpdateError,
     IllegalTransitionError,
@@ -43,6 +43,7 @@ from airflow_wfe.store.records import (
 )
 from airflow_wfe.store.schema import ensure_schema, is_sqlite_locked
 from airflow_wfe.store.tables import run_table, step_table, transition_table
+from airflow_wfe.store.transition_events import refusal_event, run_versions, transition_event
 
 __all__ = ["RUN_FACTS", "RunPlan", "SqlStore", "StepPlan", "Store"]
 
@@ -112,10 +113,6 @@ class _Refused:
     """A plan the state machine refused: the refusal is audited, then raised after commit."""
 
     error: IllegalTransitionError
-
-
-#: Run columns that name the versions an event involves.
-_VERSION_COLUMNS: Final = ("dag_version_id", "spec_version", "spec_hash")
 
 
 #: PostgreSQL SQLSTATEs worth retrying: deadlock detected, serialization failure.
@@ -227,14 +224,16 @@ class SqlStore:
                 if missing and row is not None:
                     self._update_run(connection, row, missing)
                 return []
-            versions = _versions(row, known)
+            versions = run_versions(row, known)
             walk: RunState | None = current
             try:
                 for move in moves:
                     RUN_MACHINE.check(key, walk, RunState(move.to_state))
                     walk = RunState(move.to_state)
             except IllegalTransitionError as exc:
-                refusal = _refusal(exc, actor, when, dag_id, run_id, None, None, moves, versions)
+                refusal = refusal_event(
+                    exc, actor, when, dag_id, run_id, None, None, moves, versions
+                )
                 self.audit.append(connection, [refusal])
                 return _Refused(exc)
             state = RunState(moves[-1].to_state)
@@ -252,7 +251,7 @@ class SqlStore:
             self.audit.append(
                 connection,
                 [
-                    _transition_event(r, dag_id, run_id, versions, facts=known if i == 0 else None)
+                    transition_event(r, dag_id, run_id, versions, facts=known if i == 0 else None)
                     for i, r in enumerate(records)
                 ],
             )
@@ -304,14 +303,14 @@ class SqlStore:
             moves = list(plan(current, current_try))
             if not moves:
                 return []
-            versions = _versions(run, {})
+            versions = run_versions(run, {})
             walk: StepState | None = current
             try:
                 for move in moves:
                     STEP_MACHINE.check(key, walk, StepState(move.to_state))
                     walk = StepState(move.to_state)
             except IllegalTransitionError as exc:
-                refusal = _refusal(
+                refusal = refusal_event(
                     exc, actor, when, dag_id, run_id, step_id, map_index, moves, versions
                 )
                 self.audit.append(connection, [refusal])
@@ -361,7 +360,7 @@ class SqlStore:
                 None if row is None else _utc(row.updated_at),
             )
             self.audit.append(
-                connection, [_transition_event(r, dag_id, run_id, versions) for r in records]
+                connection, [transition_event(r, dag_id, run_id, versions) for r in records]
             )
             return records
 
@@ -603,72 +602,3 @@ def _unwrap(result: list[TransitionRecord] | _Refused) -> list[TransitionRecord]
     if isinstance(result, _Refused):
         raise result.error
     return result
-
-
-def _versions(row: Row[Any] | None, facts: Mapping[str, str]) -> dict[str, str]:
-    """The versions a run's events involve: what the run row holds, else what this report says."""
-    found = {k: facts[k] for k in _VERSION_COLUMNS if facts.get(k)}
-    if row is not None:
-        found.update({k: row._mapping[k] for k in _VERSION_COLUMNS if row._mapping[k]})
-    return found
-
-
-def _transition_event(
-    record: TransitionRecord,
-    dag_id: str,
-    run_id: str,
-    versions: Mapping[str, str],
-    *,
-    facts: Mapping[str, str] | None = None,
-) -> AuditEvent:
-    payload: dict[str, Any] = {
-        "from_state": record.from_state,
-        "to_state": record.to_state,
-        "reason": record.reason,
-    }
-    if record.step_id is not None:
-        payload["map_index"] = record.map_index
-        payload["try_number"] = record.try_number
-    if facts and "run_type" in facts:
-        payload["run_type"] = facts["run_type"]
-    return AuditEvent(
-        type=EventType.STEP_TRANSITION if record.step_id is not None else EventType.RUN_TRANSITION,
-        actor=record.actor,
-        at=record.at,
-        dag_id=dag_id,
-        run_id=run_id,
-        step_id=record.step_id,
-        map_index=record.map_index,
-        payload=payload,
-        versions=versions,
-    )
-
-
-def _refusal(
-    error: IllegalTransitionError,
-    actor: str,
-    when: datetime,
-    dag_id: str,
-    run_id: str,
-    step_id: str | None,
-    map_index: int | None,
-    moves: Sequence[Move],
-    versions: Mapping[str, str],
-) -> AuditEvent:
-    return AuditEvent(
-        type=EventType.TRANSITION_REFUSED,
-        actor=actor,
-        at=when,
-        dag_id=dag_id,
-        run_id=run_id,
-        step_id=step_id,
-        map_index=map_index if step_id is not None else None,
-        payload={
-            "from_state": error.from_state,
-            "to_state": error.to_state,
-            "requested": [str(m.to_state) for m in moves],
-            "reasons": [m.reason for m in moves],
-            "error": str(error),
-        },
-        versions=versions,
-    )

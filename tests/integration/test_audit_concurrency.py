@@ -9,10 +9,8 @@ from __future__ import annotations
 import multiprocessing
 import traceback
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from multiprocessing.synchronize import Barrier
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -20,7 +18,7 @@ from workers import BARRIER_TIMEOUT_S, WORKERS, WorkerResult, run_workers
 
 from airflow_wfe.audit.events import AuditEvent
 from airflow_wfe.audit.signing import HmacSigner
-from airflow_wfe.store import SqlStore, schema
+from airflow_wfe.store import SqlStore
 from airflow_wfe.store import engine as engine_module
 from airflow_wfe.store.audit_log import AuditLog
 from airflow_wfe.store.audit_trail import events, verify
@@ -33,15 +31,17 @@ CHECKPOINT_EVERY = 500
 KEY = b"concurrency-test-key-0123456789abcdef"
 
 
-def _store(url: str) -> SqlStore:
-    return SqlStore(url, audit=AuditLog(signer=HmacSigner(KEY), checkpoint_every=CHECKPOINT_EVERY))
+def _store(store_url: str) -> SqlStore:
+    return SqlStore(
+        store_url, audit=AuditLog(signer=HmacSigner(KEY), checkpoint_every=CHECKPOINT_EVERY)
+    )
 
 
 def _append_events(
-    url: str, worker: int, barrier: Barrier, results: multiprocessing.Queue[WorkerResult]
+    store_url: str, worker: int, barrier: Barrier, results: multiprocessing.Queue[WorkerResult]
 ) -> None:
     try:
-        store = _store(url)
+        store = _store(store_url)
         store.count_runs()  # open the engine and check the schema before the race
         barrier.wait(BARRIER_TIMEOUT_S)
         for index in range(EVENTS_PER_WORKER):
@@ -65,29 +65,12 @@ def _append_events(
         engine_module.dispose_engines()
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    engine_module.dispose_engines()
-    schema._checked.clear()
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/wfe.db"
-    else:
-        yield str(request.getfixturevalue("pg_url"))
-    engine_module.dispose_engines()
-    schema._checked.clear()
-
-
-def test_eight_writers_keep_one_chain_with_every_event(url: str) -> None:
-    _store(url).count_runs()  # create the schema once, so the race is about the chain only
-    results = run_workers(_append_events, url)
+def test_eight_writers_keep_one_chain_with_every_event(store_url: str) -> None:
+    _store(store_url).count_runs()  # create the schema once, so the race is about the chain only
+    results = run_workers(_append_events, store_url)
     assert sum(results.values()) == WORKERS * EVENTS_PER_WORKER
 
-    store = _store(url)
+    store = _store(store_url)
     total = WORKERS * EVENTS_PER_WORKER
     with store.engine.connect() as connection:
         seqs = connection.execute(select(audit_event_table.c.seq).order_by("seq")).scalars().all()

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import traceback
-from collections.abc import Iterator
 from multiprocessing.synchronize import Barrier
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +18,7 @@ from workers import BARRIER_TIMEOUT_S, WORKERS, WorkerResult, run_workers
 from airflow_wfe.metrics import NullEmitter
 from airflow_wfe.recorder import Recorder
 from airflow_wfe.states import StepState
-from airflow_wfe.store import SqlStore, schema
+from airflow_wfe.store import SqlStore
 from airflow_wfe.store import engine as engine_module
 from airflow_wfe.store.tables import run_table, step_table, transition_table
 
@@ -36,11 +34,11 @@ RUN_ID = "manual__2026-03-01"
 
 
 def _start_and_record_steps(
-    url: str, worker: int, barrier: Barrier, results: multiprocessing.Queue[WorkerResult]
+    store_url: str, worker: int, barrier: Barrier, results: multiprocessing.Queue[WorkerResult]
 ) -> None:
     """Start the shared run, then take 25 steps of its own through PENDING → RUNNING → SUCCEEDED."""
     try:
-        recorder = Recorder(SqlStore(url), NullEmitter())
+        recorder = Recorder(SqlStore(store_url), NullEmitter())
         actor = f"worker-{worker}"
         barrier.wait(BARRIER_TIMEOUT_S)
         run_written = recorder.run_started(DAG_ID, RUN_ID, actor=actor, reason="task started")
@@ -67,11 +65,11 @@ def _start_and_record_steps(
 
 
 def _report_same_step_succeeded(
-    url: str, worker: int, barrier: Barrier, results: multiprocessing.Queue[WorkerResult]
+    store_url: str, worker: int, barrier: Barrier, results: multiprocessing.Queue[WorkerResult]
 ) -> None:
     """In every round, report step ``same_<round>`` SUCCEEDED at the same moment as the others."""
     try:
-        store = SqlStore(url)
+        store = SqlStore(store_url)
         recorder = Recorder(store, NullEmitter())
         store.count_runs()  # open the engine and check the schema before the race
         written: list[list[tuple[str | None, str]]] = []
@@ -131,36 +129,18 @@ def transition_counts(store: SqlStore) -> dict[str, int]:
         }
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty store (no schema yet): the workers race to create it."""
-    engine_module.dispose_engines()
-    schema._checked.clear()
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/wfe.db"
-    else:
-        yield str(request.getfixturevalue("pg_url"))
-    engine_module.dispose_engines()
-    schema._checked.clear()
-
-
 # -- tests -------------------------------------------------------------------------------------
 
 
-def test_many_processes_start_one_run_and_record_their_steps(url: str) -> None:
-    results = run_workers(_start_and_record_steps, url)
+def test_many_processes_start_one_run_and_record_their_steps(store_url: str) -> None:
+    results = run_workers(_start_and_record_steps, store_url)
 
     # Exactly one worker created the run; the others found it RUNNING and wrote nothing.
     run_writes = sorted(run_written for run_written, _ in results.values())
     assert run_writes == [0] * (WORKERS - 1) + [3]
     assert all(step_written == STEPS_PER_WORKER * 3 for _, step_written in results.values())
 
-    store = SqlStore(url)
+    store = SqlStore(store_url)
     run = store.get_run(DAG_ID, RUN_ID)
     assert run.state == "RUNNING"
     assert [(t.from_state, t.to_state) for t in run.transitions] == [
@@ -188,8 +168,8 @@ def test_many_processes_start_one_run_and_record_their_steps(url: str) -> None:
     }
 
 
-def test_many_processes_report_the_same_step_succeeded_once(url: str) -> None:
-    store = SqlStore(url)
+def test_many_processes_report_the_same_step_succeeded_once(store_url: str) -> None:
+    store = SqlStore(store_url)
     recorder = Recorder(store, NullEmitter())
     recorder.run_started(DAG_ID, RUN_ID, actor="scheduler", reason="run started")
     for round_number in range(SAME_STEP_ROUNDS):
@@ -203,7 +183,7 @@ def test_many_processes_report_the_same_step_succeeded_once(url: str) -> None:
         )
     before = transition_counts(store)
 
-    results = run_workers(_report_same_step_succeeded, url)
+    results = run_workers(_report_same_step_succeeded, store_url)
 
     for round_number in range(SAME_STEP_ROUNDS):
         writes = [results[w][round_number] for w in range(WORKERS)]
