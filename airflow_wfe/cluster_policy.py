@@ -7,8 +7,13 @@ parses a DAG file, so the scheduler, the UI and every worker see the same tasks.
 
 ``task_policy`` runs wherever Airflow parses a DAG file, including each task process right before the
 task runs. For governed tasks it chains a pre-execute check: Airflow swallows listener exceptions, so
-this is the one supported place where ``[wfe] fail_closed`` can stop a task whose start the listener
-could not record. The check is a dictionary lookup; it does no I/O.
+the pre-execute step is where ``[wfe] fail_closed`` can stop a task whose start the listener could
+not record. The check is a dictionary lookup; it does no I/O.
+
+The check shadows the operator's ``pre_execute`` method (the Task SDK runs an overridden one right
+after the ``pre_execute=`` hook) rather than filling that hook: the hook is a serialized field, and
+Airflow serializes a callable by looking up its source code, which cost every governed task ~1 ms at
+each serialization and put our source into every serialized task.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ __all__ = ["FailClosedCheck", "dag_policy", "task_policy"]
 
 
 class FailClosedCheck:
-    """Pre-execute hook: fail the task if its start was not recorded and fail_closed is on."""
+    """Pre-execute check: fail the task if its start was not recorded and fail_closed is on, then
+    run the operator's own ``pre_execute`` (or what another policy put in its place)."""
 
     def __init__(self, chained: Any = None) -> None:
         self.chained = chained
@@ -44,6 +50,9 @@ class FailClosedCheck:
             raise HarnessError(ti.dag_id, ti.run_id, ti.task_id, failure) from failure
         if self.chained is not None:
             self.chained(context)
+        else:
+            task = context["task"]
+            type(task).pre_execute(task, context)
 
 
 @hookimpl
@@ -81,7 +90,8 @@ def task_policy(task: Any) -> None:
     dag = getattr(task, "dag", None)
     if dag is None or not is_governed_tags(getattr(dag, "tags", None)):
         return
-    existing = getattr(task, "_pre_execute_hook", None)
+    existing = vars(task).get("pre_execute")  # only an instance attribute, never the method
     if isinstance(existing, FailClosedCheck):
         return
-    task._pre_execute_hook = FailClosedCheck(existing)
+    # object.__setattr__: BaseOperator.__setattr__ would record it as an init argument.
+    object.__setattr__(task, "pre_execute", FailClosedCheck(existing))

@@ -60,3 +60,48 @@ def test_a_late_report_that_breaks_the_state_machine_is_refused(dagbag: Any) -> 
     maybe = next(s for s in record.steps if s.step_id == "maybe")
     assert maybe.state == "SKIPPED"
     assert [t.to_state for t in maybe.transitions] == ["PENDING", "RUNNING", "SKIPPED"]
+
+
+def test_the_fail_closed_check_stays_out_of_the_serialized_dag(dagbag: Any) -> None:
+    """The check shadows ``pre_execute`` instead of filling the serialized ``pre_execute=`` hook:
+    Airflow serializes a callable by reading its source, at a cost per task and serialization."""
+    import json
+
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from airflow_wfe.cluster_policy import FailClosedCheck
+
+    dag = dagbag.get_dag("wfe_example_success")
+    task = dag.get_task("extract")
+    assert isinstance(vars(task)["pre_execute"], FailClosedCheck)
+    assert task._pre_execute_hook is None
+    text = json.dumps(DagSerialization.serialize_dag(dag))
+    assert "FailClosedCheck" not in text
+    assert "harness_failure_for" not in text
+
+
+def test_the_fail_closed_check_runs_the_operators_own_pre_execute(dagbag: Any) -> None:
+    from airflow.sdk import BaseOperator
+
+    from airflow_wfe.cluster_policy import FailClosedCheck, task_policy
+
+    seen: list[str] = []
+
+    class Audited(BaseOperator):
+        def pre_execute(self, context: Any) -> None:
+            seen.append(context["marker"])
+
+    dag = dagbag.get_dag("wfe_example_success")
+    task = Audited(task_id="audited_pre_execute")
+    task.dag = dag
+    task_policy(task)
+    task_policy(task)  # idempotent: one check, not a chain of two
+    check = vars(task)["pre_execute"]
+    assert isinstance(check, FailClosedCheck)
+    assert check.chained is None
+
+    class _TI:
+        dag_id, run_id, task_id, map_index, try_number = dag.dag_id, "r", task.task_id, -1, 1
+
+    task.pre_execute({"ti": _TI(), "task": task, "marker": "ran"})
+    assert seen == ["ran"]
