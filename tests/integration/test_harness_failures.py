@@ -80,10 +80,11 @@ def test_the_fail_closed_check_stays_out_of_the_serialized_dag(dagbag: Any) -> N
     assert "harness_failure_for" not in text
 
 
-def test_the_fail_closed_check_runs_the_operators_own_pre_execute(dagbag: Any) -> None:
-    from airflow.sdk import BaseOperator
+def test_the_fail_closed_check_runs_the_operators_own_pre_execute() -> None:
+    from airflow.sdk import DAG, BaseOperator
 
     from airflow_wfe.cluster_policy import FailClosedCheck, task_policy
+    from airflow_wfe.config import GOVERNED_TAG
 
     seen: list[str] = []
 
@@ -91,9 +92,10 @@ def test_the_fail_closed_check_runs_the_operators_own_pre_execute(dagbag: Any) -
         def pre_execute(self, context: Any) -> None:
             seen.append(context["marker"])
 
-    dag = dagbag.get_dag("wfe_example_success")
-    task = Audited(task_id="audited_pre_execute")
-    task.dag = dag
+    # A DAG of its own: the session's dagbag is shared, a task added to one of its DAGs would run
+    # in every later test of that DAG.
+    with DAG("wfe_t_own_pre_execute", schedule=None, tags=[GOVERNED_TAG]) as dag:
+        task = Audited(task_id="audited_pre_execute")
     task_policy(task)
     task_policy(task)  # idempotent: one check, not a chain of two
     check = vars(task)["pre_execute"]
