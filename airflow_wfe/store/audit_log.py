@@ -40,18 +40,8 @@ CHAIN: Final = "main"
 DEFAULT_CHECKPOINT_EVERY: Final = 1000
 
 
-_EVENT_COLUMNS: Final = (
-    "seq",
-    "at",
-    "type",
-    "actor",
-    "dag_id",
-    "run_id",
-    "step_id",
-    "body",
-    "prev_hash",
-    "hash",
-)
+#: Written in the order verification reads them back.
+_EVENT_COLUMNS: Final = ROW_COLUMNS
 _HEAD_COLUMNS: Final = ("seq", "hash", "at", "signature", "algorithm", "key_id")
 
 
