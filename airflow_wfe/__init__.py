@@ -4,7 +4,8 @@ Governs ordinary Airflow DAGs: explicit run and step states recorded in a state 
 compensation, policy gates, an audit trail and metrics built on top. A DAG opts in with the ``wfe`` tag
 (or every DAG, with ``[wfe] govern = all``).
 
-Exports are lazy: importing this package from a DAG file costs next to nothing, because Airflow
+Everything a DAG author needs is imported from here (``from airflow_wfe import compensate,
+PolicyGateOperator, record_cost``). Exports are lazy: importing this package from a DAG file costs next to nothing, because Airflow
 re-parses DAG files in every task process.
 """
 
@@ -16,17 +17,21 @@ from typing import TYPE_CHECKING, Any
 from airflow_wfe.version import __version__
 
 if TYPE_CHECKING:
-    from airflow_wfe.compile.folder import load_workflows, report_workflow_errors
+    from airflow_wfe.adapters.compile.folder import load_workflows, report_workflow_errors
+    from airflow_wfe.adapters.gates.decorator import policy_gate
+    from airflow_wfe.adapters.gates.operator import PolicyGateOperator
+    from airflow_wfe.adapters.saga.declare import compensate, irreversible
+    from airflow_wfe.adapters.task.artifacts import use_artifact
+    from airflow_wfe.adapters.task.business_metrics import record_business_metric
+    from airflow_wfe.adapters.task.cost import record_cost
     from airflow_wfe.config import GOVERNED_TAG, Settings, get_settings
+    from airflow_wfe.core.states import RunState, StepState
     from airflow_wfe.exceptions import IllegalTransitionError, WfeError
-    from airflow_wfe.recorder import Recorder
-    from airflow_wfe.saga.declare import compensate, irreversible
-    from airflow_wfe.states import RunState, StepState
 
 __all__ = [
     "GOVERNED_TAG",
     "IllegalTransitionError",
-    "Recorder",
+    "PolicyGateOperator",
     "RunState",
     "Settings",
     "StepState",
@@ -36,7 +41,11 @@ __all__ = [
     "get_settings",
     "irreversible",
     "load_workflows",
+    "policy_gate",
+    "record_business_metric",
+    "record_cost",
     "report_workflow_errors",
+    "use_artifact",
 ]
 
 _LAZY = {
@@ -45,13 +54,17 @@ _LAZY = {
     "get_settings": "airflow_wfe.config",
     "IllegalTransitionError": "airflow_wfe.exceptions",
     "WfeError": "airflow_wfe.exceptions",
-    "Recorder": "airflow_wfe.recorder",
-    "RunState": "airflow_wfe.states",
-    "StepState": "airflow_wfe.states",
-    "load_workflows": "airflow_wfe.compile.folder",
-    "report_workflow_errors": "airflow_wfe.compile.folder",
-    "compensate": "airflow_wfe.saga.declare",
-    "irreversible": "airflow_wfe.saga.declare",
+    "RunState": "airflow_wfe.core.states",
+    "StepState": "airflow_wfe.core.states",
+    "load_workflows": "airflow_wfe.adapters.compile.folder",
+    "report_workflow_errors": "airflow_wfe.adapters.compile.folder",
+    "compensate": "airflow_wfe.adapters.saga.declare",
+    "irreversible": "airflow_wfe.adapters.saga.declare",
+    "PolicyGateOperator": "airflow_wfe.adapters.gates.operator",
+    "policy_gate": "airflow_wfe.adapters.gates.decorator",
+    "record_cost": "airflow_wfe.adapters.task.cost",
+    "record_business_metric": "airflow_wfe.adapters.task.business_metrics",
+    "use_artifact": "airflow_wfe.adapters.task.artifacts",
 }
 
 

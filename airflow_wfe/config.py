@@ -32,7 +32,7 @@ __all__ = [
     "reset_settings",
 ]
 
-#: What ``[wfe] parse_time_checks`` may name (see :mod:`airflow_wfe.policy.parse_time`).
+#: What ``[wfe] parse_time_checks`` may name (see :mod:`airflow_wfe.adapters.parse_time_checks`).
 PARSE_TIME_CHECKS: Final = ("owner", "retries", "execution_timeout", "tags", "compensation")
 
 #: The DAG tag that opts a DAG in when ``[wfe] govern = tagged``.
@@ -270,7 +270,7 @@ class Settings:
 
 
 def _parse_checks(value: str) -> tuple[str, ...]:
-    # Parsed here, not in airflow_wfe.policy: every process reads its settings, and the policy
+    # Parsed here, not in airflow_wfe.core.policy: every process reads its settings, and the policy
     # package loads pydantic models and CEL (hundreds of milliseconds) that most never need.
     names = [part.strip().lower() for part in value.split(",") if part.strip()]
     if names == ["all"]:

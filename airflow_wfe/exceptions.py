@@ -120,7 +120,7 @@ class SpecError(WfeError):
 
     Attributes:
         file: the workflow file (``None`` for a spec built in memory).
-        problems: the :class:`~airflow_wfe.spec.problems.Problem` list, errors first.
+        problems: the :class:`~airflow_wfe.core.spec.problems.Problem` list, errors first.
     """
 
     def __init__(self, file: str | None, problems: Sequence[Any]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from airflow_wfe.listeners.listener import get_listener
+from airflow_wfe.adapters.listeners.listener import get_listener
 
 __all__ = ["WfePlugin"]
 

@@ -27,15 +27,15 @@ PG_URL = os.environ.get(
 
 
 def _store(url: str) -> Any:
-    from airflow_wfe.audit.signing import HmacSigner
+    from airflow_wfe.core.audit.signing import HmacSigner
     from airflow_wfe.store import SqlStore
-    from airflow_wfe.store.audit_log import AuditLog
+    from airflow_wfe.store.audit_writer import AuditLog
 
     return SqlStore(url, audit=AuditLog(signer=HmacSigner(KEY)))
 
 
 def _event(i: int) -> Any:
-    from airflow_wfe.audit.events import AuditEvent, EventType
+    from airflow_wfe.core.audit.events import AuditEvent, EventType
 
     return AuditEvent(
         type=EventType.STEP_TRANSITION,
@@ -133,8 +133,8 @@ def _populate(store: Any, events: int) -> None:
 
 def verification(events: int) -> tuple[list[float], int, int]:
     """Events per second verified, and the traced peak memory (bytes) at events/10 and events."""
-    from airflow_wfe.audit.signing import HmacSigner
-    from airflow_wfe.store.audit_trail import verify
+    from airflow_wfe.core.audit.signing import HmacSigner
+    from airflow_wfe.store.audit_reader import verify
 
     home = os.environ["AIRFLOW_HOME"]
     signer = HmacSigner(KEY)

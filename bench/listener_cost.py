@@ -39,7 +39,7 @@ _keep: list[socket.socket] = []
 
 def measure(tasks: int, run_number: int) -> tuple[list[float], list[float]]:
     """Per-transition milliseconds of every hook call, and per hook call."""
-    from airflow_wfe.listeners.listener import get_listener
+    from airflow_wfe.adapters.listeners.listener import get_listener
 
     listener = get_listener()
     dag = SimpleNamespace(tags=["wfe"], dag_id="bench_listener")
@@ -83,7 +83,7 @@ def main() -> None:
     )
     import logging
 
-    from airflow_wfe.runtime import get_recorder
+    from airflow_wfe.engine.harness import get_recorder
 
     recorder = get_recorder()
     assert getattr(recorder.emitter, "active", False), "StatsD should be on for this bench"

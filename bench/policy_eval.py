@@ -46,7 +46,7 @@ def _facts() -> dict[str, Any]:
 
 
 def evaluate_us(count: int) -> list[float]:
-    from airflow_wfe.policy import evaluate, parse_policy
+    from airflow_wfe.core.policy import evaluate, parse_policy
 
     policy = parse_policy(POLICY)
     assert len(policy.policy.rules) == 20
@@ -62,13 +62,13 @@ def evaluate_us(count: int) -> list[float]:
 
 
 def decision_p99_ms(count: int) -> list[float]:
-    from airflow_wfe.audit.signing import HmacSigner
-    from airflow_wfe.metrics import NullEmitter
-    from airflow_wfe.policy import evaluate, parse_policy
-    from airflow_wfe.recorder import Recorder
+    from airflow_wfe.core.audit.signing import HmacSigner
+    from airflow_wfe.core.metrics import NullEmitter
+    from airflow_wfe.core.policy import evaluate, parse_policy
+    from airflow_wfe.engine.recorder import Recorder
     from airflow_wfe.store import SqlStore
-    from airflow_wfe.store.audit_log import AuditLog
-    from airflow_wfe.store.governance import record_decision
+    from airflow_wfe.store.audit_writer import AuditLog
+    from airflow_wfe.store.decisions import record_decision
 
     policy = parse_policy(POLICY)
     values = []

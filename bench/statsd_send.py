@@ -22,7 +22,7 @@ def _closed_port() -> int:
 
 
 def per_metric_us(port: int, sends: int, *, tags: bool) -> list[float]:
-    from airflow_wfe.metrics.emitter import MetricsSettings, StatsdEmitter
+    from airflow_wfe.core.metrics.emitter import MetricsSettings, StatsdEmitter
 
     emitter = StatsdEmitter(MetricsSettings(statsd_on=True, host="127.0.0.1", port=port, tags=tags))
     labels = {"dag_id": "bench_dag", "step": "load"}

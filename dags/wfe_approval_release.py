@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-from airflow_wfe.gates import PolicyGateOperator
+from airflow_wfe.adapters.gates import PolicyGateOperator
 
 
 @dag(

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, task
 
 from airflow_wfe import compensate
-from airflow_wfe.gates import PolicyGateOperator
+from airflow_wfe.adapters.gates import PolicyGateOperator
 
 RUN_BUDGET = """
 name: llm-run-budget
@@ -40,7 +40,7 @@ def delete_translation(result: str, idempotency_key: str) -> str:
 def wfe_example_budget_gate() -> None:
     @task
     def translate() -> str:
-        from airflow_wfe.cost import record_cost
+        from airflow_wfe.adapters.task.cost import record_cost
 
         record_cost(8.0, detail="40,000 tokens x 0.0002 USD")
         return "s3://bucket/translations/run.json"

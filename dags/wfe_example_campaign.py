@@ -25,7 +25,7 @@ from airflow.sdk import dag, task
 def wfe_example_campaign() -> None:
     @task
     def generate_creatives() -> dict[str, Any]:
-        from airflow_wfe.metrics import record_business_metric
+        from airflow_wfe import record_business_metric
 
         generations, spend = 40, 3.2  # 40 images from a generative model, 3.20 EUR of API calls
         record_business_metric("cost", spend, unit="EUR")
@@ -34,7 +34,7 @@ def wfe_example_campaign() -> None:
 
     @task
     def run_campaign(creatives: dict[str, Any]) -> dict[str, Any]:
-        from airflow_wfe.metrics import record_business_metric
+        from airflow_wfe import record_business_metric
 
         media_spend = 250.0
         record_business_metric("cost", media_spend, unit="EUR")
@@ -48,7 +48,7 @@ def wfe_example_campaign() -> None:
 
     @task
     def evaluate(stats: dict[str, Any]) -> None:
-        from airflow_wfe.metrics import record_business_metric
+        from airflow_wfe import record_business_metric
 
         record_business_metric("ctr", stats["clicks"] / stats["impressions"], unit="ratio")
         record_business_metric("cpa", stats["spend"] / stats["conversions"], unit="EUR")

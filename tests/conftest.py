@@ -137,7 +137,7 @@ def dagbag(airflow_db: None):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def fresh_runtime() -> Iterator[None]:
     """Forget cached settings, store and emitter before and after a test that changes config."""
-    from airflow_wfe.runtime import reset_runtime
+    from airflow_wfe.engine.harness import reset_runtime
 
     reset_runtime()
     yield

@@ -1,6 +1,6 @@
 """``wfe artifacts ...``: list, show, register, activate and roll back versioned artifacts.
 
-Thin handlers over :class:`~airflow_wfe.artifacts.registry.ArtifactRegistry`: each returns an exit
+Thin handlers over :class:`~airflow_wfe.store.artifacts.ArtifactRegistry`: each returns an exit
 code, raises :class:`~airflow_wfe.exceptions.WfeError` for ``wfe: error: ...`` (exit 1), and read
 commands take ``--json``. Writes are attributed to ``cli:<OS user>``.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from airflow_wfe.artifacts.registry import ArtifactHistory, ArtifactRegistry, ArtifactSummary
+    from airflow_wfe.store.artifacts import ArtifactHistory, ArtifactRegistry, ArtifactSummary
 
 __all__ = [
     "add_artifact_commands",
@@ -37,8 +37,8 @@ _DEFAULT_MEDIA_TYPE = "text/plain"
 
 
 def _registry() -> ArtifactRegistry:
-    from airflow_wfe.artifacts.registry import ArtifactRegistry
-    from airflow_wfe.runtime import get_runtime_store
+    from airflow_wfe.engine.harness import get_runtime_store
+    from airflow_wfe.store.artifacts import ArtifactRegistry
 
     return ArtifactRegistry(get_runtime_store())
 
@@ -116,7 +116,7 @@ def render_artifact(history: ArtifactHistory) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from airflow_wfe.artifacts.registry import to_jsonable
+    from airflow_wfe.store.artifacts import to_jsonable
 
     artifacts = _registry().list()
     if args.json:
@@ -127,7 +127,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from airflow_wfe.artifacts.registry import to_jsonable
+    from airflow_wfe.store.artifacts import to_jsonable
 
     registry = _registry()
     if args.content:
@@ -145,7 +145,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    from airflow_wfe.artifacts.registry import ArtifactNotFoundError, version_for
+    from airflow_wfe.store.artifacts import ArtifactNotFoundError, version_for
 
     try:
         content = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
@@ -188,7 +188,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _activate(registry: ArtifactRegistry, name: str, version: str, *, reason: str | None) -> None:
-    from airflow_wfe.artifacts.registry import ArtifactNotFoundError
+    from airflow_wfe.store.artifacts import ArtifactNotFoundError
 
     try:
         before: str | None = registry.active(name).version

@@ -1,6 +1,6 @@
 """``wfe audit ...``: verify the chain, export it, tell one run's story, checkpoint and archive.
 
-Thin handlers over :mod:`airflow_wfe.store.audit_trail`. ``verify`` exits 1 when anything is wrong and
+Thin handlers over :mod:`airflow_wfe.store.audit_reader`. ``verify`` exits 1 when anything is wrong and
 names the first bad event; ``export`` streams (JSONL or CSV) to stdout or a file; ``show`` is for a
 person reading one run's history.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from airflow_wfe.audit.events import SealedEvent
-    from airflow_wfe.audit.signing import Signer
+    from airflow_wfe.core.audit.events import SealedEvent
+    from airflow_wfe.core.audit.signing import Signer
     from airflow_wfe.store.sql_store import SqlStore
 
 __all__ = ["add_audit_commands", "describe", "parse_since"]
@@ -43,7 +43,7 @@ CSV_COLUMNS = (
 
 
 def _store() -> SqlStore:
-    from airflow_wfe.runtime import get_runtime_store
+    from airflow_wfe.engine.harness import get_runtime_store
 
     return get_runtime_store()
 
@@ -57,7 +57,7 @@ def _actor() -> str:
 
 def parse_since(value: str) -> datetime:
     """``2026-11-01``, ``2026-11-01T12:00:00Z``, or a duration back from now (``7d``, ``12h``)."""
-    from airflow_wfe.spec.models import parse_duration
+    from airflow_wfe.core.spec.models import parse_duration
 
     text = value.strip()
     try:
@@ -80,8 +80,8 @@ def parse_since(value: str) -> datetime:
 def _verify_signer(public_key: Path | None) -> Signer | None:
     """The key that checks signatures: a given public key, else the configured key (never a new
     generated one: verifying with a fresh key would only say "unknown key")."""
-    from airflow_wfe.audit.signing import load_public_key, load_signer
     from airflow_wfe.config import get_settings
+    from airflow_wfe.core.audit.signing import load_public_key, load_signer
 
     if public_key is not None:
         return load_public_key(public_key)
@@ -93,15 +93,15 @@ def _verify_signer(public_key: Path | None) -> Signer | None:
 
 
 def _write_signer() -> Signer:
-    from airflow_wfe.audit.signing import load_signer
     from airflow_wfe.config import get_settings
+    from airflow_wfe.core.audit.signing import load_signer
 
     settings = get_settings()
     return load_signer(settings.audit_signing_key, settings.airflow_home / "wfe_audit.key")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from airflow_wfe.store.audit_trail import verify, verify_archive
+    from airflow_wfe.store.audit_reader import verify, verify_archive
 
     signer = _verify_signer(args.public_key)
     store = _store()
@@ -133,7 +133,7 @@ def _export_rows(events: Iterator[SealedEvent]) -> Iterator[dict[str, Any]]:
 
 def _sync(store: SqlStore, quiet: bool = True) -> int:
     """Import the changes made in Airflow (UI, REST) that are not in the trail yet."""
-    from airflow_wfe.listeners.airflow_log import sync_airflow_log
+    from airflow_wfe.adapters.listeners.airflow_log import sync_airflow_log
 
     try:
         return sync_airflow_log(store)
@@ -154,8 +154,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from airflow_wfe.audit.canonical import canonical_json
-    from airflow_wfe.store.audit_trail import events
+    from airflow_wfe.core.audit.canonical import canonical_json
+    from airflow_wfe.store.audit_reader import events
 
     if args.sync:
         _sync(_store())
@@ -229,9 +229,9 @@ def describe(event: SealedEvent) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from airflow_wfe.audit.events import body_hash
+    from airflow_wfe.core.audit.events import body_hash
     from airflow_wfe.exceptions import RunNotFoundError
-    from airflow_wfe.store.audit_trail import events
+    from airflow_wfe.store.audit_reader import events
 
     if args.sync:
         _sync(_store())
@@ -272,7 +272,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
-    from airflow_wfe.store.audit_log import AuditLog
+    from airflow_wfe.store.audit_writer import AuditLog
 
     store = _store()
     log = AuditLog(signer=_write_signer(), redactor=store.audit.redactor)
@@ -287,7 +287,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from airflow_wfe.store.audit_trail import archive
+    from airflow_wfe.store.audit_reader import archive
 
     cutoff = datetime.now(UTC) - args.older_than
     result = archive(_store(), _write_signer(), older_than=cutoff, folder=args.to, actor=_actor())
@@ -305,7 +305,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def _duration(value: str) -> Any:
-    from airflow_wfe.spec.models import parse_duration
+    from airflow_wfe.core.spec.models import parse_duration
 
     try:
         delta = parse_duration(value)

@@ -70,10 +70,10 @@ def _example_dag_ids(dags_folder: Path) -> list[str]:
 
 def _audit_summary(store: Any, results: list[tuple[str, bool, str, str]]) -> int:
     """The audit trail of the demo's runs: one run's story, and the whole chain verified."""
-    from airflow_wfe.audit.signing import load_signer
     from airflow_wfe.cli.audit import describe
     from airflow_wfe.config import get_settings
-    from airflow_wfe.store.audit_trail import events, verify
+    from airflow_wfe.core.audit.signing import load_signer
+    from airflow_wfe.store.audit_reader import events, verify
 
     saga = next((r for r in results if "saga" in r[0]), results[0])
     run = store.list_runs(dag_id=saga[0], limit=1)[0]
@@ -113,9 +113,9 @@ def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
         )
         return 1
 
-    from airflow_wfe.cli.render import render_decisions, render_run
-    from airflow_wfe.runtime import get_runtime_store
-    from airflow_wfe.store.governance import decisions
+    from airflow_wfe.cli.text import render_decisions, render_run
+    from airflow_wfe.engine.harness import get_runtime_store
+    from airflow_wfe.store.decisions import decisions
 
     store = get_runtime_store()
     dag_ids = _example_dag_ids(folder)

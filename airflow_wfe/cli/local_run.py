@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from airflow_wfe.core.records import RunRecord
 from airflow_wfe.exceptions import WfeError
-from airflow_wfe.store.records import RunRecord
 
 __all__ = ["run_workflow_once"]
 
@@ -49,10 +49,10 @@ def run_workflow_once(path: Path, *, conf: dict[str, Any], quiet: bool = True) -
         SpecError: the file is not a valid, runnable workflow.
         WfeError: Airflow's database is not ready, or the run left no record (plugin disabled).
     """
-    from airflow_wfe.compile.build import build_dag
-    from airflow_wfe.compile.folder import configured_dags_folder
-    from airflow_wfe.runtime import get_runtime_store
-    from airflow_wfe.spec.loader import load_spec
+    from airflow_wfe.adapters.compile.build import build_dag
+    from airflow_wfe.adapters.compile.folder import configured_dags_folder
+    from airflow_wfe.core.spec.loader import load_spec
+    from airflow_wfe.engine.harness import get_runtime_store
 
     loaded = load_spec(path)
     dag = build_dag(loaded, dags_folder=configured_dags_folder())

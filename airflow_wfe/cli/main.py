@@ -29,14 +29,14 @@ def _print_json(data: Any) -> None:
 
 
 def _store() -> Any:
-    from airflow_wfe.runtime import get_runtime_store
+    from airflow_wfe.engine.harness import get_runtime_store
 
     return get_runtime_store()
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
-    from airflow_wfe.cli.render import render_run_list
-    from airflow_wfe.store.records import to_jsonable
+    from airflow_wfe.cli.text import render_run_list
+    from airflow_wfe.core.records import to_jsonable
 
     runs = _store().list_runs(
         dag_id=args.dag_id, state=args.state, limit=args.limit, offset=args.offset
@@ -49,14 +49,14 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
-    from airflow_wfe.cli.render import (
+    from airflow_wfe.cli.text import (
         compensations,
         decision_items,
         render_decisions,
         render_run,
     )
-    from airflow_wfe.store.governance import decisions
-    from airflow_wfe.store.records import to_jsonable
+    from airflow_wfe.core.records import to_jsonable
+    from airflow_wfe.store.decisions import decisions
 
     store = _store()
     run = store.get_run(args.dag_id, args.run_id)
@@ -75,7 +75,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 
 def cmd_compensate(args: argparse.Namespace) -> int:
-    from airflow_wfe.saga.manual import request_compensation
+    from airflow_wfe.adapters.saga.manual import request_compensation
 
     outcome = request_compensation(args.dag_id, args.run_id, force=args.force, reason=args.reason)
     if args.json:
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from airflow_wfe.cli.artifacts import add_artifact_commands
     from airflow_wfe.cli.audit import add_audit_commands
-    from airflow_wfe.cli.governance_commands import add_governance_commands
+    from airflow_wfe.cli.policy_commands import add_governance_commands
     from airflow_wfe.cli.workflow_commands import add_workflow_commands
 
     add_workflow_commands(commands)

@@ -1,6 +1,6 @@
 """``wfe dora`` and ``wfe report``: DORA figures and what to improve, from the store's run history.
 
-Thin handlers over :mod:`airflow_wfe.metrics.dora` and :mod:`airflow_wfe.metrics.report`. Both take
+Thin handlers over :mod:`airflow_wfe.core.metrics.dora` and :mod:`airflow_wfe.app.report`. Both take
 ``--dag`` (repeatable), ``--window`` (``30d``, ``12h``, ``2w``) and ``--json``; a bad window is a
 usage error (exit 2).
 """
@@ -29,7 +29,7 @@ def _window(text: str) -> timedelta:
 
 
 def _store() -> Any:
-    from airflow_wfe.runtime import get_runtime_store
+    from airflow_wfe.engine.harness import get_runtime_store
 
     return get_runtime_store()
 
@@ -58,8 +58,8 @@ def deployment_dag_ids(store: Any, explicit: list[str] | None) -> list[str]:
     if explicit:
         return sorted(set(explicit))
     from airflow_wfe.config import get_settings
-    from airflow_wfe.metrics.dora import DEPLOYMENT_TAG
-    from airflow_wfe.store.metric_store import known_dag_ids
+    from airflow_wfe.core.metrics.dora import DEPLOYMENT_TAG
+    from airflow_wfe.store.history import known_dag_ids
 
     patterns = get_settings().deployment_dags
     recorded = known_dag_ids(store)
@@ -81,7 +81,7 @@ def _duration(seconds: float | None) -> str:
 
 
 def cmd_dora(args: argparse.Namespace) -> int:
-    from airflow_wfe.metrics.dora import dora_for
+    from airflow_wfe.core.metrics.dora import dora_for
 
     store = _store()
     now = datetime.now(UTC)
@@ -114,14 +114,14 @@ def cmd_dora(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from airflow_wfe.metrics.report import build_report, render_report
-    from airflow_wfe.store.metric_store import business_metrics, run_histories, step_histories
+    from airflow_wfe.app.report import build_report, render_report
+    from airflow_wfe.store.history import business_metrics, run_histories, step_histories
 
     store = _store()
     now = datetime.now(UTC)
     since = now - args.window
     dag_ids = sorted(set(args.dag)) if args.dag else None
-    from airflow_wfe.store.governance import gate_decisions, ledger_as_metrics
+    from airflow_wfe.store.decisions import gate_decisions, ledger_as_metrics
 
     report = build_report(
         run_histories(store, dag_ids, since),

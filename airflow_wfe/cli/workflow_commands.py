@@ -11,13 +11,13 @@ __all__ = ["add_workflow_commands"]
 
 
 def _dags_folder() -> Path | None:
-    from airflow_wfe.compile.folder import configured_dags_folder
+    from airflow_wfe.adapters.compile.folder import configured_dags_folder
 
     return configured_dags_folder()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from airflow_wfe.compile.check import check_file
+    from airflow_wfe.adapters.compile.check import check_file
 
     checks = [
         check_file(path, dags_folder=_dags_folder(), imports=not args.no_imports)
@@ -52,21 +52,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from airflow_wfe.spec import render
-    from airflow_wfe.spec.loader import load_spec
-    from airflow_wfe.states import RUN_MACHINE, STEP_MACHINE
+    from airflow_wfe.core.spec import diagram
+    from airflow_wfe.core.spec.loader import load_spec
+    from airflow_wfe.core.states import RUN_MACHINE, STEP_MACHINE
 
     loaded = load_spec(args.file)
     mermaid = args.format == "mermaid"
     parts: list[str] = []
     if args.what in ("steps", "all"):
         parts.append(
-            render.steps_mermaid(loaded.spec) if mermaid else render.steps_dot(loaded.spec)
+            diagram.steps_mermaid(loaded.spec) if mermaid else diagram.steps_dot(loaded.spec)
         )
     if args.what in ("states", "all"):
         for machine in (RUN_MACHINE, STEP_MACHINE):
             parts.append(
-                render.machine_mermaid(machine) if mermaid else render.machine_dot(machine)
+                diagram.machine_mermaid(machine) if mermaid else diagram.machine_dot(machine)
             )
     print("\n\n".join(parts))
     return 0
@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     conf = _conf(args.conf)
     record = run_workflow_once(Path(args.file), conf=conf, quiet=not args.verbose)
-    from airflow_wfe.cli.render import render_run
+    from airflow_wfe.cli.text import render_run
 
     print(render_run(record))
     return 0 if record.state == "COMPLETED" else 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from airflow_wfe.store.records import Move, RunRecord, RunSummary, StepRecord, TransitionRecord
+from airflow_wfe.core.records import Move, RunRecord, RunSummary, StepRecord, TransitionRecord
 from airflow_wfe.store.sql_store import SqlStore, Store
 
 __all__ = [

@@ -24,23 +24,23 @@ from typing import Any, Final, Protocol, TypeVar
 from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from airflow_wfe.audit.events import AuditEvent, SealedEvent
-from airflow_wfe.exceptions import (
-    ConcurrentUpdateError,
-    IllegalTransitionError,
-    RunNotFoundError,
-    StoreUnavailableError,
-)
-from airflow_wfe.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
-from airflow_wfe.store.audit_log import AuditLog, ChainConflict
-from airflow_wfe.store.engine import READ_ONLY, begin_write, masked_url
-from airflow_wfe.store.records import (
+from airflow_wfe.core.audit.events import AuditEvent, SealedEvent
+from airflow_wfe.core.records import (
     Move,
     RunRecord,
     RunSummary,
     StepRecord,
     TransitionRecord,
 )
+from airflow_wfe.core.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
+from airflow_wfe.exceptions import (
+    ConcurrentUpdateError,
+    IllegalTransitionError,
+    RunNotFoundError,
+    StoreUnavailableError,
+)
+from airflow_wfe.store.audit_writer import AuditLog, ChainConflict
+from airflow_wfe.store.engine import READ_ONLY, begin_write, masked_url
 from airflow_wfe.store.schema import ensure_schema, is_sqlite_locked
 from airflow_wfe.store.tables import run_table, step_table, transition_table
 from airflow_wfe.store.transition_events import refusal_event, run_versions, transition_event

@@ -13,9 +13,9 @@ from typing import Any, Final
 
 from sqlalchemy import Row
 
-from airflow_wfe.audit.events import AuditEvent, EventType
+from airflow_wfe.core.audit.events import AuditEvent, EventType
+from airflow_wfe.core.records import Move, TransitionRecord
 from airflow_wfe.exceptions import IllegalTransitionError
-from airflow_wfe.store.records import Move, TransitionRecord
 
 __all__ = ["refusal_event", "run_versions", "transition_event"]
 

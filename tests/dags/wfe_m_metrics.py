@@ -21,7 +21,7 @@ from airflow_wfe import compensate
 def wfe_m_deploy() -> None:
     @task
     def build() -> str:
-        from airflow_wfe.metrics import record_business_metric
+        from airflow_wfe import record_business_metric
 
         record_business_metric("cost", 1.5, unit="EUR")
         return "v42"
@@ -34,7 +34,7 @@ def wfe_m_deploy() -> None:
 
     @task
     def verify(version: str) -> None:
-        from airflow_wfe.metrics import record_business_metric
+        from airflow_wfe import record_business_metric
 
         record_business_metric("roi", 0.25, unit="ratio")
 

@@ -10,7 +10,7 @@ with DAG("wfe_t_artifacts", schedule=None, start_date=datetime(2026, 1, 1), tags
 
     @task
     def render_prompt() -> str:
-        from airflow_wfe.artifacts import use_artifact
+        from airflow_wfe.adapters.task.artifacts import use_artifact
 
         template = use_artifact("prompts/greeting").decode()
         return template.format(name="auditor")

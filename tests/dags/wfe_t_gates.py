@@ -17,7 +17,7 @@ from pathlib import Path
 from airflow.sdk import DAG, task
 
 from airflow_wfe import compensate
-from airflow_wfe.gates import PolicyGateOperator, policy_gate
+from airflow_wfe.adapters.gates import PolicyGateOperator, policy_gate
 
 RUN_BUDGET = """
 name: run-budget
@@ -72,7 +72,7 @@ with DAG(
 
     @task
     def book() -> str:
-        from airflow_wfe.cost import record_cost
+        from airflow_wfe.adapters.task.cost import record_cost
 
         record_cost(8.0, detail="booking fee")
         _ledger("book")
@@ -133,14 +133,14 @@ with DAG(
 
     @task
     def cheap() -> str:
-        from airflow_wfe.cost import record_cost
+        from airflow_wfe.adapters.task.cost import record_cost
 
         record_cost(4.0, detail="small call")
         return "c1"
 
     @task(retries=2)
     def costly(_: str) -> None:
-        from airflow_wfe.cost import record_cost
+        from airflow_wfe.adapters.task.cost import record_cost
 
         record_cost(7.5, detail="big model call")  # 11.5 > 10: fails, no retry
 

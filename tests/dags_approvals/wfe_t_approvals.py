@@ -12,7 +12,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, task
 
-from airflow_wfe.gates import PolicyGateOperator
+from airflow_wfe.adapters.gates import PolicyGateOperator
 
 ONE = """
 name: one-approver

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from airflow_wfe.artifacts.registry import ArtifactRegistry
-from airflow_wfe.runtime import get_runtime_store
+from airflow_wfe.engine.harness import get_runtime_store
+from airflow_wfe.store.artifacts import ArtifactRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 

@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import func, select
 from workers import BARRIER_TIMEOUT_S, WORKERS, WorkerResult, run_workers
 
-from airflow_wfe.audit.events import AuditEvent
-from airflow_wfe.audit.signing import HmacSigner
+from airflow_wfe.core.audit.events import AuditEvent
+from airflow_wfe.core.audit.signing import HmacSigner
 from airflow_wfe.store import SqlStore
 from airflow_wfe.store import engine as engine_module
-from airflow_wfe.store.audit_log import AuditLog
-from airflow_wfe.store.audit_trail import events, verify
+from airflow_wfe.store.audit_reader import events, verify
+from airflow_wfe.store.audit_writer import AuditLog
 from airflow_wfe.store.tables import audit_checkpoint_table, audit_event_table
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from airflow_wfe.runtime import get_runtime_store, reset_runtime
+from airflow_wfe.engine.harness import get_runtime_store, reset_runtime
 from airflow_wfe.store.tables import metadata
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from airflow_wfe.runtime import get_runtime_store
-from airflow_wfe.store.metric_store import business_metrics
+from airflow_wfe.engine.harness import get_runtime_store
+from airflow_wfe.store.history import business_metrics
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select
 from workers import BARRIER_TIMEOUT_S, WORKERS, WorkerResult, run_workers
 
-from airflow_wfe.metrics import NullEmitter
-from airflow_wfe.recorder import Recorder
-from airflow_wfe.states import StepState
+from airflow_wfe.core.metrics import NullEmitter
+from airflow_wfe.core.states import StepState
+from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
 from airflow_wfe.store import engine as engine_module
 from airflow_wfe.store.tables import run_table, step_table, transition_table

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from airflow_wfe.listeners.mapping import STEP_STATE_OF_TI
-from airflow_wfe.runtime import get_runtime_store, reset_runtime
-from airflow_wfe.store.records import RunRecord
+from airflow_wfe.adapters.listeners.mapping import STEP_STATE_OF_TI
+from airflow_wfe.core.records import RunRecord
+from airflow_wfe.engine.harness import get_runtime_store, reset_runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 

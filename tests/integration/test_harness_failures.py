@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_wfe.runtime import reset_runtime
+from airflow_wfe.engine.harness import reset_runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 
@@ -45,9 +45,9 @@ def test_fail_closed_stops_the_task_before_it_executes(
 
 
 def test_a_late_report_that_breaks_the_state_machine_is_refused(dagbag: Any) -> None:
+    from airflow_wfe.core.states import StepState
+    from airflow_wfe.engine.harness import get_recorder
     from airflow_wfe.exceptions import IllegalTransitionError
-    from airflow_wfe.runtime import get_recorder
-    from airflow_wfe.states import StepState
 
     dag_run = dagbag.get_dag("wfe_t_skip_self").test()
     assert dag_run.state == "success"
@@ -69,7 +69,7 @@ def test_the_fail_closed_check_stays_out_of_the_serialized_dag(dagbag: Any) -> N
 
     from airflow.serialization.serialized_objects import DagSerialization
 
-    from airflow_wfe.cluster_policy import FailClosedCheck
+    from airflow_wfe.adapters.cluster_policy import FailClosedCheck
 
     dag = dagbag.get_dag("wfe_example_success")
     task = dag.get_task("extract")
@@ -83,7 +83,7 @@ def test_the_fail_closed_check_stays_out_of_the_serialized_dag(dagbag: Any) -> N
 def test_the_fail_closed_check_runs_the_operators_own_pre_execute() -> None:
     from airflow.sdk import DAG, BaseOperator
 
-    from airflow_wfe.cluster_policy import FailClosedCheck, task_policy
+    from airflow_wfe.adapters.cluster_policy import FailClosedCheck, task_policy
     from airflow_wfe.config import GOVERNED_TAG
 
     seen: list[str] = []

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airflow_wfe.runtime import reset_runtime
+from airflow_wfe.engine.harness import reset_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def test_nothing_listening_never_fails_the_run(
     reset_runtime()
     dag_run = dagbag.get_dag("wfe_example_success").test()
     assert dag_run.state == "success"
-    from airflow_wfe.runtime import get_runtime_store
+    from airflow_wfe.engine.harness import get_runtime_store
 
     assert get_runtime_store().get_run(dag_run.dag_id, dag_run.run_id).state == "COMPLETED"
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from airflow_wfe.runtime import reset_runtime
+from airflow_wfe.engine.harness import reset_runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime", "airflow_db")]
 
 UNOWNED = """
 from datetime import datetime
 from airflow.sdk import DAG, task
-from airflow_wfe.saga.declare import side_effects
+from airflow_wfe.adapters.saga.declare import side_effects
 
 with DAG(dag_id="wfe_pt_unowned", start_date=datetime(2026, 1, 1), schedule=None, tags=["wfe"]):
     @task

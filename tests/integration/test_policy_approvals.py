@@ -87,7 +87,7 @@ def _waiting(cluster: Cluster, dag_id: str, run_id: str) -> bool:
 def _decisions(cluster: Cluster, dag_id: str, run_id: str) -> list[Any]:
     """The gate's recorded decisions, read straight from the cluster's store (fast polling)."""
     from airflow_wfe.store import SqlStore
-    from airflow_wfe.store.governance import decisions
+    from airflow_wfe.store.decisions import decisions
 
     return decisions(SqlStore(f"sqlite:///{cluster.home / 'wfe.db'}"), dag_id, run_id)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from airflow_wfe.runtime import get_runtime_store
-from airflow_wfe.store.governance import decisions
+from airflow_wfe.engine.harness import get_runtime_store
+from airflow_wfe.store.decisions import decisions
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 

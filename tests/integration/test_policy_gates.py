@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from airflow_wfe.runtime import get_runtime_store, reset_runtime
-from airflow_wfe.store.governance import decisions
+from airflow_wfe.engine.harness import get_runtime_store, reset_runtime
+from airflow_wfe.store.decisions import decisions
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 
@@ -128,7 +128,7 @@ def test_yaml_gate_and_budget_reject_before_the_expensive_step(dagbag: Any, ledg
 def test_yaml_gate_allows_within_budget_and_costs_reach_the_ledger(
     dagbag: Any, ledger: Path
 ) -> None:
-    from airflow_wfe.store.governance import spent
+    from airflow_wfe.store.decisions import spent
 
     dag_run = dagbag.get_dag("wfe_t_yaml_gated_ok").test()
     assert dag_run.state == "success"

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from cluster import Cluster, render_records
 
-from airflow_wfe.listeners.mapping import run_end_reason
+from airflow_wfe.adapters.listeners.mapping import run_end_reason
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(360)]
 

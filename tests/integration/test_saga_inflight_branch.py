@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from cluster import Cluster, render_records
 
-from airflow_wfe.saga.runtime import idempotency_key
+from airflow_wfe.adapters.saga.tasks import idempotency_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 

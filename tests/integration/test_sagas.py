@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from airflow_wfe.runtime import get_runtime_store, reset_runtime
-from airflow_wfe.saga.runtime import SAGA_BEGIN, SAGA_END, compensation_task_id
-from airflow_wfe.store.records import RunRecord
+from airflow_wfe.adapters.saga.tasks import SAGA_BEGIN, SAGA_END, compensation_task_id
+from airflow_wfe.core.records import RunRecord
+from airflow_wfe.engine.harness import get_runtime_store, reset_runtime
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from airflow_wfe.runtime import reset_runtime
+from airflow_wfe.engine.harness import reset_runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_wfe.runtime import get_runtime_store
+from airflow_wfe.engine.harness import get_runtime_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 
@@ -92,7 +92,7 @@ def test_fan_out_from_a_result_and_over_a_literal_list(dagbag: Any) -> None:
 
 
 def test_each_run_records_spec_version_hash_and_dag_version(dagbag: Any) -> None:
-    from airflow_wfe.spec.loader import load_spec
+    from airflow_wfe.core.spec.loader import load_spec
 
     dag = dagbag.get_dag("wfe_example_yaml_etl")
     dag_run = dag.test()

@@ -16,18 +16,18 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, event, func, insert, select
 
-from airflow_wfe.artifacts import (
+from airflow_wfe.adapters.task.artifacts import (
     ArtifactError,
     ArtifactNotFoundError,
     ArtifactRegistry,
     version_for,
 )
-from airflow_wfe.artifacts.registry import to_jsonable
 from airflow_wfe.cli.artifacts import add_artifact_commands
+from airflow_wfe.core.metrics import NullEmitter
+from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.exceptions import RunNotFoundError, WfeError
-from airflow_wfe.metrics import NullEmitter
-from airflow_wfe.recorder import Recorder
 from airflow_wfe.store import SqlStore
+from airflow_wfe.store.artifacts import to_jsonable
 from airflow_wfe.store.tables import artifact_activation_table, artifact_table, run_artifact_table
 
 A, B, C, D, E = (f"content {letter}\n".encode() for letter in "ABCDE")
@@ -427,7 +427,7 @@ def test_losing_the_insert_race_returns_the_winners_version(pg_url: str) -> None
 @pytest.fixture
 def configured(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """``[wfe] store_conn`` pointing at the test store, for code that uses the runtime store."""
-    from airflow_wfe.runtime import reset_runtime
+    from airflow_wfe.engine.harness import reset_runtime
 
     monkeypatch.setenv("AIRFLOW__WFE__STORE_CONN", url)
     reset_runtime()
@@ -438,9 +438,9 @@ def configured(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 def test_importing_artifacts_is_cheap_and_the_registry_is_airflow_free() -> None:
     code = (
-        "import sys, json, airflow_wfe.artifacts as a; "
+        "import sys, json, airflow_wfe.adapters.task.artifacts as a; "
         "cheap = sorted(m for m in sys.modules if m.split('.')[0] in {'sqlalchemy', 'airflow'}); "
-        "import airflow_wfe.artifacts.registry; "
+        "import airflow_wfe.store.artifacts; "
         "core = sorted(m for m in sys.modules if m.split('.')[0] == 'airflow'); "
         "print(json.dumps([cheap, core, a.__all__ == sorted(a.__all__)]))"
     )

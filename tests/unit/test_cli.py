@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_wfe.metrics import NullEmitter
-from airflow_wfe.recorder import Recorder
-from airflow_wfe.states import StepState
+from airflow_wfe.core.metrics import NullEmitter
+from airflow_wfe.core.states import StepState
+from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
 from airflow_wfe.store.schema import HEAD_REVISION
 

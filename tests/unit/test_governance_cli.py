@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from airflow_wfe.metrics import NullEmitter
-from airflow_wfe.recorder import Recorder
+from airflow_wfe.core.metrics import NullEmitter
+from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
-from airflow_wfe.store.governance import record_cost, record_decision
+from airflow_wfe.store.decisions import record_cost, record_decision
 
 WFE = str(Path(sys.executable).parent / "wfe")
 POLICY = """

@@ -7,7 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from airflow_wfe.metrics import MetricsSettings, NullEmitter, StatsdEmitter, build_emitter, names
+from airflow_wfe.core.metrics import (
+    MetricsSettings,
+    NullEmitter,
+    StatsdEmitter,
+    build_emitter,
+    names,
+)
 
 
 @pytest.fixture
@@ -124,7 +130,7 @@ def test_names_have_their_documented_shapes() -> None:
 def test_a_slow_resolver_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from airflow_wfe.metrics import emitter as emitter_module
+    from airflow_wfe.core.metrics import emitter as emitter_module
 
     def hanging(*args: object, **kwargs: object) -> object:
         time.sleep(5)
@@ -144,7 +150,7 @@ def test_an_outage_logs_once_and_costs_microseconds(caplog: pytest.LogCaptureFix
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    with caplog.at_level("WARNING", logger="airflow_wfe.metrics.emitter"):
+    with caplog.at_level("WARNING", logger="airflow_wfe.core.metrics.emitter"):
         unresolvable = build_emitter(MetricsSettings(statsd_on=True, host="statsd.invalid"))
         closed = build_emitter(MetricsSettings(statsd_on=True, host="127.0.0.1", port=port))
         started = time.perf_counter()

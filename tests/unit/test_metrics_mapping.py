@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from airflow_wfe.metrics import names
+from airflow_wfe.core.metrics import names
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPPING = ROOT / "docker" / "statsd" / "statsd_mapping.yml"

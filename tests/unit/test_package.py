@@ -10,18 +10,18 @@ from importlib.metadata import entry_points
 import airflow_wfe
 
 CORE_MODULES = [
-    "airflow_wfe.states",
+    "airflow_wfe.core.states",
     "airflow_wfe.exceptions",
     "airflow_wfe.config",
     "airflow_wfe.store",
     "airflow_wfe.store.schema",
-    "airflow_wfe.metrics",
-    "airflow_wfe.recorder",
-    "airflow_wfe.spec.loader",
-    "airflow_wfe.spec.validate",
-    "airflow_wfe.spec.render",
-    "airflow_wfe.artifacts.registry",
-    "airflow_wfe.saga.declare",
+    "airflow_wfe.core.metrics",
+    "airflow_wfe.engine.recorder",
+    "airflow_wfe.core.spec.loader",
+    "airflow_wfe.core.spec.validate",
+    "airflow_wfe.core.spec.diagram",
+    "airflow_wfe.store.artifacts",
+    "airflow_wfe.adapters.saga.declare",
 ]
 
 
@@ -36,7 +36,7 @@ def test_public_api_is_pinned() -> None:
     assert airflow_wfe.__all__ == [
         "GOVERNED_TAG",
         "IllegalTransitionError",
-        "Recorder",
+        "PolicyGateOperator",
         "RunState",
         "Settings",
         "StepState",
@@ -46,7 +46,11 @@ def test_public_api_is_pinned() -> None:
         "get_settings",
         "irreversible",
         "load_workflows",
+        "policy_gate",
+        "record_business_metric",
+        "record_cost",
         "report_workflow_errors",
+        "use_artifact",
     ]
     for name in airflow_wfe.__all__:
         assert getattr(airflow_wfe, name) is not None
@@ -57,7 +61,7 @@ def test_importing_the_package_loads_nothing_heavy() -> None:
         _fresh_python(
             "import sys, json, airflow_wfe; "
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "{'pandas', 'great_expectations', 'alembic', 'fastapi', 'sqlalchemy', 'airflow'})))"
+            "{'pandas', 'great_expectations', 'alembic', 'fastapi', 'sqlalchemy', 'airflow', 'pydantic'})))"
         )
     )
     assert loaded == []
@@ -69,7 +73,7 @@ def test_reading_settings_does_not_load_the_policy_engine() -> None:
     loaded = _fresh_python(
         "import sys, os; os.environ['AIRFLOW__WFE__PARSE_TIME_CHECKS'] = 'owner'; "
         "from airflow_wfe.config import get_settings; s = get_settings(); "
-        "print(s.parse_time_checks, 'airflow_wfe.policy' in sys.modules, 'cel' in sys.modules)"
+        "print(s.parse_time_checks, 'airflow_wfe.core.policy' in sys.modules, 'cel' in sys.modules)"
     )
     assert loaded == "('owner',) False False"
 
@@ -89,7 +93,7 @@ def test_entry_points_are_registered() -> None:
     providers = {ep.value for ep in entry_points(group="apache_airflow_provider")}
     assert "airflow_wfe.provider:get_provider_info" in providers
     policies = {ep.name: ep.value for ep in entry_points(group="airflow.policy")}
-    assert policies["airflow_wfe"] == "airflow_wfe.cluster_policy"
+    assert policies["airflow_wfe"] == "airflow_wfe.adapters.cluster_policy"
 
 
 def test_provider_info_is_valid_for_airflow() -> None:
@@ -128,4 +132,4 @@ def test_airflow_sees_config_defaults_and_the_plugin() -> None:
     plugins = json.loads(result.stdout[result.stdout.index("[") :])
     ours = [p for p in plugins if p["name"] == "airflow_wfe"]
     assert len(ours) == 1
-    assert "airflow_wfe.listeners.listener.WfeListener" in str(ours[0]["listeners"])
+    assert "airflow_wfe.adapters.listeners.listener.WfeListener" in str(ours[0]["listeners"])

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from airflow_wfe.core.states import RUN_MACHINE, STEP_MACHINE, RunState, StateMachine, StepState
 from airflow_wfe.exceptions import IllegalTransitionError, StateError, WfeError
-from airflow_wfe.states import RUN_MACHINE, STEP_MACHINE, RunState, StateMachine, StepState
 
 R = RunState
 T = StepState

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, inspect, select, text
 
+from airflow_wfe.core.metrics import NullEmitter
+from airflow_wfe.core.states import RunState, StepState
+from airflow_wfe.engine.recorder import PREFLIGHT_REASON, Recorder
 from airflow_wfe.exceptions import (
     IllegalTransitionError,
     RunNotFoundError,
     SchemaOutdatedError,
     StoreUnavailableError,
 )
-from airflow_wfe.metrics import NullEmitter
-from airflow_wfe.recorder import PREFLIGHT_REASON, Recorder
-from airflow_wfe.states import RunState, StepState
 from airflow_wfe.store import Move, SqlStore, TransitionRecord, schema
 from airflow_wfe.store import engine as engine_module
 from airflow_wfe.store.sql_store import StepPlan

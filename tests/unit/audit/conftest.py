@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 import pytest
 
-from airflow_wfe.audit.signing import HmacSigner
-from airflow_wfe.metrics import NullEmitter
-from airflow_wfe.recorder import Recorder
-from airflow_wfe.states import StepState
+from airflow_wfe.core.audit.signing import HmacSigner
+from airflow_wfe.core.metrics import NullEmitter
+from airflow_wfe.core.states import StepState
+from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
-from airflow_wfe.store.audit_log import AuditLog
+from airflow_wfe.store.audit_writer import AuditLog
 
 KEY = b"unit-test-audit-key-0123456789abcdef"
 

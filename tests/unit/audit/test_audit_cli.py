@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from sqlalchemy import delete
 
-from airflow_wfe.audit.signing import load_signer
-from airflow_wfe.metrics import NullEmitter
-from airflow_wfe.recorder import Recorder
+from airflow_wfe.core.audit.signing import load_signer
+from airflow_wfe.core.metrics import NullEmitter
+from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
-from airflow_wfe.store.audit_log import AuditLog
+from airflow_wfe.store.audit_writer import AuditLog
 from airflow_wfe.store.tables import audit_event_table
 
 WFE = str(Path(sys.executable).parent / "wfe")

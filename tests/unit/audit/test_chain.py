@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select, text, update
 
-from airflow_wfe.audit.events import GENESIS_HASH, AuditEvent, body_hash
-from airflow_wfe.audit.signing import HmacSigner
+from airflow_wfe.core.audit.events import GENESIS_HASH, AuditEvent, body_hash
+from airflow_wfe.core.audit.signing import HmacSigner
+from airflow_wfe.core.metrics import NullEmitter
+from airflow_wfe.core.states import StepState
+from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.exceptions import IllegalTransitionError, RunNotFoundError
-from airflow_wfe.metrics import NullEmitter
-from airflow_wfe.recorder import Recorder
-from airflow_wfe.states import StepState
 from airflow_wfe.store import SqlStore
-from airflow_wfe.store.audit_log import AuditLog
-from airflow_wfe.store.audit_trail import events, verify
+from airflow_wfe.store.audit_reader import events, verify
+from airflow_wfe.store.audit_writer import AuditLog
 from airflow_wfe.store.tables import (
     audit_checkpoint_table,
     audit_event_table,
@@ -260,7 +260,7 @@ def test_verify_since_checks_a_window(
 
 
 def test_secrets_never_reach_the_store(url: str, signer: HmacSigner) -> None:
-    from airflow_wfe.audit.redact import Redactor
+    from airflow_wfe.core.audit.redact import Redactor
 
     store = SqlStore(
         url,

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_wfe.metrics import RecordingEmitter
-from airflow_wfe.metrics.business import record_business_metric
-from airflow_wfe.metrics.report import build_report, percentile, render_report
-from airflow_wfe.recorder import Recorder
-from airflow_wfe.states import StepState
+from airflow_wfe.adapters.task.business_metrics import record_business_metric
+from airflow_wfe.app.report import build_report, percentile, render_report
+from airflow_wfe.core.metrics import RecordingEmitter
+from airflow_wfe.core.states import StepState
+from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
-from airflow_wfe.store.metric_store import business_metrics, run_histories, step_histories
+from airflow_wfe.store.history import business_metrics, run_histories, step_histories
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -170,7 +170,7 @@ def test_cli_report_and_dora(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from airflow_wfe.cli.main import main
-    from airflow_wfe.runtime import reset_runtime
+    from airflow_wfe.engine.harness import reset_runtime
 
     monkeypatch.setenv("AIRFLOW__WFE__STORE_CONN", busy_store.url)
     monkeypatch.setenv("AIRFLOW__WFE__DEPLOYMENT_DAGS", "et*")

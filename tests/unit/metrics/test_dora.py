@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_wfe.metrics import RecordingEmitter, names
-from airflow_wfe.metrics.dora import compute_dora, dora_for
-from airflow_wfe.metrics.emitter import MetricsSettings
-from airflow_wfe.recorder import Recorder
-from airflow_wfe.states import RunState
+from airflow_wfe.core.metrics import RecordingEmitter, names
+from airflow_wfe.core.metrics.dora import compute_dora, dora_for
+from airflow_wfe.core.metrics.emitter import MetricsSettings
+from airflow_wfe.core.states import RunState
+from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
-from airflow_wfe.store.metric_store import run_histories
+from airflow_wfe.store.history import run_histories
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DAG = "deploy_api"

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from airflow_wfe.metrics import NullEmitter, RecordingEmitter, names
-from airflow_wfe.metrics import transitions as transitions_module
-from airflow_wfe.recorder import Recorder
-from airflow_wfe.states import RunState, StepState
+from airflow_wfe.core.metrics import NullEmitter, RecordingEmitter, names
+from airflow_wfe.core.states import RunState, StepState
+from airflow_wfe.engine import transition_metrics as transitions_module
+from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -107,16 +107,14 @@ def test_a_null_emitter_costs_no_read_at_run_end(
     recorder = Recorder(store, NullEmitter())
     recorder.run_started("etl", "r1", actor="worker", reason="go")
     called: list[str] = []
-    monkeypatch.setattr(
-        "airflow_wfe.store.metric_store.run_created_at", lambda *a: called.append("x")
-    )
+    monkeypatch.setattr("airflow_wfe.store.history.run_created_at", lambda *a: called.append("x"))
     recorder.run_finished("etl", "r1", succeeded=True, actor="scheduler", reason="ok")
     assert called == []
 
 
 def test_log_lines_are_logfmt(store: SqlStore, caplog: pytest.LogCaptureFixture) -> None:
     recorder = Recorder(store, NullEmitter())
-    with caplog.at_level(logging.INFO, logger="airflow_wfe.recorder"):
+    with caplog.at_level(logging.INFO, logger="airflow_wfe.engine.recorder"):
         recorder.run_started("etl", "r 1", actor="worker", reason="task a started")
         recorder.step("etl", "r 1", "a", StepState.RUNNING, actor="worker", try_number=1)
     lines = [r.getMessage() for r in caplog.records]
@@ -141,7 +139,7 @@ def test_an_emitter_that_raises_never_breaks_the_recorder(store: SqlStore) -> No
 
 
 def test_deployment_patterns() -> None:
-    from airflow_wfe.metrics.emitter import MetricsSettings
+    from airflow_wfe.core.metrics.emitter import MetricsSettings
 
     settings = MetricsSettings(deployment_dags=("deploy_*", "release"))
     assert transitions_module.is_deployment(settings, "deploy_api")

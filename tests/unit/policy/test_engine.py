@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from airflow_wfe.core.policy import Approval, Outcome, evaluate, parse_policy, select
+from airflow_wfe.engine.gate_decisions import judge_answer
 from airflow_wfe.exceptions import PolicyError, SpecError
-from airflow_wfe.gates.logic import judge_answer
-from airflow_wfe.policy import Approval, Outcome, evaluate, parse_policy, select
 
 WINDOWS = """
 name: windows
@@ -248,7 +248,7 @@ def test_cron_windows_match_croniter_minute_by_minute() -> None:
 
     from croniter import croniter
 
-    from airflow_wfe.policy.engine import _cron_matches
+    from airflow_wfe.core.policy.engine import _cron_matches
 
     expressions = ["* 9-17 * * mon-fri", "*/15 * 1 * *", "0 0 1 * sun", "5 4 13 * 5", "* * * * 7"]
     start = datetime(2026, 1, 1)

@@ -14,10 +14,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from airflow_wfe.core.spec.loader import LoadedSpec, load_spec, parse_spec
+from airflow_wfe.core.spec.models import Backoff, ForEachFrom, OperatorSpec
+from airflow_wfe.core.spec.problems import Problem
 from airflow_wfe.exceptions import SpecError
-from airflow_wfe.spec.loader import LoadedSpec, load_spec, parse_spec
-from airflow_wfe.spec.models import Backoff, ForEachFrom, OperatorSpec
-from airflow_wfe.spec.problems import Problem
 
 # ``backoff`` is on line 14: the typo test below relies on it.
 FULL = """\
@@ -637,7 +637,7 @@ def test_hash_ignores_key_order_and_layout(
 
 def test_pure_python_parser_gives_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without libyaml the loader falls back to PyYAML's own parser, with the same lines."""
-    from airflow_wfe.spec import loader
+    from airflow_wfe.core.spec import loader
 
     with_libyaml = parse_spec(FULL)
     typo = FULL.replace("      backoff: fixed", "      backof: fixed")

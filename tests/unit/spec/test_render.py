@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from airflow_wfe.spec.models import WorkflowSpec
-from airflow_wfe.spec.render import machine_dot, machine_mermaid, steps_dot, steps_mermaid
-from airflow_wfe.states import RUN_MACHINE, STEP_MACHINE, StateMachine
+from airflow_wfe.core.spec.diagram import machine_dot, machine_mermaid, steps_dot, steps_mermaid
+from airflow_wfe.core.spec.models import WorkflowSpec
+from airflow_wfe.core.states import RUN_MACHINE, STEP_MACHINE, StateMachine
 
 MACHINES: list[StateMachine[Any]] = [RUN_MACHINE, STEP_MACHINE]
 
@@ -265,7 +265,7 @@ def test_machine_rendering_does_not_depend_on_table_order() -> None:
 
 def test_label_escaping() -> None:
     # Ids are identifiers today; the escapes guard labels built from anything else.
-    from airflow_wfe.spec.render import _dot, _mermaid_text
+    from airflow_wfe.core.spec.diagram import _dot, _mermaid_text
 
     assert _dot('say "hi" \\ bye\nnext') == '"say \\"hi\\" \\\\ bye\\nnext"'
     assert _mermaid_text('a "b" <c> #d') == "a #quot;b#quot; #lt;c#gt; #35;d"

@@ -9,11 +9,11 @@ import jsonschema
 import pytest
 import yaml
 
-from airflow_wfe.spec.loader import load_spec
-from airflow_wfe.spec.models import workflow_json_schema
+from airflow_wfe.core.spec.loader import load_spec
+from airflow_wfe.core.spec.models import workflow_json_schema
 
 ROOT = Path(__file__).resolve().parents[3]
-SCHEMA_FILE = ROOT / "airflow_wfe" / "spec" / "workflow.schema.json"
+SCHEMA_FILE = ROOT / "airflow_wfe" / "core" / "spec" / "workflow.schema.json"
 EXAMPLES = sorted(
     [*ROOT.glob("dags/**/*.yaml"), *ROOT.glob("tests/dags/**/*.yaml")],
 )
@@ -22,10 +22,10 @@ EXAMPLES = sorted(
 def test_committed_schema_matches_the_models() -> None:
     committed = json.loads(SCHEMA_FILE.read_text())
     assert committed == workflow_json_schema(), (
-        "airflow_wfe/spec/workflow.schema.json is stale; regenerate it with: "
-        '.venv/bin/python -c "import json; from airflow_wfe.spec.models import '
+        "airflow_wfe/core/spec/workflow.schema.json is stale; regenerate it with: "
+        '.venv/bin/python -c "import json; from airflow_wfe.core.spec.models import '
         'workflow_json_schema as s; print(json.dumps(s(), indent=2, sort_keys=True))" '
-        "> airflow_wfe/spec/workflow.schema.json"
+        "> airflow_wfe/core/spec/workflow.schema.json"
     )
 
 

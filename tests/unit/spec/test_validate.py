@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_wfe.spec.models import WorkflowSpec
-from airflow_wfe.spec.problems import Problem, Severity
-from airflow_wfe.spec.validate import topological_order, validate_spec
-from airflow_wfe.states import RUN_MACHINE, RunState, StateMachine
+from airflow_wfe.core.spec.models import WorkflowSpec
+from airflow_wfe.core.spec.problems import Problem, Severity
+from airflow_wfe.core.spec.validate import topological_order, validate_spec
+from airflow_wfe.core.states import RUN_MACHINE, RunState, StateMachine
 
 R = RunState
 WARNING = Severity.WARNING

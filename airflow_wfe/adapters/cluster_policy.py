@@ -1,0 +1,97 @@
+"""Airflow cluster policies of airflow-wfe (entry point ``airflow.policy``).
+
+``dag_policy`` refuses governed DAGs that break ``[wfe] parse_time_checks`` (owner, retries,
+timeouts, tags, compensation of side effects: see :mod:`airflow_wfe.adapters.parse_time_checks`), then wires
+the saga (compensation tasks) into governed DAGs that declare compensations; it runs wherever Airflow
+parses a DAG file, so the scheduler, the UI and every worker see the same tasks.
+
+``task_policy`` runs wherever Airflow parses a DAG file, including each task process right before the
+task runs. For governed tasks it chains a pre-execute check: Airflow swallows listener exceptions, so
+the pre-execute step is where ``[wfe] fail_closed`` can stop a task whose start the listener could
+not record. The check is a dictionary lookup; it does no I/O.
+
+The check shadows the operator's ``pre_execute`` method (the Task SDK runs an overridden one right
+after the ``pre_execute=`` hook) rather than filling that hook: the hook is a serialized field, and
+Airflow serializes a callable by looking up its source code, which cost every governed task ~1 ms at
+each serialization and put our source into every serialized task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.policies import hookimpl
+
+__all__ = ["FailClosedCheck", "dag_policy", "task_policy"]
+
+
+class FailClosedCheck:
+    """Pre-execute check: fail the task if its start was not recorded and fail_closed is on, then
+    run the operator's own ``pre_execute`` (or what another policy put in its place)."""
+
+    def __init__(self, chained: Any = None) -> None:
+        self.chained = chained
+
+    def __call__(self, context: Any) -> None:
+        from airflow_wfe.adapters.listeners.listener import harness_failure_for
+        from airflow_wfe.config import get_settings
+        from airflow_wfe.exceptions import HarnessError
+
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        failure = harness_failure_for(
+            ti.dag_id,
+            ti.run_id,
+            ti.task_id,
+            -1 if map_index is None else int(map_index),
+            int(ti.try_number),
+        )
+        if failure is not None and get_settings().fail_closed:
+            raise HarnessError(ti.dag_id, ti.run_id, ti.task_id, failure) from failure
+        if self.chained is not None:
+            self.chained(context)
+        else:
+            task = context["task"]
+            type(task).pre_execute(task, context)
+
+
+@hookimpl
+def dag_policy(dag: Any) -> None:
+    """Refuse a governed DAG that breaks the parse-time checks; add the saga tasks to one whose
+    steps declare compensations (idempotent)."""
+    from airflow_wfe.adapters.listeners.listener import is_governed_tags
+
+    if not is_governed_tags(getattr(dag, "tags", None)):
+        return
+    from airflow_wfe.config import get_settings
+
+    checks = get_settings().parse_time_checks
+    if checks:
+        from airflow.exceptions import AirflowClusterPolicyViolation
+
+        from airflow_wfe.adapters.parse_time_checks import check_dag
+
+        problems = check_dag(dag, checks)
+        if problems:
+            raise AirflowClusterPolicyViolation(
+                f"DAG {dag.dag_id!r} breaks airflow-wfe's parse-time checks "
+                f"([wfe] parse_time_checks = {', '.join(checks)}): " + "; ".join(problems)
+            )
+    from airflow_wfe.adapters.saga.wiring import wire_saga
+
+    wire_saga(dag)
+
+
+@hookimpl
+def task_policy(task: Any) -> None:
+    """Chain :class:`FailClosedCheck` into governed tasks (idempotent across re-parses)."""
+    from airflow_wfe.adapters.listeners.listener import is_governed_tags
+
+    dag = getattr(task, "dag", None)
+    if dag is None or not is_governed_tags(getattr(dag, "tags", None)):
+        return
+    existing = vars(task).get("pre_execute")  # only an instance attribute, never the method
+    if isinstance(existing, FailClosedCheck):
+        return
+    # object.__setattr__: BaseOperator.__setattr__ would record it as an init argument.
+    object.__setattr__(task, "pre_execute", FailClosedCheck(existing))

@@ -1,0 +1,27 @@
+"""Policy gates: an operator, a TaskFlow-style decorator, and the logic they share.
+
+Importing this package is cheap (the operator module imports Airflow's HITL operator, which a DAG
+file with a gate needs anyway); the policy engine, CEL and the store load only when a gate runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["PolicyGateOperator", "policy_gate"]
+
+if TYPE_CHECKING:
+    from airflow_wfe.adapters.gates.decorator import policy_gate
+    from airflow_wfe.adapters.gates.operator import PolicyGateOperator
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PolicyGateOperator":
+        from airflow_wfe.adapters.gates.operator import PolicyGateOperator
+
+        return PolicyGateOperator
+    if name == "policy_gate":
+        from airflow_wfe.adapters.gates.decorator import policy_gate
+
+        return policy_gate
+    raise AttributeError(name)

@@ -1,0 +1,94 @@
+"""``wfe compensate``: compensating a run by hand, through the run's own saga tasks.
+
+The request is recorded first (the run moves to COMPENSATING with the requesting user as actor), then
+the run's saga tasks are cleared the way Airflow's own "clear task instances" does, so Airflow's
+scheduler runs them again as ordinary tasks in the grid. ``saga__begin`` sees the recorded request and
+compensates every step that succeeded, even though no step failed.
+"""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+from airflow_wfe.adapters.saga.tasks import SAGA_BEGIN, is_saga_task
+from airflow_wfe.core.states import RunState
+from airflow_wfe.exceptions import StateError, WfeError
+
+__all__ = ["MANUAL_REASON_PREFIX", "request_compensation"]
+
+#: Start of the reason of a manual request; ``saga__begin`` recognises a manual request by it.
+MANUAL_REASON_PREFIX = "manual compensation requested"
+
+
+def _saga_tasks(dag_id: str) -> list[str]:
+    """The saga task ids of the DAG's latest version; an error when it has none."""
+    from airflow.models.dagbag import DBDagBag
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        dag = DBDagBag(load_op_links=False).get_latest_version_of_dag(dag_id, session=session)
+        if dag is None:
+            raise WfeError(f"DAG {dag_id!r} is not in Airflow's database (is it parsed?)")
+        saga_tasks = sorted(task_id for task_id in dag.task_ids if is_saga_task(task_id))
+    if SAGA_BEGIN not in saga_tasks:
+        raise WfeError(
+            f"DAG {dag_id!r} declares no compensation: nothing can undo its steps "
+            "(declare them with compensate() or `compensate:` in YAML)"
+        )
+    return saga_tasks
+
+
+def _clear(dag_id: str, run_id: str, task_ids: list[str]) -> None:
+    """Clear the task instances the way Airflow's "clear" does (the run is queued again)."""
+    from airflow.models.dagbag import DBDagBag
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        dag = DBDagBag(load_op_links=False).get_latest_version_of_dag(dag_id, session=session)
+        if dag is None:
+            raise WfeError(f"DAG {dag_id!r} disappeared from Airflow's database")
+        dag.clear(task_ids=task_ids, run_id=run_id, session=session)
+
+
+def request_compensation(
+    dag_id: str, run_id: str, *, force: bool = False, reason: str | None = None
+) -> dict[str, Any]:
+    """Record a manual compensation request for the run and have Airflow run its saga again.
+
+    Raises:
+        RunNotFoundError: the run was never recorded.
+        StateError: the run completed (without ``force``), or is already compensated/compensating.
+        WfeError: the DAG is unknown to Airflow or declares no compensation.
+    """
+    from airflow_wfe.engine.harness import get_recorder
+
+    recorder = get_recorder()
+    state = RunState(recorder.store.get_run(dag_id, run_id).state)
+    if state is RunState.COMPLETED and not force:
+        raise StateError(
+            f"run {dag_id}/{run_id} COMPLETED: compensating it undoes a successful run; "
+            "pass --force if that is what you want"
+        )
+    if state not in (RunState.FAILED, RunState.COMPLETED):
+        raise StateError(
+            f"run {dag_id}/{run_id} is {state}; manual compensation applies to a FAILED run "
+            "(or a COMPLETED one with --force)"
+        )
+    actor = f"user:{getpass.getuser()}"
+    why = f"{MANUAL_REASON_PREFIX} by {actor}" + (" (--force)" if force else "")
+    if reason:
+        why += f": {reason}"
+    tasks = _saga_tasks(dag_id)
+    # Record first: saga__begin may start the moment its task instance is cleared, and it must find
+    # the request there.
+    recorder.transition_run(dag_id, run_id, RunState.COMPENSATING, actor=actor, reason=why)
+    _clear(dag_id, run_id, tasks)
+    return {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "state": "COMPENSATING",
+        "actor": actor,
+        "reason": why,
+        "cleared": tasks,
+    }

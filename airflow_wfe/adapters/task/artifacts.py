@@ -1,0 +1,93 @@
+"""Versioned artifacts: content-addressed versions of prompts, creatives or configuration, one of
+them active per name, with a record of which runs used which version.
+
+Inside a task, :func:`use_artifact` reads an artifact and records its use for the current run::
+
+    from airflow.sdk import task
+    from airflow_wfe.adapters.task.artifacts import use_artifact
+
+    @task
+    def summarise(text: str) -> str:
+        template = use_artifact("prompts/summary").decode()
+        return call_model(template.format(text=text))
+
+Exports are lazy, like the package's: a DAG file that imports this module loads neither SQLAlchemy
+nor the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_wfe.store.artifacts import (
+        ArtifactActivation,
+        ArtifactError,
+        ArtifactHistory,
+        ArtifactNotFoundError,
+        ArtifactRegistry,
+        ArtifactSummary,
+        ArtifactUse,
+        ArtifactVersion,
+        version_for,
+    )
+
+__all__ = [
+    "ArtifactActivation",
+    "ArtifactError",
+    "ArtifactHistory",
+    "ArtifactNotFoundError",
+    "ArtifactRegistry",
+    "ArtifactSummary",
+    "ArtifactUse",
+    "ArtifactVersion",
+    "use_artifact",
+    "version_for",
+]
+
+_LAZY = {name: "airflow_wfe.store.artifacts" for name in __all__ if name != "use_artifact"}
+
+
+def use_artifact(name: str, version: str | None = None) -> bytes:
+    """The content of an artifact's active version (or of ``version``), recorded as used by the
+    current run.
+
+    Call it inside an Airflow task. The use is recorded through the configured state store
+    (``[wfe] store_conn``) when the run is governed; for an ungoverned run (not in the store) the
+    content is returned and nothing is recorded.
+
+    Raises:
+        ArtifactNotFoundError: no such artifact or version, or no active version.
+        StoreUnavailableError: the state store cannot be reached.
+    """
+    from airflow.sdk import get_current_context
+
+    from airflow_wfe.engine.harness import get_runtime_store
+    from airflow_wfe.exceptions import RunNotFoundError
+    from airflow_wfe.store.artifacts import ArtifactRegistry
+
+    ti = get_current_context()["ti"]
+    registry = ArtifactRegistry(get_runtime_store())
+    artifact = registry.active(name) if version is None else registry.get(name, version)
+    # An ungoverned run is not in the store: there is no run to link the version to.
+    with contextlib.suppress(RunNotFoundError):
+        registry.record_use(ti.dag_id, ti.run_id, name, artifact.version)
+    assert artifact.content is not None  # get() and active() always load it
+    return artifact.content
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(
+            f"module 'airflow_wfe.adapters.task.artifacts' has no attribute {name!r}"
+        )
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,233 @@
+"""DORA metrics of deployment DAGs, computed from the store's run history.
+
+A *deployment DAG* is one tagged ``deployment`` (:data:`DEPLOYMENT_TAG`, read from Airflow at CLI
+time) or matched by ``[wfe] deployment_dags``; each of its runs is a deployment. The definitions,
+over a window ending now (docs/metrics.md repeats them):
+
+* A deployment *finishes* when its run first reaches an end state (COMPLETED, FAILED, COMPENSATED,
+  COMPENSATION_FAILED); it counts in the window when it finished inside it. It *succeeded* when its
+  run is COMPLETED now; it is a *change failure* when its run is FAILED, COMPENSATING, COMPENSATED or
+  COMPENSATION_FAILED now (so a completed deployment rolled back later by ``wfe compensate --force``
+  turns into a failure). REJECTED runs never deployed anything and are left out; runs still going
+  are not finished.
+* **Deployment frequency**: successful deployments in the window, per day.
+* **Lead time for changes**: for each change first delivered by a successful deployment in the
+  window, the time from when the change was first seen to that success. A change is the run's spec
+  hash (YAML workflows) or Airflow's DAG version; it is *first seen* when the first run of that
+  version was created, so failed attempts and waiting count. A run with neither is its own change
+  (lead time = its own creation to its success). The figure is the mean.
+* **Mean time to restore**: a failure episode starts at the first failed deployment after a success
+  (or at the first deployment of the window) and ends at the next successful deployment; MTTR is the
+  mean episode length. An episode still open at the end of the window is reported, not averaged.
+* **Change failure rate**: change failures / finished deployments.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from statistics import fmean
+from typing import TYPE_CHECKING, Any, Final
+
+from airflow_wfe.core.metrics import names
+from airflow_wfe.core.states import RunState
+
+if TYPE_CHECKING:
+    from airflow_wfe.core.metrics.emitter import Emitter
+    from airflow_wfe.store.history import RunHistory
+    from airflow_wfe.store.sql_store import SqlStore
+
+__all__ = [
+    "DEPLOYMENT_TAG",
+    "DoraFigures",
+    "compute_dora",
+    "dora_for",
+    "emit_dora",
+]
+
+log = logging.getLogger("airflow_wfe.core.metrics")
+
+#: The DAG tag that declares a DAG's runs to be deployments.
+DEPLOYMENT_TAG: Final = "deployment"
+
+_FINISHED: Final = frozenset(
+    {RunState.COMPLETED, RunState.FAILED, RunState.COMPENSATED, RunState.COMPENSATION_FAILED}
+)
+_FAILURES: Final = frozenset(
+    {
+        RunState.FAILED,
+        RunState.COMPENSATING,
+        RunState.COMPENSATED,
+        RunState.COMPENSATION_FAILED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class DoraFigures:
+    """The four DORA figures of one deployment DAG over one window (``None``: no data for it)."""
+
+    dag_id: str
+    window_start: datetime
+    window_end: datetime
+    deployments: int
+    successes: int
+    failures: int
+    deployment_frequency_per_day: float
+    lead_time_seconds: float | None
+    mttr_seconds: float | None
+    change_failure_rate: float | None
+    open_failure_since: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready: datetimes in ISO 8601."""
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, datetime):
+                data[key] = value.isoformat()
+        return data
+
+
+def _finished_at(run: RunHistory) -> datetime | None:
+    return next((t.at for t in run.transitions if t.to_state in _FINISHED), None)
+
+
+def compute_dora(
+    dag_id: str,
+    runs: Sequence[RunHistory],
+    *,
+    window_end: datetime,
+    window: timedelta,
+    first_seen: dict[str, datetime] | None = None,
+) -> DoraFigures:
+    """The DORA figures of ``dag_id`` from its runs (pure: no store, no clock).
+
+    Args:
+        runs: the DAG's runs; those that did not finish inside the window are ignored.
+        window_end: the end of the window (usually now).
+        window: its length.
+        first_seen: when each change key was first run (:func:`version_first_seen`); a key missing
+            here falls back to the earliest run of it among ``runs``.
+    """
+    start = window_end - window
+    deployments = _deployments(dag_id, runs, start, window_end)
+    successes = [d for d in deployments if d[1]]
+    failures = len(deployments) - len(successes)
+    lead_times = _lead_times(runs, successes, first_seen or {})
+    episodes, failing_since = _failure_episodes(deployments)
+    days = window.total_seconds() / 86400
+    return DoraFigures(
+        dag_id=dag_id,
+        window_start=start,
+        window_end=window_end,
+        deployments=len(deployments),
+        successes=len(successes),
+        failures=failures,
+        deployment_frequency_per_day=len(successes) / days if days > 0 else 0.0,
+        lead_time_seconds=fmean(lead_times) if lead_times else None,
+        mttr_seconds=fmean(episodes) if episodes else None,
+        change_failure_rate=failures / len(deployments) if deployments else None,
+        open_failure_since=failing_since,
+    )
+
+
+_Deployment = tuple[datetime, bool, "RunHistory"]
+
+
+def _deployments(
+    dag_id: str, runs: Sequence[RunHistory], start: datetime, end: datetime
+) -> list[_Deployment]:
+    """(finished at, succeeded, run) of the DAG's deployments that finished in the window."""
+    found: list[_Deployment] = []
+    for run in runs:
+        finished = _finished_at(run)
+        if run.dag_id != dag_id or finished is None or not start <= finished <= end:
+            continue
+        state = RunState(run.state)
+        if state is RunState.COMPLETED:
+            found.append((finished, True, run))
+        elif state in _FAILURES:
+            found.append((finished, False, run))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _lead_times(
+    runs: Sequence[RunHistory], successes: Sequence[_Deployment], first_seen: dict[str, datetime]
+) -> list[float]:
+    """Seconds from a change's first run to its first successful deployment, per change."""
+    seen = dict(first_seen)
+    for run in runs:
+        key = run.change_key
+        if key is not None and (key not in seen or run.created_at < seen[key]):
+            seen[key] = run.created_at
+    lead_times: list[float] = []
+    delivered: set[str] = set()
+    for finished, _ok, run in successes:
+        key = run.change_key
+        if key is None:
+            lead_times.append((finished - run.created_at).total_seconds())
+        elif key not in delivered:
+            delivered.add(key)
+            lead_times.append((finished - seen[key]).total_seconds())
+    return lead_times
+
+
+def _failure_episodes(deployments: Sequence[_Deployment]) -> tuple[list[float], datetime | None]:
+    """Lengths of restored failure episodes, and when the open one (if any) began."""
+    episodes: list[float] = []
+    failing_since: datetime | None = None
+    for finished, ok, _run in deployments:
+        if not ok and failing_since is None:
+            failing_since = finished
+        elif ok and failing_since is not None:
+            episodes.append((finished - failing_since).total_seconds())
+            failing_since = None
+    return episodes, failing_since
+
+
+def dora_for(
+    store: SqlStore, dag_id: str, *, window: timedelta, now: datetime | None = None
+) -> DoraFigures:
+    """The DORA figures of one deployment DAG from the store: two bounded queries."""
+    from airflow_wfe.store.history import run_histories, version_first_seen
+
+    end = now or datetime.now(UTC)
+    runs = run_histories(store, [dag_id], end - window)
+    keys = [run.change_key for run in runs if run.change_key]
+    first_seen = version_first_seen(store, dag_id, [k for k in keys if k])
+    return compute_dora(dag_id, runs, window_end=end, window=window, first_seen=first_seen)
+
+
+def emit_dora(store: Any, emitter: Emitter, dag_id: str, *, window: timedelta) -> None:
+    """Send the DORA gauges of ``dag_id`` (called when one of its runs ends). Never raises."""
+    from airflow_wfe.store.sql_store import SqlStore
+
+    if not isinstance(store, SqlStore):
+        return
+    try:
+        figures = dora_for(store, dag_id, window=window)
+    except Exception as exc:  # noqa: BLE001 - gauges are best effort; the run's record is stored
+        log.warning("wfe.metrics.dora_error dag_id=%s error=%s", dag_id, exc)
+        return
+    tags = {"dag_id": dag_id}
+    emitter.gauge(
+        names.dora(names.DORA_DEPLOYMENT_FREQUENCY, dag_id),
+        round(figures.deployment_frequency_per_day, 6),
+        tags=tags,
+    )
+    if figures.lead_time_seconds is not None:
+        emitter.gauge(
+            names.dora(names.DORA_LEAD_TIME, dag_id), round(figures.lead_time_seconds, 3), tags=tags
+        )
+    if figures.mttr_seconds is not None:
+        emitter.gauge(
+            names.dora(names.DORA_MTTR, dag_id), round(figures.mttr_seconds, 3), tags=tags
+        )
+    if figures.change_failure_rate is not None:
+        emitter.gauge(
+            names.dora(names.DORA_CHANGE_FAILURE_RATE, dag_id),
+            round(figures.change_failure_rate, 6),
+            tags=tags,
+        )

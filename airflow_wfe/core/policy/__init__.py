@@ -1,0 +1,24 @@
+"""Policies: models of the YAML files, the pure engine, and reading ``[wfe] policy_path``.
+
+Imported by gates when they run, never by DAG files at parse time (CEL and croniter load here).
+"""
+
+from __future__ import annotations
+
+from airflow_wfe.core.policy.engine import Approval, Decision, LoadedPolicy, Reason, evaluate
+from airflow_wfe.core.policy.files import load_policy_file, load_policy_folder, parse_policy, select
+from airflow_wfe.core.policy.models import Outcome, Policy
+
+__all__ = [
+    "Approval",
+    "Decision",
+    "LoadedPolicy",
+    "Outcome",
+    "Policy",
+    "Reason",
+    "evaluate",
+    "load_policy_file",
+    "load_policy_folder",
+    "parse_policy",
+    "select",
+]

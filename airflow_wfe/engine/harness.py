@@ -1,0 +1,129 @@
+"""The process-wide harness: settings, store, emitter and recorder, built on first use.
+
+Adapters (listeners, operators, CLI, API) get their recorder here; the core never does, it receives
+its collaborators as arguments. Nothing is built at import time, because DAG files import the package.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+
+from airflow_wfe.config import get_settings, reset_settings
+from airflow_wfe.core.metrics import Emitter, MetricsSettings, build_emitter, names
+from airflow_wfe.engine.recorder import Recorder
+from airflow_wfe.store import SqlStore, get_store
+from airflow_wfe.store.audit_writer import AuditLog
+
+__all__ = [
+    "build_audit_log",
+    "get_emitter",
+    "get_recorder",
+    "get_runtime_store",
+    "metrics_settings",
+    "reset_emitter",
+    "reset_runtime",
+]
+
+_TRUE = {"true", "1", "yes", "on", "t", "y"}
+
+
+def metrics_settings() -> MetricsSettings:
+    """Airflow's ``[metrics]`` section with the ``[wfe] statsd_*`` overrides applied."""
+    from airflow.sdk import conf
+
+    def get(key: str, default: str) -> str:
+        return str(conf.get("metrics", key, fallback=default) or default)
+
+    wfe = get_settings()
+    statsd_on = get("statsd_on", "False").lower() in _TRUE
+    return MetricsSettings(
+        statsd_on=statsd_on if wfe.statsd_on is None else wfe.statsd_on,
+        host=wfe.statsd_host or get("statsd_host", "localhost"),
+        port=wfe.statsd_port or int(get("statsd_port", "8125")),
+        prefix=wfe.statsd_prefix or get("statsd_prefix", "airflow"),
+        ipv6=get("statsd_ipv6", "False").lower() in _TRUE,
+        allow_list=wfe.statsd_allow_list
+        or str(conf.get("metrics", "metrics_allow_list", fallback="") or ""),
+        block_list=str(conf.get("metrics", "metrics_block_list", fallback="") or ""),
+        tags=wfe.statsd_tags,
+        deployment_dags=wfe.deployment_dags,
+        dora_window_days=wfe.dora_window.total_seconds() / 86400,
+    )
+
+
+@functools.cache
+def get_emitter() -> Emitter:
+    """The process's emitter, built from ``[metrics]`` and ``[wfe]`` on first use."""
+    return build_emitter(metrics_settings())
+
+
+def reset_emitter() -> None:
+    """Forget the cached emitter (after changing ``[metrics]`` in the same process)."""
+    get_emitter.cache_clear()
+
+
+@functools.cache
+def get_runtime_store() -> SqlStore:
+    """The store named by ``[wfe] store_conn``, with the audit log ``[wfe]`` describes."""
+    settings = get_settings()
+    return SqlStore(settings.store_conn, audit=build_audit_log())
+
+
+def build_audit_log() -> AuditLog:
+    """The audit log of this process: configured key, redaction list and Airflow's masker."""
+    from airflow_wfe.core.audit.redact import DEFAULT_SENSITIVE_NAMES, Redactor
+    from airflow_wfe.core.audit.signing import load_signer
+
+    settings = get_settings()
+    emitter = get_emitter()
+    return AuditLog(
+        signer=load_signer(settings.audit_signing_key, settings.airflow_home / "wfe_audit.key"),
+        redactor=Redactor(
+            (*DEFAULT_SENSITIVE_NAMES, *settings.audit_redact), masker=_airflow_masker()
+        ),
+        checkpoint_every=settings.audit_checkpoint_interval,
+        on_written=lambda count: emitter.incr(names.AUDIT_EVENTS, count),
+    )
+
+
+def _airflow_masker() -> Callable[[str], str] | None:
+    """Airflow's secrets maskers (the Task SDK's in task processes, the core one elsewhere).
+
+    Airflow registers every connection password, sensitive variable and ``mask_secret`` value with
+    the masker of the process that fetched it; applying both covers whichever one this process uses.
+    """
+    maskers: list[Callable[..., object]] = []
+    for module in ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker"):
+        try:
+            maskers.append(importlib.import_module(module).redact)
+        except ImportError:
+            continue
+    if not maskers:
+        return None
+
+    def mask(text: str) -> str:
+        for redact in maskers:
+            text = str(redact(text))
+        return text
+
+    return mask
+
+
+@functools.cache
+def get_recorder() -> Recorder:
+    """The recorder every adapter of this process uses."""
+    return Recorder(get_runtime_store(), get_emitter())
+
+
+def reset_runtime() -> None:
+    """Forget everything cached (tests that change configuration in one process)."""
+    from airflow_wfe.store.engine import dispose_engines
+
+    get_recorder.cache_clear()
+    get_runtime_store.cache_clear()
+    get_store.cache_clear()
+    reset_settings()
+    reset_emitter()
+    dispose_engines()

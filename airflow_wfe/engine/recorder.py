@@ -1,0 +1,345 @@
+"""The one path for every state change: check, store (one transaction), then emit metrics.
+
+Listeners, operators, the CLI and the REST API all call a :class:`Recorder`; nothing else writes the
+store. The recorder turns a *fact* ("task X of run R is running, try 2") into a *plan* of state-machine
+moves that is evaluated inside the store's transaction against the current state, so reporting the
+same fact twice (HITL resumes, a listener racing the end-of-run reconciliation) writes it once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from airflow_wfe.core.metrics import Emitter, names
+from airflow_wfe.core.records import Move, TransitionRecord
+from airflow_wfe.core.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
+from airflow_wfe.exceptions import IllegalTransitionError
+from airflow_wfe.store.sql_store import RunPlan, StepPlan, Store
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger("airflow_wfe.engine.recorder")
+
+#: Reason recorded for VALIDATED until declared specs and start-time policies add their own checks.
+PREFLIGHT_REASON = (
+    "pre-flight passed: DAG definition and version known, params validated by Airflow"
+)
+
+
+class Recorder:
+    """Records run and step facts through a store and reports them as metrics.
+
+    Args:
+        store: where states and transitions are written.
+        emitter: where metrics go (never raises).
+    """
+
+    def __init__(self, store: Store, emitter: Emitter) -> None:
+        self.store = store
+        self.emitter = emitter
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def run_started(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        actor: str,
+        reason: str,
+        facts: Mapping[str, str | None] | None = None,
+        at: datetime | None = None,
+    ) -> list[TransitionRecord]:
+        """The run is executing: bring it to RUNNING through CREATED and VALIDATED if needed.
+
+        Reported by the scheduler when it starts the run and by every task as it starts, because
+        ``airflow dags test`` never reports the run start and tasks may race the scheduler.
+        """
+        run_type = (facts or {}).get("run_type")
+        created = f"run created ({run_type})" if run_type else "run created"
+
+        def plan(current: RunState | None) -> Sequence[Move]:
+            if current is None:
+                return [
+                    Move(RunState.CREATED, created),
+                    Move(RunState.VALIDATED, PREFLIGHT_REASON),
+                    Move(RunState.RUNNING, reason),
+                ]
+            if current is RunState.CREATED:
+                return [Move(RunState.VALIDATED, PREFLIGHT_REASON), Move(RunState.RUNNING, reason)]
+            if current is RunState.VALIDATED:
+                return [Move(RunState.RUNNING, reason)]
+            return []
+
+        return self._run(
+            dag_id,
+            run_id,
+            plan,
+            actor=actor,
+            at=at,
+            facts=facts,
+        )
+
+    def run_finished(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        succeeded: bool,
+        actor: str,
+        reason: str,
+        facts: Mapping[str, str | None] | None = None,
+        at: datetime | None = None,
+    ) -> list[TransitionRecord]:
+        """Airflow ended the run: COMPLETED or FAILED, through the states no one reported yet."""
+        target = RunState.COMPLETED if succeeded else RunState.FAILED
+
+        def plan(current: RunState | None) -> Sequence[Move]:
+            if current is None or current in (RunState.CREATED, RunState.VALIDATED):
+                path = RUN_MACHINE.path(current, target)
+                return [
+                    Move(state, reason if state is target else "reconciled at run end")
+                    for state in path
+                ]
+            if current is target or current in RUN_MACHINE.terminal:
+                return []
+            if current in (RunState.FAILED, RunState.REJECTED, RunState.COMPENSATING):
+                # Compensation owns the run from here on; the end of the Airflow run says nothing new.
+                return []
+            return [Move(target, reason)]
+
+        return self._run(
+            dag_id,
+            run_id,
+            plan,
+            actor=actor,
+            at=at,
+            facts=facts,
+        )
+
+    def saga_started(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        failed: Sequence[str],
+        compensating: Sequence[str],
+        irreversible: Sequence[str],
+        actor: str,
+    ) -> list[TransitionRecord]:
+        """A step failed: the run is FAILED, and COMPENSATING when something must be undone.
+
+        Idempotent, so a retried ``saga__begin`` writes nothing new.
+        """
+        failure = f"step(s) failed: {', '.join(failed)}" if failed else "no step failed"
+        undo = compensating or irreversible
+        parts = []
+        if compensating:
+            parts.append(f"undoing {', '.join(compensating)} in reverse order")
+        if irreversible:
+            parts.append(f"cannot undo irreversible {', '.join(irreversible)}")
+        compensation = "; ".join(parts)
+
+        def plan(current: RunState | None) -> Sequence[Move]:
+            moves = []
+            if current in (RunState.RUNNING, RunState.WAITING_APPROVAL):
+                moves.append(Move(RunState.FAILED, failure))
+                current = RunState.FAILED
+            if current in (RunState.FAILED, RunState.REJECTED) and undo:
+                moves.append(Move(RunState.COMPENSATING, compensation))
+            return moves
+
+        return self._run(dag_id, run_id, plan, actor=actor, at=None)
+
+    def saga_finished(
+        self, dag_id: str, run_id: str, *, succeeded: bool, reason: str, actor: str
+    ) -> list[TransitionRecord]:
+        """Compensation is over: COMPENSATED, or COMPENSATION_FAILED with what went wrong."""
+        target = RunState.COMPENSATED if succeeded else RunState.COMPENSATION_FAILED
+
+        def plan(current: RunState | None) -> Sequence[Move]:
+            return [Move(target, reason)] if current is RunState.COMPENSATING else []
+
+        return self._run(dag_id, run_id, plan, actor=actor, at=None)
+
+    def transition_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        to_state: RunState,
+        *,
+        actor: str,
+        reason: str,
+        at: datetime | None = None,
+    ) -> list[TransitionRecord]:
+        """One explicit move (gates, the CLI, the REST API). Illegal moves raise, nothing is written.
+
+        Raises:
+            IllegalTransitionError: ``to_state`` is not reachable from the run's current state.
+        """
+        return self._run(
+            dag_id, run_id, lambda _current: [Move(to_state, reason)], actor=actor, at=at
+        )
+
+    def _run(
+        self,
+        dag_id: str,
+        run_id: str,
+        plan: RunPlan,
+        *,
+        actor: str,
+        at: datetime | None,
+        facts: Mapping[str, str | None] | None = None,
+    ) -> list[TransitionRecord]:
+        try:
+            written = self.store.advance_run(
+                dag_id,
+                run_id,
+                plan,
+                actor=actor,
+                at=at,
+                facts=facts,
+            )
+        except IllegalTransitionError:
+            self.emitter.incr(names.TRANSITIONS_REFUSED)  # the refusal itself is in the trail
+            raise
+        if written:
+            _emit_run(self, dag_id, run_id, written, actor)
+        return written
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def step(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        to_state: StepState,
+        *,
+        actor: str,
+        reason: str | None = None,
+        map_index: int = -1,
+        try_number: int | None = None,
+        at: datetime | None = None,
+    ) -> list[TransitionRecord]:
+        """A step reached ``to_state`` as reported live by Airflow (a task listener).
+
+        Idempotent: a repeated report is a no-op. A new try of a RUNNING step whose retry went
+        unreported (the scheduler failed it) is recorded through RETRYING.
+
+        Raises:
+            IllegalTransitionError: the move breaks the state machine (nothing is written).
+            RunNotFoundError: the run was never recorded.
+        """
+
+        def plan(current: StepState | None, current_try: int) -> Sequence[Move]:
+            if current is None:
+                if to_state is StepState.PENDING:
+                    return [Move(StepState.PENDING, reason)]
+                return [Move(StepState.PENDING, "awaiting its first try"), Move(to_state, reason)]
+            if current is to_state:
+                new_try = try_number is not None and try_number > current_try
+                if to_state is StepState.RUNNING and new_try:
+                    return [
+                        Move(StepState.RETRYING, "retry reported by Airflow"),
+                        Move(StepState.RUNNING, reason),
+                    ]
+                return []
+            return [Move(to_state, reason)]
+
+        return self._step(dag_id, run_id, step_id, map_index, plan, actor, try_number, at)
+
+    def reconcile_step(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        to_state: StepState,
+        *,
+        actor: str,
+        reason: str,
+        map_index: int = -1,
+        try_number: int | None = None,
+        at: datetime | None = None,
+    ) -> list[TransitionRecord]:
+        """Bring a step to the end state Airflow reports, through the states no listener saw.
+
+        For tasks the scheduler skipped or marked upstream_failed without running them, and for
+        end states whose listener never fired (a worker killed mid-task).
+        """
+
+        def plan(current: StepState | None, _current_try: int) -> Sequence[Move]:
+            if current is to_state or (current is not None and current in STEP_MACHINE.terminal):
+                return []
+            if current is not None and current not in (
+                StepState.PENDING,
+                StepState.RUNNING,
+                StepState.RETRYING,
+            ):
+                return []  # SUCCEEDED and later belong to compensation, not to reconciliation
+            return [Move(state, reason) for state in STEP_MACHINE.path(current, to_state)]
+
+        return self._step(dag_id, run_id, step_id, map_index, plan, actor, try_number, at)
+
+    def _step(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        map_index: int,
+        plan: StepPlan,
+        actor: str,
+        try_number: int | None,
+        at: datetime | None,
+    ) -> list[TransitionRecord]:
+        try:
+            written = self.store.advance_step(
+                dag_id,
+                run_id,
+                step_id,
+                map_index,
+                plan,
+                actor=actor,
+                try_number=try_number,
+                at=at,
+            )
+        except IllegalTransitionError:
+            self.emitter.incr(names.TRANSITIONS_REFUSED)  # the refusal itself is in the trail
+            raise
+        if written:
+            _emit_step(self, dag_id, run_id, step_id, map_index, written, actor, try_number)
+        return written
+
+
+# -- metrics and log lines of what was just written (see airflow_wfe.engine.transition_metrics) ---------
+
+
+def _emit_run(
+    recorder: Recorder,
+    dag_id: str,
+    run_id: str,
+    written: Sequence[TransitionRecord],
+    actor: str,
+) -> None:
+    from airflow_wfe.engine.transition_metrics import emit_run_transitions
+
+    emit_run_transitions(recorder.store, recorder.emitter, dag_id, run_id, written, actor)
+
+
+def _emit_step(
+    recorder: Recorder,
+    dag_id: str,
+    run_id: str,
+    step_id: str,
+    map_index: int,
+    written: Sequence[TransitionRecord],
+    actor: str,
+    try_number: int | None,
+) -> None:
+    from airflow_wfe.engine.transition_metrics import emit_step_transitions
+
+    emit_step_transitions(
+        recorder.emitter, dag_id, run_id, step_id, map_index, written, actor, try_number
+    )
