@@ -16,10 +16,11 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -40,68 +41,26 @@ from airflow_wfe.exceptions import (
     StoreUnavailableError,
 )
 from airflow_wfe.store.audit_writer import AuditLog, ChainConflict
+from airflow_wfe.store.contract import RunPlan, StepPlan, Store
 from airflow_wfe.store.engine import READ_ONLY, begin_write, masked_url
 from airflow_wfe.store.schema import ensure_schema, is_sqlite_locked
 from airflow_wfe.store.tables import run_table, step_table, transition_table
 from airflow_wfe.store.transition_events import refusal_event, run_versions, transition_event
 
-__all__ = ["RUN_FACTS", "RunPlan", "SqlStore", "StepPlan", "Store"]
+if TYPE_CHECKING:
+    from airflow_wfe.core.audit.signing import Signer
+    from airflow_wfe.core.audit.verify import Checkpoint, VerifyReport
+    from airflow_wfe.store.artifacts import ArtifactRegistry
+    from airflow_wfe.store.audit_reader import ArchiveResult
+    from airflow_wfe.store.decisions import CostEntry, DecisionRecord
+    from airflow_wfe.store.history import BusinessMetric, RunHistory, StepHistory
 
-#: ``plan(current_state) -> moves`` for a run; ``None`` means the run does not exist yet.
-RunPlan = Callable[[RunState | None], Sequence[Move]]
-#: ``plan(current_state, current_try_number) -> moves`` for a step.
-StepPlan = Callable[[StepState | None, int], Sequence[Move]]
+__all__ = ["RUN_FACTS", "RunPlan", "SqlStore", "StepPlan", "Store"]
 
 _MAX_ATTEMPTS = 12
 #: Provenance columns of a run that writers may fill in (first report wins).
 RUN_FACTS: Final = ("run_type", "dag_version_id", "spec_version", "spec_hash")
 T = TypeVar("T")
-
-
-class Store(Protocol):
-    """What the recorder and the readers need from a store."""
-
-    #: Where every change's audit events are sealed (and how secrets are redacted).
-    audit: AuditLog
-
-    def record_events(self, key: str, events: Sequence[AuditEvent]) -> list[SealedEvent]: ...
-
-    def advance_run(
-        self,
-        dag_id: str,
-        run_id: str,
-        plan: RunPlan,
-        *,
-        actor: str,
-        at: datetime | None = None,
-        facts: Mapping[str, str | None] | None = None,
-    ) -> list[TransitionRecord]: ...
-
-    def advance_step(
-        self,
-        dag_id: str,
-        run_id: str,
-        step_id: str,
-        map_index: int,
-        plan: StepPlan,
-        *,
-        actor: str,
-        try_number: int | None = None,
-        at: datetime | None = None,
-    ) -> list[TransitionRecord]: ...
-
-    def get_run(self, dag_id: str, run_id: str) -> RunRecord: ...
-
-    def list_runs(
-        self,
-        *,
-        dag_id: str | None = None,
-        state: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[RunSummary]: ...
-
-    def step_states(self, dag_id: str, run_id: str) -> dict[tuple[str, int], StepState]: ...
 
 
 class _Conflict(Exception):
@@ -582,6 +541,210 @@ class SqlStore:
             raise StoreUnavailableError(
                 masked_url(self.engine.url), str(exc.orig).splitlines()[0]
             ) from exc
+
+    # -- the rest of the contract (see :mod:`airflow_wfe.store.contract`) -------------------
+    # Thin delegations for now: the modules below hold the SQL of each concern.
+
+    def run_created_at(self, dag_id: str, run_id: str) -> datetime | None:
+        from airflow_wfe.store import history
+
+        return history.run_created_at(self, dag_id, run_id)
+
+    def record_decision(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        *,
+        kind: str,
+        outcome: str,
+        reasons: Sequence[Mapping[str, Any]],
+        policies: Mapping[str, str],
+        actor: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> DecisionRecord:
+        from airflow_wfe.store import decisions
+
+        return decisions.record_decision(
+            self,
+            dag_id,
+            run_id,
+            step_id,
+            kind=kind,
+            outcome=outcome,
+            reasons=reasons,
+            policies=policies,
+            actor=actor,
+            details=details,
+        )
+
+    def decisions(self, dag_id: str, run_id: str) -> list[DecisionRecord]:
+        from airflow_wfe.store import decisions
+
+        return decisions.decisions(self, dag_id, run_id)
+
+    def gate_decisions(
+        self, *, dag_ids: Sequence[str] | None = None, since: datetime | None = None
+    ) -> list[tuple[str, str]]:
+        from airflow_wfe.store import decisions
+
+        return decisions.gate_decisions(self, dag_ids=dag_ids, since=since)
+
+    def record_cost(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        amount: float,
+        *,
+        currency: str = "USD",
+        detail: str | None = None,
+        tags: Sequence[str] = (),
+        actor: str = "worker",
+    ) -> CostEntry:
+        from airflow_wfe.store import decisions
+
+        return decisions.record_cost(
+            self,
+            dag_id,
+            run_id,
+            step_id,
+            amount,
+            currency=currency,
+            detail=detail,
+            tags=tags,
+            actor=actor,
+        )
+
+    def spent(
+        self,
+        dag_id: str,
+        run_id: str | None,
+        *,
+        tags: Sequence[str] = (),
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        from airflow_wfe.store import decisions
+
+        return decisions.spent(self, dag_id, run_id, tags=tags, now=now)
+
+    def cost_by_dag(
+        self, *, dag_id: str | None = None, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        from airflow_wfe.store import decisions
+
+        return decisions.cost_by_dag(self, dag_id=dag_id, now=now)
+
+    def ledger_as_metrics(
+        self, *, dag_ids: Sequence[str] | None = None, since: datetime | None = None
+    ) -> list[BusinessMetric]:
+        from airflow_wfe.store import decisions
+
+        return list(decisions.ledger_as_metrics(self, dag_ids=dag_ids, since=since))
+
+    def known_dag_ids(self) -> list[str]:
+        from airflow_wfe.store import history
+
+        return history.known_dag_ids(self)
+
+    def run_histories(self, dag_ids: Sequence[str] | None, since: datetime) -> list[RunHistory]:
+        from airflow_wfe.store import history
+
+        return history.run_histories(self, dag_ids, since)
+
+    def step_histories(self, dag_ids: Sequence[str] | None, since: datetime) -> list[StepHistory]:
+        from airflow_wfe.store import history
+
+        return history.step_histories(self, dag_ids, since)
+
+    def version_first_seen(self, dag_id: str, change_keys: Iterable[str]) -> dict[str, datetime]:
+        from airflow_wfe.store import history
+
+        return history.version_first_seen(self, dag_id, change_keys)
+
+    def add_business_metric(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        step_id: str | None,
+        map_index: int,
+        name: str,
+        value: float,
+        unit: str | None,
+        at: datetime,
+    ) -> None:
+        from airflow_wfe.store import history
+
+        history.add_business_metric(
+            self,
+            dag_id,
+            run_id,
+            step_id=step_id,
+            map_index=map_index,
+            name=name,
+            value=value,
+            unit=unit,
+            at=at,
+        )
+
+    def business_metrics(
+        self,
+        *,
+        dag_ids: Sequence[str] | None = None,
+        run_id: str | None = None,
+        since: datetime | None = None,
+    ) -> list[BusinessMetric]:
+        from airflow_wfe.store import history
+
+        return history.business_metrics(self, dag_ids=dag_ids, run_id=run_id, since=since)
+
+    def audit_events(
+        self,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        since: datetime | None = None,
+        types: Sequence[str] | None = None,
+    ) -> Iterator[SealedEvent]:
+        from airflow_wfe.store import audit_reader
+
+        return audit_reader.events(self, dag_id=dag_id, run_id=run_id, since=since, types=types)
+
+    def verify_audit(self, signer: Signer | None, *, since: datetime | None = None) -> VerifyReport:
+        from airflow_wfe.store import audit_reader
+
+        return audit_reader.verify(self, signer, since=since)
+
+    def verify_audit_archive(self, path: Path, signer: Signer | None) -> VerifyReport:
+        from airflow_wfe.store import audit_reader
+
+        return audit_reader.verify_archive(path, signer, self)
+
+    def audit_checkpoint(self, signer: Signer, reason: str = "manual") -> Checkpoint | None:
+        log = AuditLog(signer=signer, redactor=self.audit.redactor)
+        return self.write("audit checkpoint", lambda c: log.checkpoint(c, reason))
+
+    def archive_audit(
+        self,
+        signer: Signer,
+        *,
+        older_than: datetime,
+        folder: Path,
+        actor: str,
+        batch_limit: int = 1_000_000,
+    ) -> ArchiveResult | None:
+        from airflow_wfe.store import audit_reader
+
+        return audit_reader.archive(
+            self, signer, older_than=older_than, folder=folder, actor=actor, batch_limit=batch_limit
+        )
+
+    @property
+    def artifacts(self) -> ArtifactRegistry:
+        from airflow_wfe.store.artifacts import ArtifactRegistry
+
+        return ArtifactRegistry(self)
 
 
 def _summary_fields(row: Row[Any]) -> dict[str, Any]:

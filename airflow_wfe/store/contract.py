@@ -1,0 +1,238 @@
+"""The store contract: everything airflow-wfe persists, behind one typed protocol.
+
+The recorder, the application layer and the adapters depend on :class:`Store`, never on the SQL
+implementation, so a second implementation (an in-memory one for tests) needs no ``isinstance``
+checks anywhere. Every method either reads or writes in one transaction of its own; SQL never leaves
+the store package.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from airflow_wfe.core.artifact_records import (
+        ArtifactHistory,
+        ArtifactSummary,
+        ArtifactUse,
+        ArtifactVersion,
+    )
+    from airflow_wfe.core.audit.events import AuditEvent, SealedEvent
+    from airflow_wfe.core.audit.signing import Signer
+    from airflow_wfe.core.audit.verify import Checkpoint, VerifyReport
+    from airflow_wfe.core.records import Move, RunRecord, RunSummary, TransitionRecord
+    from airflow_wfe.core.states import RunState, StepState
+    from airflow_wfe.store.audit_reader import ArchiveResult
+    from airflow_wfe.store.audit_writer import AuditLog
+    from airflow_wfe.store.decisions import CostEntry, DecisionRecord
+    from airflow_wfe.store.history import BusinessMetric, RunHistory, StepHistory
+
+__all__ = ["ArtifactStore", "RunPlan", "StepPlan", "Store"]
+
+#: ``plan(current_state) -> moves`` for a run; ``None`` means the run does not exist yet.
+RunPlan = Callable[["RunState | None"], "Sequence[Move]"]
+#: ``plan(current_state, current_try_number) -> moves`` for a step.
+StepPlan = Callable[["StepState | None", int], "Sequence[Move]"]
+
+
+class ArtifactStore(Protocol):
+    """Versioned artifacts: content-addressed versions, one active per name, uses per run."""
+
+    def register(
+        self, name: str, content: bytes, *, media_type: str = "text/plain", actor: str
+    ) -> ArtifactVersion: ...
+
+    def activate(
+        self, name: str, version: str, *, actor: str, reason: str | None = None
+    ) -> ArtifactVersion: ...
+
+    def rollback(self, name: str, *, actor: str, reason: str | None = None) -> ArtifactVersion: ...
+
+    def record_use(self, dag_id: str, run_id: str, name: str, version: str) -> None: ...
+
+    def get(self, name: str, version: str) -> ArtifactVersion: ...
+
+    def active(self, name: str) -> ArtifactVersion: ...
+
+    def list(self) -> builtins.list[ArtifactSummary]: ...
+
+    def history(self, name: str) -> ArtifactHistory: ...
+
+    def runs_using(self, name: str, version: str | None = None) -> builtins.list[ArtifactUse]: ...
+
+
+class Store(Protocol):
+    """What the engine, the application layer and the adapters need from a store."""
+
+    #: Where every change's audit events are sealed, and how secrets are redacted on the way in.
+    audit: AuditLog
+
+    # -- runs, steps and transitions (the recorder's one write path) ------------------------
+
+    def advance_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        plan: RunPlan,
+        *,
+        actor: str,
+        at: datetime | None = None,
+        facts: Mapping[str, str | None] | None = None,
+    ) -> list[TransitionRecord]: ...
+
+    def advance_step(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        map_index: int,
+        plan: StepPlan,
+        *,
+        actor: str,
+        try_number: int | None = None,
+        at: datetime | None = None,
+    ) -> list[TransitionRecord]: ...
+
+    def get_run(self, dag_id: str, run_id: str) -> RunRecord: ...
+
+    def list_runs(
+        self,
+        *,
+        dag_id: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[RunSummary]: ...
+
+    def count_runs(self, *, dag_id: str | None = None, state: str | None = None) -> int: ...
+
+    def step_states(self, dag_id: str, run_id: str) -> dict[tuple[str, int], StepState]: ...
+
+    def run_created_at(self, dag_id: str, run_id: str) -> datetime | None: ...
+
+    # -- decisions and the cost ledger ---------------------------------------------------------
+
+    def record_decision(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        *,
+        kind: str,
+        outcome: str,
+        reasons: Sequence[Mapping[str, Any]],
+        policies: Mapping[str, str],
+        actor: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> DecisionRecord: ...
+
+    def decisions(self, dag_id: str, run_id: str) -> list[DecisionRecord]: ...
+
+    def gate_decisions(
+        self, *, dag_ids: Sequence[str] | None = None, since: datetime | None = None
+    ) -> list[tuple[str, str]]: ...
+
+    def record_cost(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        amount: float,
+        *,
+        currency: str = "USD",
+        detail: str | None = None,
+        tags: Sequence[str] = (),
+        actor: str = "worker",
+    ) -> CostEntry: ...
+
+    def spent(
+        self,
+        dag_id: str,
+        run_id: str | None,
+        *,
+        tags: Sequence[str] = (),
+        now: datetime | None = None,
+    ) -> dict[str, Any]: ...
+
+    def cost_by_dag(
+        self, *, dag_id: str | None = None, now: datetime | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def ledger_as_metrics(
+        self, *, dag_ids: Sequence[str] | None = None, since: datetime | None = None
+    ) -> list[BusinessMetric]: ...
+
+    # -- history for DORA, reports and business metrics ------------------------------------
+
+    def known_dag_ids(self) -> list[str]: ...
+
+    def run_histories(self, dag_ids: Sequence[str] | None, since: datetime) -> list[RunHistory]: ...
+
+    def step_histories(
+        self, dag_ids: Sequence[str] | None, since: datetime
+    ) -> list[StepHistory]: ...
+
+    def version_first_seen(
+        self, dag_id: str, change_keys: Iterable[str]
+    ) -> dict[str, datetime]: ...
+
+    def add_business_metric(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        step_id: str | None,
+        map_index: int,
+        name: str,
+        value: float,
+        unit: str | None,
+        at: datetime,
+    ) -> None: ...
+
+    def business_metrics(
+        self,
+        *,
+        dag_ids: Sequence[str] | None = None,
+        run_id: str | None = None,
+        since: datetime | None = None,
+    ) -> list[BusinessMetric]: ...
+
+    # -- the audit trail ----------------------------------------------------------------------
+
+    def record_events(self, key: str, events: Sequence[AuditEvent]) -> list[SealedEvent]: ...
+
+    def audit_events(
+        self,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        since: datetime | None = None,
+        types: Sequence[str] | None = None,
+    ) -> Iterator[SealedEvent]: ...
+
+    def verify_audit(
+        self, signer: Signer | None, *, since: datetime | None = None
+    ) -> VerifyReport: ...
+
+    def verify_audit_archive(self, path: Path, signer: Signer | None) -> VerifyReport: ...
+
+    def audit_checkpoint(self, signer: Signer, reason: str = "manual") -> Checkpoint | None: ...
+
+    def archive_audit(
+        self,
+        signer: Signer,
+        *,
+        older_than: datetime,
+        folder: Path,
+        actor: str,
+        batch_limit: int = 1_000_000,
+    ) -> ArchiveResult | None: ...
+
+    # -- artifacts ----------------------------------------------------------------------------
+
+    @property
+    def artifacts(self) -> ArtifactStore: ...
