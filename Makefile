@@ -33,6 +33,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check airflow_wfe tests dags plugins bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Benchmarks (not part of `make test`): prints the table and writes it into docs/performance.md.
 # BENCH_RUNS=5 runs per figure; BENCH_QUICK=1 only smoke-checks the harness (writes nothing).

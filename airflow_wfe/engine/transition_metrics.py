@@ -13,15 +13,17 @@ import fnmatch
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from airflow_wfe.core.metrics import names
 from airflow_wfe.core.metrics.logfmt import log_kv
 from airflow_wfe.core.states import RunState, StepState
+from airflow_wfe.engine.dora_metrics import emit_dora
 
 if TYPE_CHECKING:
     from airflow_wfe.core.metrics.emitter import Emitter, MetricsSettings
     from airflow_wfe.core.records import TransitionRecord
+    from airflow_wfe.store.contract import Store
 
 __all__ = [
     "RUN_END_STATES",
@@ -87,7 +89,7 @@ def is_deployment(settings: MetricsSettings, dag_id: str) -> bool:
 
 
 def emit_run_transitions(
-    store: Any,
+    store: Store,
     emitter: Emitter,
     dag_id: str,
     run_id: str,
@@ -128,7 +130,7 @@ def emit_run_transitions(
 
 
 def _run_ended(
-    store: Any,
+    store: Store,
     emitter: Emitter,
     dag_id: str,
     run_id: str,
@@ -140,17 +142,13 @@ def _run_ended(
         return
     created = next((r.at for r in written if r.from_state is None), None)
     if created is None:
-        from airflow_wfe.store.history import run_created_at
-
-        created = run_created_at(store, dag_id, run_id)
+        created = store.run_created_at(dag_id, run_id)
     elapsed = _ms(created, record.at)
     if elapsed is not None:
         emitter.timing(
             names.run_duration(record.to_state, dag_id), elapsed, tags={"dag_id": dag_id}
         )
     if is_deployment(settings, dag_id):
-        from airflow_wfe.core.metrics.dora import emit_dora
-
         emit_dora(store, emitter, dag_id, window=timedelta(days=settings.dora_window_days))
 
 

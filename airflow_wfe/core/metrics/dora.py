@@ -1,4 +1,4 @@
-"""DORA metrics of deployment DAGs, computed from the store's run history.
+"""DORA metrics of deployment DAGs, computed from a run history (pure: no store, no clock).
 
 A *deployment DAG* is one tagged ``deployment`` (:data:`DEPLOYMENT_TAG`, read from Airflow at CLI
 time) or matched by ``[wfe] deployment_dags``; each of its runs is a deployment. The definitions,
@@ -20,34 +20,29 @@ over a window ending now (docs/metrics.md repeats them):
   (or at the first deployment of the window) and ends at the next successful deployment; MTTR is the
   mean episode length. An episode still open at the end of the window is reported, not averaged.
 * **Change failure rate**: change failures / finished deployments.
+
+Reading the history from the store and sending the gauges is the engine's job
+(:mod:`airflow_wfe.engine.dora_metrics`); this module only does the arithmetic, so it is tested
+without a database and stays below the store in the layer contract.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from statistics import fmean
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
-from airflow_wfe.core.metrics import names
 from airflow_wfe.core.states import RunState
-
-if TYPE_CHECKING:
-    from airflow_wfe.core.metrics.emitter import Emitter
-    from airflow_wfe.store.history import RunHistory
-    from airflow_wfe.store.sql_store import SqlStore
 
 __all__ = [
     "DEPLOYMENT_TAG",
+    "DeploymentRun",
     "DoraFigures",
+    "RunMove",
     "compute_dora",
-    "dora_for",
-    "emit_dora",
 ]
-
-log = logging.getLogger("airflow_wfe.core.metrics")
 
 #: The DAG tag that declares a DAG's runs to be deployments.
 DEPLOYMENT_TAG: Final = "deployment"
@@ -63,6 +58,38 @@ _FAILURES: Final = frozenset(
         RunState.COMPENSATION_FAILED,
     }
 )
+
+
+class RunMove(Protocol):
+    """The two fields of a run-level transition DORA reads."""
+
+    @property
+    def to_state(self) -> str: ...
+
+    @property
+    def at(self) -> datetime: ...
+
+
+class DeploymentRun(Protocol):
+    """What DORA reads of a run: the store's ``RunHistory`` has this shape.
+
+    A protocol rather than the store's class, so the arithmetic depends on no layer above the core.
+    """
+
+    @property
+    def dag_id(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def change_key(self) -> str | None: ...
+
+    @property
+    def transitions(self) -> Sequence[RunMove]: ...
 
 
 @dataclass(frozen=True)
@@ -90,13 +117,13 @@ class DoraFigures:
         return data
 
 
-def _finished_at(run: RunHistory) -> datetime | None:
+def _finished_at(run: DeploymentRun) -> datetime | None:
     return next((t.at for t in run.transitions if t.to_state in _FINISHED), None)
 
 
 def compute_dora(
     dag_id: str,
-    runs: Sequence[RunHistory],
+    runs: Sequence[DeploymentRun],
     *,
     window_end: datetime,
     window: timedelta,
@@ -108,7 +135,7 @@ def compute_dora(
         runs: the DAG's runs; those that did not finish inside the window are ignored.
         window_end: the end of the window (usually now).
         window: its length.
-        first_seen: when each change key was first run (:func:`version_first_seen`); a key missing
+        first_seen: when each change key was first run (the store's ``version_first_seen``); a key missing
             here falls back to the earliest run of it among ``runs``.
     """
     start = window_end - window
@@ -133,11 +160,11 @@ def compute_dora(
     )
 
 
-_Deployment = tuple[datetime, bool, "RunHistory"]
+_Deployment = tuple[datetime, bool, "DeploymentRun"]
 
 
 def _deployments(
-    dag_id: str, runs: Sequence[RunHistory], start: datetime, end: datetime
+    dag_id: str, runs: Sequence[DeploymentRun], start: datetime, end: datetime
 ) -> list[_Deployment]:
     """(finished at, succeeded, run) of the DAG's deployments that finished in the window."""
     found: list[_Deployment] = []
@@ -154,7 +181,7 @@ def _deployments(
 
 
 def _lead_times(
-    runs: Sequence[RunHistory], successes: Sequence[_Deployment], first_seen: dict[str, datetime]
+    runs: Sequence[DeploymentRun], successes: Sequence[_Deployment], first_seen: dict[str, datetime]
 ) -> list[float]:
     """Seconds from a change's first run to its first successful deployment, per change."""
     seen = dict(first_seen)
@@ -185,49 +212,3 @@ def _failure_episodes(deployments: Sequence[_Deployment]) -> tuple[list[float], 
             episodes.append((finished - failing_since).total_seconds())
             failing_since = None
     return episodes, failing_since
-
-
-def dora_for(
-    store: SqlStore, dag_id: str, *, window: timedelta, now: datetime | None = None
-) -> DoraFigures:
-    """The DORA figures of one deployment DAG from the store: two bounded queries."""
-    from airflow_wfe.store.history import run_histories, version_first_seen
-
-    end = now or datetime.now(UTC)
-    runs = run_histories(store, [dag_id], end - window)
-    keys = [run.change_key for run in runs if run.change_key]
-    first_seen = version_first_seen(store, dag_id, [k for k in keys if k])
-    return compute_dora(dag_id, runs, window_end=end, window=window, first_seen=first_seen)
-
-
-def emit_dora(store: Any, emitter: Emitter, dag_id: str, *, window: timedelta) -> None:
-    """Send the DORA gauges of ``dag_id`` (called when one of its runs ends). Never raises."""
-    from airflow_wfe.store.sql_store import SqlStore
-
-    if not isinstance(store, SqlStore):
-        return
-    try:
-        figures = dora_for(store, dag_id, window=window)
-    except Exception as exc:  # noqa: BLE001 - gauges are best effort; the run's record is stored
-        log.warning("wfe.metrics.dora_error dag_id=%s error=%s", dag_id, exc)
-        return
-    tags = {"dag_id": dag_id}
-    emitter.gauge(
-        names.dora(names.DORA_DEPLOYMENT_FREQUENCY, dag_id),
-        round(figures.deployment_frequency_per_day, 6),
-        tags=tags,
-    )
-    if figures.lead_time_seconds is not None:
-        emitter.gauge(
-            names.dora(names.DORA_LEAD_TIME, dag_id), round(figures.lead_time_seconds, 3), tags=tags
-        )
-    if figures.mttr_seconds is not None:
-        emitter.gauge(
-            names.dora(names.DORA_MTTR, dag_id), round(figures.mttr_seconds, 3), tags=tags
-        )
-    if figures.change_failure_rate is not None:
-        emitter.gauge(
-            names.dora(names.DORA_CHANGE_FAILURE_RATE, dag_id),
-            round(figures.change_failure_rate, 6),
-            tags=tags,
-        )

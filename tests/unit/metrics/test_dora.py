@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from airflow_wfe.core.metrics import RecordingEmitter, names
-from airflow_wfe.core.metrics.dora import compute_dora, dora_for
+from airflow_wfe.core.metrics.dora import compute_dora
 from airflow_wfe.core.metrics.emitter import MetricsSettings
 from airflow_wfe.core.states import RunState
+from airflow_wfe.engine.dora_metrics import dora_for
 from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
 from airflow_wfe.store.history import run_histories
