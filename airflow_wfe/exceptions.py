@@ -2,38 +2,51 @@
 
 Every error the package raises on purpose derives from :class:`WfeError`, so a caller (the CLI, the
 REST layer, an operator) can translate all of them at one boundary. Each class keeps its context as
-attributes, so the boundary can build a structured answer without parsing messages::
+attributes, so the boundary can build a structured answer without parsing messages, and carries two
+class attributes that never change between releases: ``code`` (a short snake_case name a client can
+switch on) and ``http_status`` (what the REST layer answers with). The CLI exits 2 on a
+:class:`UsageError` and 1 on any other ``WfeError``::
 
-    WfeError
-    ├── ArtifactError                an artifact request cannot be honoured (bad name, no rollback)
-    │   └── ArtifactNotFoundError    no such artifact, version, or no active version yet
-    ├── AuditError                   an audit request cannot be honoured (archive file, window)
-    ├── ConfigError                  a [wfe] option has a value we cannot use
-    ├── HarnessError                 fail_closed: the harness could not record a governed task
-    ├── PolicyError                  a policy cannot be loaded or evaluated (gates fail closed)
-    │   └── BudgetExceededError      a run spent more than a per-run budget allows
-    ├── SpecError                    a workflow file is invalid (every problem, with file and line)
-    ├── StateError
-    │   ├── IllegalTransitionError   the state machine refuses a transition
-    │   └── RunNotFoundError         no run (or step) with that key in the store
-    └── StoreError
-        ├── StoreUnavailableError    the store cannot be opened (missing, locked, refused)
-        ├── SchemaOutdatedError      the store's schema is behind this version of the package
-        └── ConcurrentUpdateError    optimistic locking kept losing against other writers
+    class                            code                http  raised when
+    WfeError                         wfe_error           500   (root; a bare one is an internal error)
+    ├── UsageError                   usage_error         400   a command line or request is malformed
+    ├── ArtifactError                artifact_error      422   an artifact name or media type is invalid
+    │   ├── ArtifactNotFoundError    artifact_not_found  404   no such artifact or version, none active
+    │   └── ArtifactConflictError    artifact_conflict   409   nothing to roll back to, hash collision
+    ├── AuditError                   audit_error         422   an archive file or window is unusable
+    ├── ConfigError                  config_error        500   a [wfe] option has a value we cannot use
+    ├── DagNotFoundError             dag_not_found       404   no DAG by that id in Airflow's database
+    ├── HarnessError                 harness_error       500   fail_closed: a governed task not recorded
+    ├── PolicyError                  policy_error        422   a policy cannot be loaded or evaluated
+    │   └── BudgetExceededError      budget_exceeded     422   a run spent more than its budget allows
+    ├── SpecError                    invalid_spec        422   a workflow file is invalid (every problem)
+    ├── StateError                   state_error         409   (base of the run and step state errors)
+    │   ├── IllegalTransitionError   illegal_transition  409   the state machine refuses a transition
+    │   └── RunNotFoundError         run_not_found       404   no run (or step) with that key
+    └── StoreError                   store_error         500   (base of the state store's errors)
+        ├── StoreUnavailableError    store_unavailable   503   the store cannot be opened or reached
+        ├── SchemaOutdatedError      schema_outdated     503   the store's schema is behind the package
+        └── ConcurrentUpdateError    concurrent_update   409   optimistic locking kept losing
+
+A code names one class and is never reused (a test pins that); a new class gets a new code, and a
+subclass without a more precise meaning may keep its parent's status but not its code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from http import HTTPStatus
+from typing import Any, ClassVar
 
 __all__ = [
+    "ArtifactConflictError",
     "ArtifactError",
     "ArtifactNotFoundError",
     "AuditError",
     "BudgetExceededError",
     "ConcurrentUpdateError",
     "ConfigError",
+    "DagNotFoundError",
     "HarnessError",
     "IllegalTransitionError",
     "PolicyError",
@@ -43,12 +56,40 @@ __all__ = [
     "StateError",
     "StoreError",
     "StoreUnavailableError",
+    "UsageError",
     "WfeError",
 ]
 
 
 class WfeError(Exception):
-    """Root of every error airflow-wfe raises on purpose."""
+    """Root of every error airflow-wfe raises on purpose.
+
+    Raised bare only where no subclass fits; a face reports it as an internal error (HTTP 500).
+    """
+
+    #: Stable machine-readable name of the error (unique per class; part of the REST contract).
+    code: ClassVar[str] = "wfe_error"
+    #: The HTTP status the REST layer answers with.
+    http_status: ClassVar[HTTPStatus] = HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+class UsageError(WfeError):
+    """A command line or API request is malformed: a bad flag value, an unparsable argument.
+
+    The CLI exits 2 on it (argparse's own usage errors exit 2 as well), the REST layer answers 400.
+
+    Attributes:
+        problem: what is wrong, and what is allowed.
+        argument: the flag or parameter concerned (``None`` when the whole request is wrong).
+    """
+
+    code = "usage_error"
+    http_status = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, problem: str, *, argument: str | None = None) -> None:
+        self.problem = problem
+        self.argument = argument
+        super().__init__(f"{argument}: {problem}" if argument else problem)
 
 
 class ArtifactError(WfeError):
@@ -58,6 +99,9 @@ class ArtifactError(WfeError):
         name: the artifact name.
         problem: what is wrong, and what is allowed.
     """
+
+    code = "artifact_error"
+    http_status = HTTPStatus.UNPROCESSABLE_ENTITY
 
     def __init__(self, name: str, problem: str) -> None:
         self.name = name
@@ -73,6 +117,9 @@ class ArtifactNotFoundError(ArtifactError):
         version: the version asked for (``None`` when the active version was asked for).
     """
 
+    code = "artifact_not_found"
+    http_status = HTTPStatus.NOT_FOUND
+
     def __init__(
         self, name: str, version: str | None = None, *, problem: str | None = None
     ) -> None:
@@ -83,6 +130,19 @@ class ArtifactNotFoundError(ArtifactError):
         super().__init__(name, problem or default)
 
 
+class ArtifactConflictError(ArtifactError):
+    """An artifact request conflicts with what the store holds: nothing to roll back to, or a
+    version id already taken by other content.
+
+    Attributes:
+        name: the artifact name.
+        problem: what conflicts, and what to do instead.
+    """
+
+    code = "artifact_conflict"
+    http_status = HTTPStatus.CONFLICT
+
+
 class ConfigError(WfeError):
     """A ``[wfe]`` option holds a value the package cannot use.
 
@@ -91,10 +151,33 @@ class ConfigError(WfeError):
         value: the offending value (already masked when it may carry a secret).
     """
 
+    code = "config_error"
+    http_status = HTTPStatus.INTERNAL_SERVER_ERROR
+
     def __init__(self, option: str, value: str, problem: str) -> None:
         self.option = option
         self.value = value
         super().__init__(f"[wfe] {option} = {value!r}: {problem}")
+
+
+class DagNotFoundError(WfeError):
+    """No DAG by that id in Airflow's database (not parsed yet, or removed), where an action on one
+    of its runs (a manual compensation) needs it.
+
+    Attributes:
+        dag_id: the DAG id asked for.
+        problem: what is missing, and what to check.
+    """
+
+    code = "dag_not_found"
+    http_status = HTTPStatus.NOT_FOUND
+
+    def __init__(
+        self, dag_id: str, problem: str = "is not in Airflow's database (is it parsed?)"
+    ) -> None:
+        self.dag_id = dag_id
+        self.problem = problem
+        super().__init__(f"DAG {dag_id!r} {problem}")
 
 
 class HarnessError(WfeError):
@@ -104,6 +187,9 @@ class HarnessError(WfeError):
     Attributes:
         dag_id, run_id, task_id: the task instance that was stopped.
     """
+
+    code = "harness_error"
+    http_status = HTTPStatus.INTERNAL_SERVER_ERROR
 
     def __init__(self, dag_id: str, run_id: str, task_id: str, cause: BaseException) -> None:
         self.dag_id = dag_id
@@ -123,6 +209,9 @@ class SpecError(WfeError):
         problems: the :class:`~airflow_wfe.core.spec.problems.Problem` list, errors first.
     """
 
+    code = "invalid_spec"
+    http_status = HTTPStatus.UNPROCESSABLE_ENTITY
+
     def __init__(self, file: str | None, problems: Sequence[Any]) -> None:
         self.file = file
         self.problems = tuple(problems)
@@ -135,6 +224,9 @@ class SpecError(WfeError):
 
 class StateError(WfeError):
     """Base for errors about run and step states."""
+
+    code = "state_error"
+    http_status = HTTPStatus.CONFLICT
 
 
 class IllegalTransitionError(StateError):
@@ -150,6 +242,9 @@ class IllegalTransitionError(StateError):
         to_state: the requested state.
         allowed: the states reachable from ``from_state``.
     """
+
+    code = "illegal_transition"
+    http_status = HTTPStatus.CONFLICT
 
     def __init__(
         self,
@@ -179,6 +274,9 @@ class RunNotFoundError(StateError):
         run_id: the run id asked for.
     """
 
+    code = "run_not_found"
+    http_status = HTTPStatus.NOT_FOUND
+
     def __init__(self, dag_id: str, run_id: str) -> None:
         self.dag_id = dag_id
         self.run_id = run_id
@@ -188,6 +286,9 @@ class RunNotFoundError(StateError):
 class StoreError(WfeError):
     """Base for errors of the state store."""
 
+    code = "store_error"
+    http_status = HTTPStatus.INTERNAL_SERVER_ERROR
+
 
 class StoreUnavailableError(StoreError):
     """The store cannot be reached or opened (missing directory, locked file, refused connection).
@@ -195,6 +296,9 @@ class StoreUnavailableError(StoreError):
     Attributes:
         url: the store URL with its password masked.
     """
+
+    code = "store_unavailable"
+    http_status = HTTPStatus.SERVICE_UNAVAILABLE
 
     def __init__(self, url: str, problem: str) -> None:
         self.url = url
@@ -209,6 +313,9 @@ class SchemaOutdatedError(StoreError):
         found: the revision found (``None`` for an empty database).
         expected: the revision this package was built for.
     """
+
+    code = "schema_outdated"
+    http_status = HTTPStatus.SERVICE_UNAVAILABLE
 
     def __init__(self, url: str, found: str | None, expected: str) -> None:
         self.url = url
@@ -228,6 +335,9 @@ class ConcurrentUpdateError(StoreError):
         attempts: how many times the update was tried.
     """
 
+    code = "concurrent_update"
+    http_status = HTTPStatus.CONFLICT
+
     def __init__(self, key: str, attempts: int) -> None:
         self.key = key
         self.attempts = attempts
@@ -244,6 +354,9 @@ class AuditError(WfeError):
         problem: what is wrong.
     """
 
+    code = "audit_error"
+    http_status = HTTPStatus.UNPROCESSABLE_ENTITY
+
     def __init__(self, subject: str, problem: str) -> None:
         self.subject = subject
         self.problem = problem
@@ -259,6 +372,9 @@ class PolicyError(WfeError):
         problem: what went wrong.
     """
 
+    code = "policy_error"
+    http_status = HTTPStatus.UNPROCESSABLE_ENTITY
+
     def __init__(self, where: str, problem: str) -> None:
         self.where = where
         self.problem = problem
@@ -273,6 +389,9 @@ class BudgetExceededError(PolicyError):
         limit: the budget.
         currency: of both.
     """
+
+    code = "budget_exceeded"
+    http_status = HTTPStatus.UNPROCESSABLE_ENTITY
 
     def __init__(self, where: str, spent: float, limit: float, currency: str) -> None:
         self.spent = spent
