@@ -14,17 +14,21 @@ tests) and the key path it is about (so the loader can add the line)::
         raise SpecError(file, problems)
 
 :func:`topological_order` is the one place that orders steps; the compiler creates tasks in that order
-and compensation walks it backwards.
+and compensation walks it backwards. The graph algorithms these rules stand on (ancestors, cycles, the
+stable order) are in :mod:`airflow_wfe.core.spec.graph`.
 """
 
 from __future__ import annotations
 
-import functools
-import heapq
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
+from airflow_wfe.core.spec.graph import (
+    DependencyGraph,
+    closure,
+    cycle_text,
+    simple_cycles,
+    stable_order,
+)
 from airflow_wfe.core.spec.models import ForEachFrom, WorkflowSpec
 from airflow_wfe.core.spec.problems import KeyPath, Problem, Severity
 from airflow_wfe.core.states import RUN_MACHINE, RunState, StateMachine
@@ -36,95 +40,8 @@ __all__ = ["topological_order", "validate_spec"]
 MAX_CYCLES_REPORTED = 20
 
 
-@dataclass(frozen=True)
-class _Graph:
-    """The step graph with only known steps in it; unknown names are reported, not followed.
-
-    Attributes:
-        order: step ids in declaration order, the tie-breaker everywhere so output is stable.
-        index: position of each step in ``order``.
-        needs: each step's known needs, in the order written.
-        downstream: each step's dependants (steps that need it), in declaration order.
-        ancestors: every step each one waits for, transitively; a step in a cycle is its own ancestor.
-        unknown: each step's needs that name no step, in the order written.
-    """
-
-    order: tuple[str, ...]
-    index: Mapping[str, int]
-    needs: Mapping[str, tuple[str, ...]]
-    downstream: Mapping[str, tuple[str, ...]]
-    ancestors: Mapping[str, frozenset[str]]
-    unknown: Mapping[str, tuple[str, ...]]
-
-    @classmethod
-    def of(cls, spec: WorkflowSpec) -> _Graph:
-        order = tuple(spec.steps)
-        needs = {s: tuple(n for n in spec.steps[s].needs if n in spec.steps) for s in order}
-        unknown = {s: tuple(n for n in spec.steps[s].needs if n not in spec.steps) for s in order}
-        dependants: dict[str, list[str]] = {s: [] for s in order}
-        for step in order:  # declaration order of the dependants, each once
-            for need in needs[step]:
-                if not dependants[need] or dependants[need][-1] != step:
-                    dependants[need].append(step)
-        downstream = {s: tuple(dependants[s]) for s in order}
-        return cls(order, _index_of(order), needs, downstream, _ancestors(order, needs), unknown)
-
-    def in_cycle(self, step: str) -> bool:
-        return step in self.ancestors[step]
-
-    @functools.cached_property
-    def blockers(self) -> frozenset[str]:
-        """Steps that can never start by themselves: in a cycle, or needing an unknown step."""
-        return frozenset(s for s in self.order if self.in_cycle(s) or self.unknown[s])
-
-    def can_start(self, step: str) -> bool:
-        """Whether the scheduler could ever start the step (nothing it waits for is blocked)."""
-        blockers = self.blockers
-        return step not in blockers and not self.ancestors[step] & blockers
-
-
-def _index_of(order: Sequence[str]) -> dict[str, int]:
-    return {s: i for i, s in enumerate(order)}
-
-
-def _ancestors(
-    order: Sequence[str], needs: Mapping[str, tuple[str, ...]]
-) -> dict[str, frozenset[str]]:
-    """Every step each one waits for, transitively.
-
-    Steps outside any cycle get theirs in dependency order, as the union of their needs' sets (one
-    pass, instead of a graph walk per step); the steps left over (in or after a cycle) are walked.
-    """
-    ancestors: dict[str, frozenset[str]] = {}
-    waiting = {s: len(needs[s]) for s in order}
-    dependants: dict[str, list[str]] = {s: [] for s in order}
-    for step in order:
-        for need in needs[step]:
-            dependants[need].append(step)
-    ready = deque(s for s in order if not waiting[s])
-    while ready:
-        step = ready.popleft()
-        ancestors[step] = frozenset(needs[step]).union(*(ancestors[n] for n in needs[step]))
-        for dependant in dependants[step]:
-            waiting[dependant] -= 1
-            if not waiting[dependant]:
-                ready.append(dependant)
-    for step in order:
-        if step not in ancestors:
-            ancestors[step] = frozenset(_closure(needs[step], needs))
-    return {s: ancestors[s] for s in order}
-
-
-def _closure(start: Iterable[str], edges: Mapping[str, Sequence[str]]) -> list[str]:
-    """Everything reachable from ``start`` along ``edges``, in breadth-first (hence stable) order."""
-    seen: dict[str, None] = {}
-    queue = deque(start)
-    while queue:
-        node = queue.popleft()
-        if node not in seen:
-            seen[node] = None
-            queue.extend(edges[node])
-    return list(seen)
+def _graph_of(spec: WorkflowSpec) -> DependencyGraph:
+    return DependencyGraph.build({step_id: step.needs for step_id, step in spec.steps.items()})
 
 
 def _names(steps: Sequence[str]) -> str:
@@ -132,90 +49,11 @@ def _names(steps: Sequence[str]) -> str:
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
-def _cycle_text(cycle: Sequence[str]) -> str:
-    return "cycle: " + " → ".join([*cycle, cycle[0]])
-
-
 def _suggest(name: str, candidates: Iterable[str]) -> str | None:
     import difflib  # only a file with an unknown name pays for it
 
     close = difflib.get_close_matches(name, list(candidates), n=1)
     return f"did you mean {close[0]!r}?" if close else None
-
-
-def _simple_cycles(graph: _Graph, limit: int) -> list[tuple[str, ...]]:
-    """Every elementary cycle once (Johnson's algorithm), up to ``limit`` of them.
-
-    Edges run the way the run does (from a need to the step that needs it), so ``a → b`` reads "a,
-    then b". Each cycle starts at its earliest-declared step, which is what makes it appear once
-    rather than once per member, and cycles come out ordered by that start.
-    """
-    found: list[tuple[str, ...]] = []
-    for first, start in enumerate(graph.order):
-        if not graph.in_cycle(start):  # no cycle goes through a step that is not its own ancestor
-            continue
-        later = set(graph.order[first:])
-        # Only the strongly connected part around ``start`` can close a cycle through it.
-        reach = _closure(
-            [start], {n: [d for d in graph.downstream[n] if d in later] for n in later}
-        )
-        back = _closure([start], {n: [u for u in graph.needs[n] if u in later] for n in later})
-        component = set(reach) & set(back)
-        edges = {n: [d for d in graph.downstream[n] if d in component] for n in component}
-        found += _cycles_through(start, edges, limit - len(found))
-        if len(found) >= limit:
-            break
-    return found
-
-
-def _cycles_through(
-    start: str, edges: Mapping[str, Sequence[str]], limit: int
-) -> list[tuple[str, ...]]:
-    """Johnson's circuit search from ``start`` within its strongly connected component.
-
-    A step stays blocked until a cycle is found through it, which keeps dead ends from being walked
-    again and again; iterative, so a long chain cannot hit the recursion limit.
-    """
-    found: list[tuple[str, ...]] = []
-    path = [start]
-    blocked = {start}
-    blocked_by: dict[str, set[str]] = {}
-    stack = [(start, iter(edges[start]))]
-    closed = [False]
-    while stack:
-        node, pending = stack[-1]
-        nxt = next(pending, None)
-        if nxt is not None:
-            if nxt == start:
-                found.append(tuple(path))
-                closed[-1] = True
-                if len(found) >= limit:
-                    return found
-            elif nxt not in blocked:
-                path.append(nxt)
-                blocked.add(nxt)
-                stack.append((nxt, iter(edges[nxt])))
-                closed.append(False)
-            continue
-        stack.pop()
-        path.pop()
-        if closed.pop():
-            _unblock(node, blocked, blocked_by)
-            if closed:
-                closed[-1] = True
-        else:
-            for succ in edges[node]:
-                blocked_by.setdefault(succ, set()).add(node)
-    return found
-
-
-def _unblock(node: str, blocked: set[str], blocked_by: dict[str, set[str]]) -> None:
-    pending = {node}
-    while pending:
-        current = pending.pop()
-        if current in blocked:
-            blocked.discard(current)
-            pending.update(blocked_by.pop(current, set()))
 
 
 def topological_order(spec: WorkflowSpec) -> list[str]:
@@ -232,21 +70,7 @@ def topological_order(spec: WorkflowSpec) -> list[str]:
         for need in step.needs:
             if need not in spec.steps:
                 raise ValueError(f"step {step_id!r} needs unknown step {need!r}")
-    graph = _Graph.of(spec)
-    waiting = {s: len(graph.needs[s]) for s in graph.order}
-    ready = [graph.index[s] for s in graph.order if not waiting[s]]
-    heapq.heapify(ready)
-    ordered: list[str] = []
-    while ready:
-        step_id = graph.order[heapq.heappop(ready)]
-        ordered.append(step_id)
-        for dependant in graph.downstream[step_id]:
-            waiting[dependant] -= 1
-            if not waiting[dependant]:
-                heapq.heappush(ready, graph.index[dependant])
-    if len(ordered) < len(graph.order):
-        raise ValueError(_cycle_text(_simple_cycles(graph, limit=1)[0]))
-    return ordered
+    return stable_order(_graph_of(spec))
 
 
 def validate_spec(
@@ -262,7 +86,7 @@ def validate_spec(
         machine: the run state machine failures must end in; a parameter so a broken table can be
             tested, the default is the real one.
     """
-    graph = _Graph.of(spec)
+    graph = _graph_of(spec)
     problems = [
         *_unknown_steps(spec),
         *_cycles(spec, graph),
@@ -305,15 +129,15 @@ def _unknown_steps(spec: WorkflowSpec) -> list[Problem]:
     return problems
 
 
-def _cycles(spec: WorkflowSpec, graph: _Graph) -> list[Problem]:
+def _cycles(spec: WorkflowSpec, graph: DependencyGraph) -> list[Problem]:
     """Steps that wait for each other never start; the path points at the need closing the loop."""
-    cycles = _simple_cycles(graph, limit=MAX_CYCLES_REPORTED + 1)
+    cycles = simple_cycles(graph, limit=MAX_CYCLES_REPORTED + 1)
     problems = []
     for cycle in cycles[:MAX_CYCLES_REPORTED]:
         first, last = cycle[0], cycle[-1]
         problems.append(
             Problem(
-                _cycle_text(cycle),
+                cycle_text(cycle),
                 path=("steps", first, "needs", spec.steps[first].needs.index(last)),
                 code="cycle",
             )
@@ -330,7 +154,7 @@ def _cycles(spec: WorkflowSpec, graph: _Graph) -> list[Problem]:
     return problems
 
 
-def _unreachable(spec: WorkflowSpec, graph: _Graph) -> list[Problem]:
+def _unreachable(spec: WorkflowSpec, graph: DependencyGraph) -> list[Problem]:
     """Steps downstream of a cycle or of an unknown need would wait forever in the scheduler.
 
     The blocked steps themselves are already reported (as ``cycle`` or ``unknown-step``); this names
@@ -345,7 +169,7 @@ def _unreachable(spec: WorkflowSpec, graph: _Graph) -> list[Problem]:
         via = next(
             n for n in graph.needs[step_id] if n in blockers or graph.ancestors[n] & blockers
         )
-        blocker = next(s for s in _closure([via], graph.needs) if s in blockers)
+        blocker = next(s for s in closure([via], graph.needs) if s in blockers)
         why = "is in a cycle"
         if not graph.in_cycle(blocker):
             why = f"needs unknown step {graph.unknown[blocker][0]!r}"
@@ -362,7 +186,7 @@ def _unreachable(spec: WorkflowSpec, graph: _Graph) -> list[Problem]:
     return problems
 
 
-def _fan_out_sources(spec: WorkflowSpec, graph: _Graph) -> list[Problem]:
+def _fan_out_sources(spec: WorkflowSpec, graph: DependencyGraph) -> list[Problem]:
     """A fan-out reads its source's result, which exists only once that source has finished."""
     problems = []
     for step_id, step in spec.steps.items():
@@ -426,7 +250,7 @@ def _terminal_paths(machine: StateMachine[RunState]) -> list[Problem]:
         for target in targets:
             reverse.setdefault(target, set()).add(source)
     can_end = set(
-        _closure(machine.terminal, {s: sorted(reverse.get(s, ())) for s in machine.states})
+        closure(machine.terminal, {s: sorted(reverse.get(s, ())) for s in machine.states})
     )
     ends = ", ".join(s for s in RunState if s in machine.terminal) or "none"
     problems = []
@@ -451,7 +275,7 @@ def _terminal_paths(machine: StateMachine[RunState]) -> list[Problem]:
     return problems
 
 
-def _irreversible_on_failure_path(spec: WorkflowSpec, graph: _Graph) -> list[Problem]:
+def _irreversible_on_failure_path(spec: WorkflowSpec, graph: DependencyGraph) -> list[Problem]:
     """A step that can fail after an irreversible step succeeded leaves a run that compensation
     cannot fully undo.
 
