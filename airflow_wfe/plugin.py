@@ -2,19 +2,86 @@
 
 Registered through the ``airflow.plugins`` entry point (``plugins/`` has a shim for deployments that
 load plugins from a folder instead; never use both, Airflow drops duplicate plugins).
+
+Every process that loads plugins imports this module, task processes included, so it imports no
+FastAPI: the web surface is a :class:`~airflow_wfe.api.lazy.LazyASGI` that the API server builds on
+its first request. The web surface is decided when Airflow instantiates the plugin (not at import):
+nothing when ``[wfe] enabled`` is false, nothing (and one log line saying why) on an Airflow without
+plugin FastAPI apps and external views.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Any, Final
+
 from airflow.plugins_manager import AirflowPlugin
 
 from airflow_wfe.adapters.listeners.listener import get_listener
+from airflow_wfe.api.lazy import LazyASGI
 
-__all__ = ["WfePlugin"]
+__all__ = ["MIN_AIRFLOW_FOR_WEB", "WfePlugin", "web_surface"]
+
+log = logging.getLogger(__name__)
+
+#: fastapi_apps came with Airflow 3.0, external views with destinations ``nav`` and ``dag_run``
+#: (and their ``url_route``) with 3.1.
+MIN_AIRFLOW_FOR_WEB: Final = (3, 1)
+#: Where the sub-app is mounted; the API and the pages live below it.
+URL_PREFIX: Final = "/wfe"
+
+
+def _airflow_version() -> tuple[int, int]:
+    from airflow import __version__ as version
+    from packaging.version import Version
+
+    major, minor = (*Version(version).release, 0)[:2]
+    return major, minor
+
+
+def web_surface() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(fastapi_apps, external_views)`` for this deployment: empty when disabled or unsupported.
+
+    A broken ``[wfe]`` section does not stop Airflow from loading its plugins: it is logged, and the
+    web surface stays off until it is fixed.
+    """
+    from airflow_wfe.config import get_settings
+    from airflow_wfe.exceptions import ConfigError
+
+    try:
+        enabled = get_settings().enabled
+    except ConfigError as exc:
+        log.error("airflow-wfe: REST API and pages not registered: %s", exc)
+        return [], []
+    if not enabled:
+        return [], []
+    found = _airflow_version()
+    if found < MIN_AIRFLOW_FOR_WEB:
+        wanted = ".".join(map(str, MIN_AIRFLOW_FOR_WEB))
+        log.warning(
+            "airflow-wfe: REST API and pages not registered: Airflow %s.%s has no plugin FastAPI "
+            "apps with external views (needs %s or later); the CLI still works.",
+            *found,
+            wanted,
+        )
+        return [], []
+    apps = [
+        {
+            "app": LazyASGI("airflow_wfe.api.app:build_app"),
+            "url_prefix": URL_PREFIX,
+            "name": "airflow-wfe",
+        }
+    ]
+    return apps, []
 
 
 class WfePlugin(AirflowPlugin):
-    """Registers the listener that records governed runs."""
+    """Registers the listener that records governed runs, the REST API and the pages."""
 
     name = "airflow_wfe"
     listeners = [get_listener()]  # noqa: RUF012 - Airflow declares it as a plain attribute
+
+    def __init__(self) -> None:
+        # Instance attributes: Airflow reads them from the instance, and removes invalid external
+        # views from the list in place, so each instance owns its lists.
+        self.fastapi_apps, self.external_views = web_surface()

@@ -1,0 +1,148 @@
+"""Airflow's authentication and DAG-level authorization for every route and page.
+
+Airflow does not protect plugin routes, so each route declares one of the dependencies below, and a
+test walks the OpenAPI schema to prove none is missing. Identity comes from Airflow itself
+(:data:`GetUserDep`: the ``Authorization: Bearer`` JWT, else the ``_token`` cookie the Airflow UI and
+its iframes send); rights come from the configured auth manager through
+:func:`airflow.api_fastapi.app.get_auth_manager` (``AuthManagerDep`` reads ``request.app.state``,
+which in a mounted sub-app is ours, not Airflow's).
+
+Which right each kind of route needs:
+
+* one run, its steps, decisions: read on that DAG's runs (``GET``, ``DagAccessEntity.RUN``);
+* one run's audit events: read on that DAG's audit log (``GET``, ``DagAccessEntity.AUDIT_LOG``);
+* acting on one run (compensate, answer a gate): edit on that DAG's runs (``PUT``, ``RUN``);
+* lists and aggregates (runs, costs, DORA, report): only the DAGs the user may read, see
+  :class:`DagScope`;
+* the whole audit trail (verify, export without ``dag_id``): read on the audit log of every DAG
+  (export with ``dag_id`` needs it on that DAG only); a checkpoint and an artifact rollback change
+  what every DAG sees, so they need edit on the runs of every DAG.
+
+These imports stay at module level on purpose: with ``from __future__ import annotations`` FastAPI
+resolves ``GetUserDep`` from this module's globals (airflow3.md §2.6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Final
+
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from fastapi import Depends, HTTPException, Request  # noqa: TID253 - loaded only by the lazily built API app
+
+if TYPE_CHECKING:
+    from airflow.api_fastapi.auth.managers.base_auth_manager import ResourceMethod
+
+__all__ = [
+    "EDIT_EVERY_DAG",
+    "EDIT_RUN",
+    "READ_EVERY_AUDIT_LOG",
+    "READ_RUN",
+    "READ_RUN_AUDIT",
+    "DagScope",
+    "DagScopeDep",
+    "GetUserDep",
+    "dag_scope",
+    "require_json",
+    "requires_every_dag",
+]
+
+#: Read one DAG's runs (``dag_id`` from the path or the query).
+READ_RUN: Final = Depends(requires_access_dag("GET", DagAccessEntity.RUN))
+#: Read one DAG's audit events (``dag_id`` from the path or the query).
+READ_RUN_AUDIT: Final = Depends(requires_access_dag("GET", DagAccessEntity.AUDIT_LOG))
+#: Act on one DAG's runs (``dag_id`` from the path).
+EDIT_RUN: Final = Depends(requires_access_dag("PUT", DagAccessEntity.RUN))
+
+
+def requires_every_dag(
+    method: ResourceMethod, access_entity: DagAccessEntity
+) -> Callable[[GetUserDep], None]:
+    """A dependency: the right on every DAG at once.
+
+    Not ``requires_access_dag`` without a ``dag_id``: that one takes ``dag_id`` from the query
+    string when a client adds one, which would narrow a trail-wide check to a DAG of its choosing.
+    """
+
+    def check(user: GetUserDep) -> None:
+        allowed = get_auth_manager().is_authorized_dag(
+            method=method, access_entity=access_entity, user=user
+        )
+        if not allowed:
+            raise HTTPException(403, "Forbidden")
+
+    return check
+
+
+#: Read the audit log of every DAG (verify; export of the whole trail).
+READ_EVERY_AUDIT_LOG: Final = Depends(requires_every_dag("GET", DagAccessEntity.AUDIT_LOG))
+#: Act on the runs of every DAG (checkpoint, artifact rollback).
+EDIT_EVERY_DAG: Final = Depends(requires_every_dag("PUT", DagAccessEntity.RUN))
+
+_JSON_TYPES: Final = ("application/json",)
+
+
+@dataclass(frozen=True)
+class DagScope:
+    """The DAGs a user may read: every one (``dag_ids`` is ``None``), or exactly ``dag_ids``.
+
+    "Every one" is the auth manager's answer for the DAG resource as a whole, so it also covers
+    runs of DAGs Airflow no longer knows; a user with per-DAG rights sees only those DAGs, as
+    Airflow's auth manager lists them (:meth:`get_authorized_dag_ids`).
+    """
+
+    dag_ids: frozenset[str] | None
+
+    @property
+    def everything(self) -> bool:
+        """Whether the user may read every DAG."""
+        return self.dag_ids is None
+
+    def allows(self, dag_id: str | None) -> bool:
+        """Whether ``dag_id``'s records are visible (records of no DAG only with every DAG)."""
+        if self.dag_ids is None:
+            return True
+        return dag_id is not None and dag_id in self.dag_ids
+
+    def narrow(self, asked: Iterable[str]) -> list[str] | None:
+        """The DAG ids to ask the application layer for: ``asked`` within the scope, or ``None``
+        for "all" (only when nothing was asked and the user may read every DAG).
+
+        Raises:
+            HTTPException: 403 when that leaves no DAG (the application layer reads an empty list
+                as "all", so an empty answer cannot be asked for).
+        """
+        wanted = sorted(set(asked))
+        if self.dag_ids is None:
+            return wanted or None
+        chosen = [d for d in wanted if d in self.dag_ids] if wanted else sorted(self.dag_ids)
+        if not chosen:
+            raise HTTPException(403, "Forbidden: you may read none of these DAGs")
+        return chosen
+
+
+def dag_scope(user: GetUserDep) -> DagScope:
+    """The caller's :class:`DagScope`, from Airflow's auth manager."""
+    manager = get_auth_manager()
+    if manager.is_authorized_dag(method="GET", access_entity=DagAccessEntity.RUN, user=user):
+        return DagScope(None)
+    return DagScope(frozenset(manager.get_authorized_dag_ids(user=user, method="GET")))
+
+
+DagScopeDep = Annotated[DagScope, Depends(dag_scope)]
+
+
+def require_json(request: Request) -> None:
+    """CSRF guard of every action: the body must be declared JSON.
+
+    The Airflow UI authenticates by a cookie, which a browser also attaches to a form another site
+    posts here (``SameSite=Lax`` already drops it on cross-site POSTs; this holds even where a proxy
+    rewrites cookies). HTML forms cannot send ``application/json``, and a script on another origin
+    can only send it after a CORS preflight that Airflow does not grant.
+    """
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in _JSON_TYPES:
+        raise HTTPException(415, "Actions take a JSON body: send Content-Type: application/json")
