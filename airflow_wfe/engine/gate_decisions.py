@@ -1,7 +1,8 @@
 """What a gate does, apart from Airflow's operator machinery: decide, record, move the run.
 
-Kept out of the operator so the rules read in one place: the policy engine decides; the decision is
-recorded (store + audit) before anything happens; ``deny`` rejects the run; ``needs_approval`` puts it
+Kept out of the operator so the rules read in one place: the policy engine decides; the decision and
+the run move it causes are recorded in one store transaction (store + audit) before anything else
+happens; ``deny`` rejects the run; ``needs_approval`` puts it
 in WAITING_APPROVAL until enough distinct people approve, never the run's triggerer when the policy
 says so; an approver outside the allowed set is refused and asked again; a timeout escalates once,
 then takes the policy's default.
@@ -11,11 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from airflow_wfe.core.metrics import names
 from airflow_wfe.core.policy import Approval, Decision, LoadedPolicy, Outcome, evaluate
+from airflow_wfe.core.policy.engine import SEVERITY
+from airflow_wfe.core.records import DecisionRecord
 from airflow_wfe.core.states import RunState
 from airflow_wfe.exceptions import IllegalTransitionError
+
+if TYPE_CHECKING:
+    from airflow_wfe.engine.recorder import Recorder
 
 __all__ = ["APPROVE", "REJECT", "Answer", "GateContext", "decide", "judge_answer"]
 
@@ -30,24 +37,53 @@ class GateContext:
     dag_id: str
     run_id: str
     step_id: str
-    recorder: Any
+    recorder: Recorder
 
     @property
     def actor(self) -> str:
         return f"gate:{self.step_id}"
 
-    def move(self, to_state: RunState, reason: str, actor: str | None = None) -> None:
-        current = RunState(self.recorder.store.get_run(self.dag_id, self.run_id).state)
-        if current is to_state:
-            return  # a retried gate task: already there
-        try:
-            self.recorder.transition_run(
-                self.dag_id, self.run_id, to_state, actor=actor or self.actor, reason=reason
+    def record(
+        self,
+        *,
+        kind: str,
+        outcome: str,
+        reasons: Sequence[Mapping[str, Any]],
+        policies: Mapping[str, str],
+        actor: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        move_to: RunState | None = None,
+        reason: str | None = None,
+    ) -> DecisionRecord:
+        """Record a decision (or an answer) of this gate and the run's move to ``move_to`` it
+        causes, in one transaction; a run already there stays (a retried gate task).
+
+        When the run cannot make the move (e.g. it was failed by hand meanwhile), the refusal is
+        audited, the decision is recorded on its own, and the gate goes on to apply it to the task:
+        the decision is a fact whatever the run's state.
+        """
+
+        def write(to: RunState | None) -> DecisionRecord:
+            record, _written = self.recorder.decision(
+                self.dag_id,
+                self.run_id,
+                self.step_id,
+                kind=kind,
+                outcome=outcome,
+                reasons=reasons,
+                policies=policies,
+                actor=actor or self.actor,
+                details=details,
+                move_to=to,
+                reason=reason,
             )
+            return record
+
+        try:
+            record = write(move_to)
         except IllegalTransitionError:
-            # e.g. the run was failed by hand meanwhile; the refusal is audited, the gate goes on
-            # to apply its decision to the task.
-            return
+            record = write(None)
+        return record
 
 
 def decide(
@@ -56,8 +92,6 @@ def decide(
     """Evaluate, record the decision, and move the run: REJECTED on deny, WAITING_APPROVAL on
     needs_approval. Raises :class:`~airflow_wfe.exceptions.PolicyError` when the policies cannot be
     evaluated (the caller fails closed)."""
-    from airflow_wfe.store.decisions import record_decision
-
     decision = evaluate(policies, facts)
     details: dict[str, Any] = {
         "facts": {k: v for k, v in facts.items() if k != "now"},
@@ -65,32 +99,28 @@ def decide(
     }
     if decision.approval is not None:
         details["approval"] = decision.approval.__dict__
-    record_decision(
-        gate.recorder.store,
-        gate.dag_id,
-        gate.run_id,
-        gate.step_id,
+    summary = "; ".join(r.message for r in decision.reasons if r.outcome is decision.outcome)
+    move_to, reason = None, None
+    if decision.outcome is Outcome.DENY:
+        move_to, reason = RunState.REJECTED, f"gate {gate.step_id} denied: {summary}"
+    elif decision.outcome is Outcome.NEEDS_APPROVAL:
+        move_to = RunState.WAITING_APPROVAL
+        reason = f"gate {gate.step_id} needs approval: {summary}"
+    gate.record(
         kind="policy",
         outcome=decision.outcome.value,
         reasons=decision.to_dict()["reasons"],
         policies=decision.policies,
-        actor=gate.actor,
         details=details,
+        move_to=move_to,
+        reason=reason,
     )
     _count(gate, decision)
-    summary = "; ".join(r.message for r in decision.reasons if r.outcome is decision.outcome)
-    if decision.outcome is Outcome.DENY:
-        gate.move(RunState.REJECTED, f"gate {gate.step_id} denied: {summary}")
-    elif decision.outcome is Outcome.NEEDS_APPROVAL:
-        gate.move(RunState.WAITING_APPROVAL, f"gate {gate.step_id} needs approval: {summary}")
     return decision
 
 
 def _count(gate: GateContext, decision: Decision) -> None:
     """``wfe.gate.decision.<policy>.<outcome>``: per policy, what its own rules concluded."""
-    from airflow_wfe.core.metrics import names
-    from airflow_wfe.core.policy.engine import SEVERITY
-
     tags = {"dag_id": gate.dag_id, "step": gate.step_id}
     for policy in decision.policies or {"none": ""}:
         mine = [r.outcome for r in decision.reasons if r.policy == policy]

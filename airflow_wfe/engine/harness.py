@@ -13,7 +13,7 @@ from collections.abc import Callable
 from airflow_wfe.config import get_settings, reset_settings
 from airflow_wfe.core.metrics import Emitter, MetricsSettings, build_emitter, names
 from airflow_wfe.engine.recorder import Recorder
-from airflow_wfe.store import SqlStore, get_store
+from airflow_wfe.store import SqlStore, Store, get_store
 from airflow_wfe.store.audit_writer import AuditLog
 
 __all__ = [
@@ -65,8 +65,12 @@ def reset_emitter() -> None:
 
 
 @functools.cache
-def get_runtime_store() -> SqlStore:
-    """The store named by ``[wfe] store_conn``, with the audit log ``[wfe]`` describes."""
+def get_runtime_store() -> Store:
+    """The store named by ``[wfe] store_conn``, with the audit log ``[wfe]`` describes.
+
+    Typed as the contract: callers use what every store implementation answers, never the SQL
+    store's internals.
+    """
     settings = get_settings()
     return SqlStore(settings.store_conn, audit=build_audit_log())
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any, Final
 
 from airflow_wfe.core.metrics import Emitter, names
-from airflow_wfe.core.records import Move, TransitionRecord
+from airflow_wfe.core.records import CompensationRequest, DecisionRecord, Move, TransitionRecord
 from airflow_wfe.core.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
+from airflow_wfe.engine.transition_metrics import emit_run_transitions, emit_step_transitions
 from airflow_wfe.exceptions import IllegalTransitionError
-from airflow_wfe.store.sql_store import RunPlan, StepPlan, Store
+from airflow_wfe.store.contract import RunPlan, StepPlan, Store
 
-__all__ = ["Recorder"]
+__all__ = ["RECONCILABLE", "Recorder", "needs_reconciling"]
 
 log = logging.getLogger("airflow_wfe.engine.recorder")
 
@@ -26,6 +28,18 @@ log = logging.getLogger("airflow_wfe.engine.recorder")
 PREFLIGHT_REASON = (
     "pre-flight passed: DAG definition and version known, params validated by Airflow"
 )
+
+
+#: Where reconciliation may still move a step from: SUCCEEDED and later belong to compensation, and
+#: a terminal state is Airflow's last word already.
+RECONCILABLE: Final = frozenset({StepState.PENDING, StepState.RUNNING, StepState.RETRYING})
+
+
+def needs_reconciling(current: StepState | None, target: StepState) -> bool:
+    """The reconciliation rule: whether a step recorded at ``current`` is behind the end state
+    ``target`` Airflow reports. :meth:`Recorder.reconcile_step` plans by it inside its transaction;
+    callers may check it first against a read of every step, to skip writes that would be no-ops."""
+    return current is None or (current is not target and current in RECONCILABLE)
 
 
 class Recorder:
@@ -183,6 +197,90 @@ class Recorder:
             dag_id, run_id, lambda _current: [Move(to_state, reason)], actor=actor, at=at
         )
 
+    def decision(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        *,
+        kind: str,
+        outcome: str,
+        reasons: Sequence[Mapping[str, Any]],
+        policies: Mapping[str, str],
+        actor: str,
+        details: Mapping[str, Any] | None = None,
+        move_to: RunState | None = None,
+        reason: str | None = None,
+    ) -> tuple[DecisionRecord, list[TransitionRecord]]:
+        """A gate's decision or a person's answer, and the run's move to ``move_to`` it causes,
+        written in one store transaction (both or neither), then reported as metrics.
+
+        A run already in ``move_to`` stays where it is (a retried gate task); without ``move_to``
+        the decision is recorded alone.
+
+        Raises:
+            IllegalTransitionError: the run cannot go to ``move_to`` from where it is; the refusal
+                is audited and the decision is not written.
+            RunNotFoundError: the run was never recorded.
+        """
+
+        def plan(current: RunState | None) -> Sequence[Move]:
+            return [] if move_to is None or current is move_to else [Move(move_to, reason)]
+
+        try:
+            record, written = self.store.record_decision_and_advance(
+                dag_id,
+                run_id,
+                step_id,
+                kind=kind,
+                outcome=outcome,
+                reasons=reasons,
+                policies=policies,
+                actor=actor,
+                run_plan=plan,
+                details=details,
+            )
+        except IllegalTransitionError:
+            self.emitter.incr(names.TRANSITIONS_REFUSED)  # the refusal itself is in the trail
+            raise
+        if written:
+            emit_run_transitions(self.store, self.emitter, dag_id, run_id, written, actor)
+        return record, written
+
+    def request_compensation(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        actor: str,
+        reason: str,
+        force: bool = False,
+        note: str | None = None,
+    ) -> tuple[CompensationRequest, list[TransitionRecord]]:
+        """A person asked to compensate the run: the request (a typed fact the saga reads) and the
+        run's move to COMPENSATING, in one store transaction, then metrics.
+
+        ``reason`` is the transition's reason; ``note`` the requester's own words.
+
+        Raises:
+            IllegalTransitionError: the run cannot go COMPENSATING from where it is (audited).
+            RunNotFoundError: the run was never recorded.
+        """
+        try:
+            request, written = self.store.request_compensation(
+                dag_id,
+                run_id,
+                lambda _current: [Move(RunState.COMPENSATING, reason)],
+                actor=actor,
+                force=force,
+                reason=note,
+            )
+        except IllegalTransitionError:
+            self.emitter.incr(names.TRANSITIONS_REFUSED)  # the refusal itself is in the trail
+            raise
+        emit_run_transitions(self.store, self.emitter, dag_id, run_id, written, actor)
+        return request, written
+
     def _run(
         self,
         dag_id: str,
@@ -206,7 +304,7 @@ class Recorder:
             self.emitter.incr(names.TRANSITIONS_REFUSED)  # the refusal itself is in the trail
             raise
         if written:
-            _emit_run(self, dag_id, run_id, written, actor)
+            emit_run_transitions(self.store, self.emitter, dag_id, run_id, written, actor)
         return written
 
     # -- steps ---------------------------------------------------------------------------------
@@ -271,14 +369,8 @@ class Recorder:
         """
 
         def plan(current: StepState | None, _current_try: int) -> Sequence[Move]:
-            if current is to_state or (current is not None and current in STEP_MACHINE.terminal):
+            if not needs_reconciling(current, to_state):
                 return []
-            if current is not None and current not in (
-                StepState.PENDING,
-                StepState.RUNNING,
-                StepState.RETRYING,
-            ):
-                return []  # SUCCEEDED and later belong to compensation, not to reconciliation
             return [Move(state, reason) for state in STEP_MACHINE.path(current, to_state)]
 
         return self._step(dag_id, run_id, step_id, map_index, plan, actor, try_number, at)
@@ -309,37 +401,7 @@ class Recorder:
             self.emitter.incr(names.TRANSITIONS_REFUSED)  # the refusal itself is in the trail
             raise
         if written:
-            _emit_step(self, dag_id, run_id, step_id, map_index, written, actor, try_number)
+            emit_step_transitions(
+                self.emitter, dag_id, run_id, step_id, map_index, written, actor, try_number
+            )
         return written
-
-
-# -- metrics and log lines of what was just written (see airflow_wfe.engine.transition_metrics) ---------
-
-
-def _emit_run(
-    recorder: Recorder,
-    dag_id: str,
-    run_id: str,
-    written: Sequence[TransitionRecord],
-    actor: str,
-) -> None:
-    from airflow_wfe.engine.transition_metrics import emit_run_transitions
-
-    emit_run_transitions(recorder.store, recorder.emitter, dag_id, run_id, written, actor)
-
-
-def _emit_step(
-    recorder: Recorder,
-    dag_id: str,
-    run_id: str,
-    step_id: str,
-    map_index: int,
-    written: Sequence[TransitionRecord],
-    actor: str,
-    try_number: int | None,
-) -> None:
-    from airflow_wfe.engine.transition_metrics import emit_step_transitions
-
-    emit_step_transitions(
-        recorder.emitter, dag_id, run_id, step_id, map_index, written, actor, try_number
-    )

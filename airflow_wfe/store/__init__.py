@@ -1,17 +1,20 @@
-"""The state store: runs, steps and transitions in airflow-wfe's own database."""
+"""The state store: everything airflow-wfe persists, behind the :class:`Store` contract."""
 
 from __future__ import annotations
 
 import functools
 
 from airflow_wfe.core.records import Move, RunRecord, RunSummary, StepRecord, TransitionRecord
-from airflow_wfe.store.sql_store import SqlStore, Store
+from airflow_wfe.store.contract import RunPlan, StepPlan, Store
+from airflow_wfe.store.sql_store import SqlStore
 
 __all__ = [
     "Move",
+    "RunPlan",
     "RunRecord",
     "RunSummary",
     "SqlStore",
+    "StepPlan",
     "StepRecord",
     "Store",
     "TransitionRecord",

@@ -25,9 +25,9 @@ import hashlib
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final
 
-from sqlalchemy import Connection, Row, func, insert, select
+from sqlalchemy import Connection, insert, select
 
 from airflow_wfe.core.artifact_records import (
     VERSION_LENGTH,
@@ -40,16 +40,14 @@ from airflow_wfe.core.artifact_records import (
     version_for,
 )
 from airflow_wfe.core.audit.events import AuditEvent, EventType
-from airflow_wfe.exceptions import ArtifactError, ArtifactNotFoundError, RunNotFoundError
+from airflow_wfe.exceptions import ArtifactError, ArtifactNotFoundError
+from airflow_wfe.store.artifact_reads import VERSION_COLUMNS, ArtifactReads, version_record
+from airflow_wfe.store.base import run_pk
 from airflow_wfe.store.tables import (
     artifact_activation_table,
     artifact_table,
     run_artifact_table,
-    run_table,
 )
-
-if TYPE_CHECKING:
-    from airflow_wfe.store.sql_store import SqlStore
 
 __all__ = [
     "NAME_PATTERN",
@@ -69,14 +67,6 @@ __all__ = [
 NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]*")
 _MAX_NAME = 250
 _MAX_MEDIA_TYPE = 100
-_MAX_ATTEMPTS = 12
-_SHOWN_VERSIONS = 5
-T = TypeVar("T")
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _stack(versions: Iterable[str]) -> builtins.list[str]:
@@ -92,47 +82,19 @@ def _stack(versions: Iterable[str]) -> builtins.list[str]:
     return stack
 
 
-_VERSION_COLUMNS = (
-    artifact_table.c.id,
-    artifact_table.c.name,
-    artifact_table.c.version,
-    artifact_table.c.content_hash,
-    artifact_table.c.media_type,
-    func.length(artifact_table.c.content).label("size"),
-    artifact_table.c.created_at,
-    artifact_table.c.created_by,
-)
-
-
-def _version(row: Any, *, with_content: bool = False) -> ArtifactVersion:
-    return ArtifactVersion(
-        name=row.name,
-        version=row.version,
-        content_hash=row.content_hash,
-        media_type=row.media_type,
-        size=int(row.size),
-        created_at=_utc(row.created_at),
-        created_by=row.created_by,
-        content=bytes(row.content) if with_content else None,
-    )
-
-
-class ArtifactRegistry:
+class ArtifactRegistry(ArtifactReads):
     """Registers, activates, rolls back and tracks the use of artifact versions.
 
-    Args:
-        store: the state store whose database holds the artifact tables.
+    Reached as ``store.artifacts`` (the :class:`~airflow_wfe.store.contract.ArtifactStore` part of
+    the contract); the store builds it over its own write path.
 
     Example::
 
-        registry = ArtifactRegistry(get_runtime_store())
+        registry = get_runtime_store().artifacts
         v = registry.register("prompts/summary", b"Summarise: {text}", actor="alice")
         registry.activate("prompts/summary", v.version, actor="alice", reason="first cut")
         registry.active("prompts/summary").content
     """
-
-    def __init__(self, store: SqlStore) -> None:
-        self.store = store
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -156,7 +118,7 @@ class ArtifactRegistry:
 
         def attempt(connection: Connection) -> ArtifactVersion:
             row = connection.execute(
-                select(*_VERSION_COLUMNS, artifact_table.c.content).where(
+                select(*VERSION_COLUMNS, artifact_table.c.content).where(
                     artifact_table.c.name == name, artifact_table.c.version == version
                 )
             ).first()
@@ -167,7 +129,7 @@ class ArtifactRegistry:
                         f"version {version} already holds other content (SHA-256 prefix "
                         f"collision: {row.content_hash} vs {content_hash}); nothing registered",
                     )
-                return _version(row, with_content=True)
+                return version_record(row, with_content=True)
             now = datetime.now(UTC)
             self._audit(
                 connection,
@@ -203,7 +165,7 @@ class ArtifactRegistry:
                 content=content,
             )
 
-        return self.store.write(f"{name}@{version}", attempt)
+        return self._store._write(f"{name}@{version}", attempt)
 
     def activate(
         self, name: str, version: str, *, actor: str, reason: str | None = None
@@ -231,9 +193,9 @@ class ArtifactRegistry:
                         "reason": reason,
                     },
                 )
-            return _version(row, with_content=True)
+            return version_record(row, with_content=True)
 
-        return self.store.write(f"{name}@{version}", attempt)
+        return self._store._write(f"{name}@{version}", attempt)
 
     def rollback(self, name: str, *, actor: str, reason: str | None = None) -> ArtifactVersion:
         """Re-activate the version that was active before the current one (see the module
@@ -272,9 +234,9 @@ class ArtifactRegistry:
                     "rollback": True,
                 },
             )
-            return _version(target, with_content=True)
+            return version_record(target, with_content=True)
 
-        return self.store.write(f"{name} (rollback)", attempt)
+        return self._store._write(f"{name} (rollback)", attempt)
 
     def record_use(self, dag_id: str, run_id: str, name: str, version: str) -> None:
         """Remember that the run used this version (recording it again changes nothing).
@@ -286,24 +248,18 @@ class ArtifactRegistry:
         """
 
         def attempt(connection: Connection) -> None:
-            run_pk = connection.execute(
-                select(run_table.c.id).where(
-                    run_table.c.dag_id == dag_id, run_table.c.run_id == run_id
-                )
-            ).scalar()
-            if run_pk is None:
-                raise RunNotFoundError(dag_id, run_id)
+            run = run_pk(connection, dag_id, run_id)
             artifact_pk = self._find(connection, name, version).id
             known = connection.execute(
                 select(run_artifact_table.c.run_pk).where(
-                    run_artifact_table.c.run_pk == run_pk,
+                    run_artifact_table.c.run_pk == run,
                     run_artifact_table.c.artifact_pk == artifact_pk,
                 )
             ).first()
             if known is None:
                 connection.execute(
                     insert(run_artifact_table).values(
-                        run_pk=run_pk, artifact_pk=artifact_pk, used_at=datetime.now(UTC)
+                        run_pk=run, artifact_pk=artifact_pk, used_at=datetime.now(UTC)
                     )
                 )
                 self._audit(
@@ -316,148 +272,7 @@ class ArtifactRegistry:
                     versions={f"artifact:{name}": version},
                 )
 
-        self.store.write(f"{dag_id}/{run_id} uses {name}@{version}", attempt)
-
-    # -- reading -----------------------------------------------------------------------------
-
-    def get(self, name: str, version: str) -> ArtifactVersion:
-        """One version, with its content.
-
-        Raises:
-            ArtifactNotFoundError: no such artifact or version.
-        """
-        with self.store.read() as connection:
-            return _version(self._find(connection, name, version, content=True), with_content=True)
-
-    def active(self, name: str) -> ArtifactVersion:
-        """The active version, with its content.
-
-        Raises:
-            ArtifactNotFoundError: no such artifact, or none of its versions was ever activated.
-        """
-        query = (
-            select(*_VERSION_COLUMNS, artifact_table.c.content)
-            .join(
-                artifact_activation_table,
-                artifact_activation_table.c.artifact_pk == artifact_table.c.id,
-            )
-            .where(artifact_activation_table.c.name == name)
-            .order_by(artifact_activation_table.c.id.desc())
-            .limit(1)
-        )
-        with self.store.read() as connection:
-            row = connection.execute(query).first()
-            if row is None:
-                raise self._not_found(connection, name, None)
-        return _version(row, with_content=True)
-
-    def list(self) -> builtins.list[ArtifactSummary]:
-        """Every artifact, by name, with its active version and when it was last activated."""
-        counts = select(artifact_table.c.name, func.count().label("versions")).group_by(
-            artifact_table.c.name
-        )
-        latest = (
-            select(func.max(artifact_activation_table.c.id))
-            .group_by(artifact_activation_table.c.name)
-            .scalar_subquery()
-        )
-        actives = (
-            select(
-                artifact_activation_table.c.name,
-                artifact_activation_table.c.at,
-                artifact_table.c.version,
-            )
-            .join(artifact_table, artifact_table.c.id == artifact_activation_table.c.artifact_pk)
-            .where(artifact_activation_table.c.id.in_(latest))
-        )
-        with self.store.read() as connection:
-            count_rows = connection.execute(counts).all()
-            active_rows = {row.name: row for row in connection.execute(actives)}
-        summaries = []
-        for row in sorted(count_rows, key=lambda r: str(r.name)):
-            active = active_rows.get(row.name)
-            summaries.append(
-                ArtifactSummary(
-                    name=row.name,
-                    active_version=None if active is None else active.version,
-                    version_count=int(row.versions),
-                    last_activated_at=None if active is None else _utc(active.at),
-                )
-            )
-        return summaries
-
-    def history(self, name: str) -> ArtifactHistory:
-        """Versions (oldest first) and activations (in order) of ``name``.
-
-        Raises:
-            ArtifactNotFoundError: no such artifact.
-        """
-        with self.store.read() as connection:
-            rows = connection.execute(
-                select(*_VERSION_COLUMNS)
-                .where(artifact_table.c.name == name)
-                .order_by(artifact_table.c.created_at, artifact_table.c.id)
-            ).all()
-            if not rows:
-                raise ArtifactNotFoundError(name)
-            activations = connection.execute(
-                select(
-                    artifact_table.c.version,
-                    artifact_activation_table.c.at,
-                    artifact_activation_table.c.actor,
-                    artifact_activation_table.c.reason,
-                )
-                .select_from(artifact_activation_table)
-                .join(
-                    artifact_table, artifact_table.c.id == artifact_activation_table.c.artifact_pk
-                )
-                .where(artifact_activation_table.c.name == name)
-                .order_by(artifact_activation_table.c.id)
-            ).all()
-        return ArtifactHistory(
-            name=name,
-            active_version=activations[-1].version if activations else None,
-            versions=tuple(_version(row) for row in rows),
-            activations=tuple(
-                ArtifactActivation(version=a.version, at=_utc(a.at), actor=a.actor, reason=a.reason)
-                for a in activations
-            ),
-        )
-
-    def runs_using(self, name: str, version: str | None = None) -> builtins.list[ArtifactUse]:
-        """Runs that used ``name`` (any version, or only ``version``), in the order of first use.
-
-        Raises:
-            ArtifactNotFoundError: no such artifact or version.
-        """
-        query = (
-            select(
-                run_table.c.dag_id,
-                run_table.c.run_id,
-                artifact_table.c.version,
-                run_artifact_table.c.used_at,
-            )
-            .join(artifact_table, artifact_table.c.id == run_artifact_table.c.artifact_pk)
-            .join(run_table, run_table.c.id == run_artifact_table.c.run_pk)
-            .where(artifact_table.c.name == name)
-            .order_by(run_artifact_table.c.used_at, run_table.c.id, artifact_table.c.id)
-        )
-        if version is not None:
-            query = query.where(artifact_table.c.version == version)
-        with self.store.read() as connection:
-            rows = connection.execute(query).all()
-            if not rows:
-                # Nothing used it: still tell a typo apart from an unused artifact.
-                if version is None:
-                    self._require_name(connection, name)
-                else:
-                    self._find(connection, name, version)
-        return [
-            ArtifactUse(
-                dag_id=r.dag_id, run_id=r.run_id, version=r.version, used_at=_utc(r.used_at)
-            )
-            for r in rows
-        ]
+        self._store._write(f"{dag_id}/{run_id} uses {name}@{version}", attempt)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -473,7 +288,7 @@ class ArtifactRegistry:
         versions: dict[str, str] | None = None,
     ) -> None:
         """Write the event in the same transaction as the change it describes."""
-        self.store.audit.append(
+        self._store.audit.append(
             connection,
             [
                 AuditEvent(
@@ -500,19 +315,6 @@ class ArtifactRegistry:
             .with_for_update(key_share=True)
         ).all()
 
-    def _find(
-        self, connection: Connection, name: str, version: str, *, content: bool = False
-    ) -> Row[Any]:
-        columns = (*_VERSION_COLUMNS, artifact_table.c.content) if content else _VERSION_COLUMNS
-        row = connection.execute(
-            select(*columns).where(
-                artifact_table.c.name == name, artifact_table.c.version == version
-            )
-        ).first()
-        if row is None:
-            raise self._not_found(connection, name, version)
-        return row
-
     @staticmethod
     def _activations(connection: Connection, name: str) -> builtins.list[str]:
         return [
@@ -536,41 +338,6 @@ class ArtifactRegistry:
             insert(artifact_activation_table).values(
                 name=name, artifact_pk=artifact_pk, at=datetime.now(UTC), actor=actor, reason=reason
             )
-        )
-
-    @staticmethod
-    def _require_name(connection: Connection, name: str) -> None:
-        found = connection.execute(
-            select(artifact_table.c.id).where(artifact_table.c.name == name).limit(1)
-        ).first()
-        if found is None:
-            raise ArtifactNotFoundError(name)
-
-    @staticmethod
-    def _not_found(connection: Connection, name: str, version: str | None) -> ArtifactNotFoundError:
-        """The most helpful not-found error: which versions exist, or how to activate one."""
-        known = [
-            str(v)
-            for v in connection.execute(
-                select(artifact_table.c.version)
-                .where(artifact_table.c.name == name)
-                .order_by(artifact_table.c.created_at.desc(), artifact_table.c.id.desc())
-                .limit(_SHOWN_VERSIONS + 1)
-            ).scalars()
-        ]
-        if not known:
-            return ArtifactNotFoundError(
-                name, version, problem="no such artifact in the state store"
-            )
-        shown = ", ".join(known[:_SHOWN_VERSIONS]) + (
-            ", ..." if len(known) > _SHOWN_VERSIONS else ""
-        )
-        if version is None:
-            return ArtifactNotFoundError(
-                name, problem=f"no version is active yet; activate one of: {shown} (newest first)"
-            )
-        return ArtifactNotFoundError(
-            name, version, problem=f"no version {version!r}; known: {shown} (newest first)"
         )
 
 

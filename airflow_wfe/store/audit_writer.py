@@ -10,7 +10,6 @@ head is always the *last* lock a transaction takes, so it never waits for a run 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import Connection, Select, insert, select
@@ -27,6 +26,8 @@ from airflow_wfe.core.audit.events import (
 from airflow_wfe.core.audit.redact import Redactor
 from airflow_wfe.core.audit.signing import Signer, checkpoint_message
 from airflow_wfe.core.audit.verify import ROW_COLUMNS, Checkpoint, Head
+from airflow_wfe.store.audit_sql import CHAIN, EVENT_COLUMNS, HEAD_COLUMNS, DriverSql, driver_sql
+from airflow_wfe.store.rows import checkpoint as _checkpoint
 from airflow_wfe.store.tables import (
     audit_archive_table,
     audit_checkpoint_table,
@@ -36,76 +37,7 @@ from airflow_wfe.store.tables import (
 
 __all__ = ["CHAIN", "DEFAULT_CHECKPOINT_EVERY", "AuditLog", "ChainConflict", "event_query"]
 
-CHAIN: Final = "main"
 DEFAULT_CHECKPOINT_EVERY: Final = 1000
-
-
-#: Written in the order verification reads them back.
-_EVENT_COLUMNS: Final = ROW_COLUMNS
-_HEAD_COLUMNS: Final = ("seq", "hash", "at", "signature", "algorithm", "key_id")
-
-
-@dataclass(frozen=True)
-class _DriverSql:
-    """The append's statements in one driver's parameter style, and how to pass parameters."""
-
-    lock_head: str
-    insert_event: str
-    move_head: str
-    #: Insert one event and move the head in one statement (PostgreSQL: one round trip fewer
-    #: while the head is locked); ``None`` where data-modifying CTEs do not exist.
-    insert_and_move: str | None
-    named: bool
-
-    @classmethod
-    def build(cls, paramstyle: str, dialect: str) -> _DriverSql:
-        def mark(name: str, position: int) -> str:
-            return {
-                "qmark": "?",
-                "format": "%s",
-                "numeric": f":{position}",
-                "named": f":{name}",
-                "pyformat": f"%({name})s",
-            }[paramstyle]
-
-        named = paramstyle in ("named", "pyformat")
-        events = audit_event_table.name
-        head = audit_head_table.name
-        values = ", ".join(mark(c, i) for i, c in enumerate(_EVENT_COLUMNS, 1))
-        assignments = ", ".join(f"{c} = {mark(c, i)}" for i, c in enumerate(_HEAD_COLUMNS, 1))
-        n = len(_HEAD_COLUMNS)
-        # SQLite has no FOR UPDATE: its transactions already hold the write lock (BEGIN IMMEDIATE).
-        lock = "" if dialect == "sqlite" else " FOR UPDATE"
-        insert_event = f"INSERT INTO {events} ({', '.join(_EVENT_COLUMNS)}) VALUES ({values})"
-        insert_and_move = None
-        if dialect == "postgresql":
-            # Parameters numbered on: the event's first, then the head's (same order as move_head).
-            m = len(_EVENT_COLUMNS)
-            head_set = ", ".join(f"{c} = {mark(c, m + i)}" for i, c in enumerate(_HEAD_COLUMNS, 1))
-            insert_and_move = (
-                f"WITH inserted AS ({insert_event}) UPDATE {head} SET {head_set} "
-                f"WHERE chain = {mark('chain', m + n + 1)} AND seq = {mark('old_seq', m + n + 2)}"
-            )
-        return cls(
-            lock_head=f"SELECT seq, hash FROM {head} WHERE chain = {mark('chain', 1)}{lock}",
-            insert_event=insert_event,
-            move_head=f"UPDATE {head} SET {assignments} "
-            f"WHERE chain = {mark('chain', n + 1)} AND seq = {mark('old_seq', n + 2)}",
-            insert_and_move=insert_and_move,
-            named=named,
-        )
-
-
-_DRIVER_SQL: dict[tuple[str, str], _DriverSql] = {}
-
-
-def _driver_sql(connection: Connection) -> _DriverSql:
-    dialect = connection.dialect
-    key = (dialect.paramstyle, dialect.name)
-    sql = _DRIVER_SQL.get(key)
-    if sql is None:
-        sql = _DRIVER_SQL[key] = _DriverSql.build(dialect.paramstyle, dialect.name)
-    return sql
 
 
 class ChainConflict(Exception):
@@ -168,7 +100,7 @@ class AuditLog:
         # Everything that does not need the chain's position is done before the head is locked.
         redact = self.redactor
         drafts = [draft(e, redact(e.payload), redact(e.versions)) for e in events]
-        sql = _driver_sql(connection)
+        sql = driver_sql(connection)
         cursor = connection.connection.cursor()
         try:
             head = self._lock_head_raw(cursor, sql)
@@ -199,7 +131,7 @@ class AuditLog:
         self,
         connection: Connection,
         cursor: Any,
-        sql: _DriverSql,
+        sql: DriverSql,
         sealed: list[SealedEvent],
         due: list[SealedEvent],
         old_seq: int,
@@ -226,8 +158,8 @@ class AuditLog:
             # One round trip for the insert and the head's move (the one event *is* the new head,
             # so the named parameters the two share, seq/hash/at, have the same values).
             if sql.named:
-                params: Any = dict(zip(_EVENT_COLUMNS, rows[0], strict=True))
-                params.update(zip(_HEAD_COLUMNS, head_values, strict=True))
+                params: Any = dict(zip(EVENT_COLUMNS, rows[0], strict=True))
+                params.update(zip(HEAD_COLUMNS, head_values, strict=True))
                 params.update(chain=CHAIN, old_seq=old_seq)
             else:
                 params = (*rows[0], *head_values, CHAIN, old_seq)
@@ -236,7 +168,7 @@ class AuditLog:
                 raise ChainConflict
             return
         if sql.named:
-            named = [dict(zip(_EVENT_COLUMNS, row, strict=True)) for row in rows]
+            named = [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in rows]
             if len(named) == 1:
                 cursor.execute(sql.insert_event, named[0])
             else:
@@ -266,7 +198,7 @@ class AuditLog:
         )
 
     @staticmethod
-    def _lock_head_raw(cursor: Any, sql: _DriverSql) -> tuple[int, str] | None:
+    def _lock_head_raw(cursor: Any, sql: DriverSql) -> tuple[int, str] | None:
         cursor.execute(sql.lock_head, {"chain": CHAIN} if sql.named else (CHAIN,))
         row = cursor.fetchone()
         return None if row is None else (int(row[0]), str(row[1]))
@@ -288,7 +220,7 @@ class AuditLog:
         return int(row.seq), str(row.hash)
 
     def _head_values(self, seq: int, hash_: str, at: str) -> tuple[Any, ...]:
-        """The head's new columns (``_HEAD_COLUMNS``), signed."""
+        """The head's new columns (``HEAD_COLUMNS``), signed."""
         signature = algorithm = key_id = None
         if self.signer is not None:
             signature = self.signer.sign(checkpoint_message(seq, hash_, at))
@@ -296,9 +228,9 @@ class AuditLog:
         return (seq, hash_, at, signature, algorithm, key_id)
 
     @staticmethod
-    def _move_head(cursor: Any, sql: _DriverSql, old_seq: int, values: tuple[Any, ...]) -> None:
+    def _move_head(cursor: Any, sql: DriverSql, old_seq: int, values: tuple[Any, ...]) -> None:
         if sql.named:
-            params: Any = dict(zip(_HEAD_COLUMNS, values, strict=True))
+            params: Any = dict(zip(HEAD_COLUMNS, values, strict=True))
             params.update(chain=CHAIN, old_seq=old_seq)
         else:
             params = (*values, CHAIN, old_seq)
@@ -428,14 +360,3 @@ class AuditLog:
         """Rows of ``query`` fetched in batches (constant memory on any backend)."""
         result = connection.execution_options(stream_results=True, yield_per=2000).execute(query)
         yield from result
-
-
-def _checkpoint(row: Any) -> Checkpoint:
-    return Checkpoint(
-        seq=int(row.seq),
-        hash=row.hash,
-        at=row.at,
-        algorithm=row.algorithm,
-        key_id=row.key_id,
-        signature=row.signature,
-    )

@@ -24,12 +24,21 @@ if TYPE_CHECKING:
     from airflow_wfe.core.audit.events import AuditEvent, SealedEvent
     from airflow_wfe.core.audit.signing import Signer
     from airflow_wfe.core.audit.verify import Checkpoint, VerifyReport
-    from airflow_wfe.core.records import Move, RunRecord, RunSummary, TransitionRecord
+    from airflow_wfe.core.records import (
+        ArchiveResult,
+        BusinessMetric,
+        CompensationRequest,
+        CostEntry,
+        DecisionRecord,
+        Move,
+        RunHistory,
+        RunRecord,
+        RunSummary,
+        StepHistory,
+        TransitionRecord,
+    )
     from airflow_wfe.core.states import RunState, StepState
-    from airflow_wfe.store.audit_reader import ArchiveResult
     from airflow_wfe.store.audit_writer import AuditLog
-    from airflow_wfe.store.decisions import CostEntry, DecisionRecord
-    from airflow_wfe.store.history import BusinessMetric, RunHistory, StepHistory
 
 __all__ = ["ArtifactStore", "RunPlan", "StepPlan", "Store"]
 
@@ -114,6 +123,35 @@ class Store(Protocol):
 
     def run_created_at(self, dag_id: str, run_id: str) -> datetime | None: ...
 
+    def governed_dag_ids(self, dag_ids: Iterable[str]) -> set[str]:
+        """Which of ``dag_ids`` have at least one recorded run."""
+        ...
+
+    def run_states(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """``{(dag_id, run_id): state}`` of the recorded runs among ``keys``."""
+        ...
+
+    # -- manual compensation requests ----------------------------------------------------------
+
+    def request_compensation(
+        self,
+        dag_id: str,
+        run_id: str,
+        plan: RunPlan,
+        *,
+        actor: str,
+        force: bool = False,
+        reason: str | None = None,
+        at: datetime | None = None,
+    ) -> tuple[CompensationRequest, list[TransitionRecord]]:
+        """Record a person's request to compensate the run and its move to COMPENSATING (the
+        plan, checked and audited) in one transaction: both or neither."""
+        ...
+
+    def open_compensation_request(self, dag_id: str, run_id: str) -> CompensationRequest | None:
+        """The manual request the run is COMPENSATING for (``None`` when it is not why)."""
+        ...
+
     # -- decisions and the cost ledger ---------------------------------------------------------
 
     def record_decision(
@@ -129,6 +167,24 @@ class Store(Protocol):
         actor: str,
         details: Mapping[str, Any] | None = None,
     ) -> DecisionRecord: ...
+
+    def record_decision_and_advance(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        *,
+        kind: str,
+        outcome: str,
+        reasons: Sequence[Mapping[str, Any]],
+        policies: Mapping[str, str],
+        actor: str,
+        run_plan: RunPlan,
+        details: Mapping[str, Any] | None = None,
+    ) -> tuple[DecisionRecord, list[TransitionRecord]]:
+        """A decision and the run move it causes, in one transaction: both or neither (an illegal
+        move is audited as refused and raised, and the decision is not written)."""
+        ...
 
     def decisions(self, dag_id: str, run_id: str) -> list[DecisionRecord]: ...
 
@@ -204,6 +260,17 @@ class Store(Protocol):
     # -- the audit trail ----------------------------------------------------------------------
 
     def record_events(self, key: str, events: Sequence[AuditEvent]) -> list[SealedEvent]: ...
+
+    def sync_position(self, source: str) -> int:
+        """How far the import from ``source`` (e.g. Airflow's audit log) has got (0: not begun)."""
+        ...
+
+    def import_events(
+        self, source: str, *, start: int, position: int, events: Sequence[AuditEvent]
+    ) -> int:
+        """Append imported events and move ``source``'s cursor from ``start`` to ``position`` in
+        one transaction; 0 (nothing written) when another process moved the cursor first."""
+        ...
 
     def audit_events(
         self,

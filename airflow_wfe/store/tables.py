@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -30,6 +31,7 @@ __all__ = [
     "audit_checkpoint_table",
     "audit_event_table",
     "audit_head_table",
+    "compensation_request_table",
     "cost_entry_table",
     "decision_table",
     "metadata",
@@ -264,4 +266,22 @@ cost_entry_table = Table(
     Column("tags", Text, nullable=False),  # JSON list of the DAG's tags, for per-team budgets
     Column("at", DateTime(timezone=True), nullable=False),
     Index("ix_wfe_cost_entry_dag_id_at", "dag_id", "at"),
+)
+
+#: Manual compensation requests (``wfe compensate``): a typed fact, written in the transaction of the
+#: run's move to COMPENSATING (``transition_pk``), which is how the saga tells a request still open
+#: (that move is the run's latest) from a failure's compensation.
+compensation_request_table = Table(
+    "wfe_compensation_request",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("run_pk", _Id, ForeignKey("wfe_run.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "transition_pk", _Id, ForeignKey("wfe_transition.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("actor", String(250), nullable=False),
+    Column("force", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_wfe_compensation_request_run_pk", "run_pk"),
 )

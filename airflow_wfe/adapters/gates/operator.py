@@ -125,7 +125,6 @@ class PolicyGateOperator(HITLOperator):
         from airflow_wfe.config import get_settings
         from airflow_wfe.core.policy import load_policy_folder, parse_policy, select
         from airflow_wfe.engine.gate_decisions import decide
-        from airflow_wfe.store.decisions import spent
 
         policies = select(load_policy_folder(get_settings().policy_path), self.policies)
         policies += [
@@ -141,29 +140,24 @@ class PolicyGateOperator(HITLOperator):
             step_id=self.task_id,
             step=self.step,
             reserve=self.reserve,
-            spent=spent(gate.recorder.store, gate.dag_id, gate.run_id, tags=tags),
+            spent=gate.recorder.store.spent(gate.dag_id, gate.run_id, tags=tags),
             extra=extra,
         )
         return decide(gate, policies, facts)
 
     def _fail_closed(self, gate: Any, exc: BaseException) -> None:
         from airflow_wfe.core.states import RunState
-        from airflow_wfe.store.decisions import record_decision
 
         reason = f"policies could not be evaluated, failing closed: {exc}"
         try:
-            record_decision(
-                gate.recorder.store,
-                gate.dag_id,
-                gate.run_id,
-                self.task_id,
+            gate.record(
                 kind="policy",
                 outcome="deny",
                 reasons=[{"policy": "-", "rule": "-", "outcome": "deny", "message": reason}],
                 policies={},
-                actor=gate.actor,
+                move_to=RunState.REJECTED,
+                reason=f"gate {self.task_id}: {reason}",
             )
-            gate.move(RunState.REJECTED, f"gate {self.task_id}: {reason}")
         except Exception as second:  # noqa: BLE001 - the task fails anyway; say why we could not record
             self.log.warning("wfe gate could not record its failure: %s", second)
 
@@ -206,7 +200,7 @@ class PolicyGateOperator(HITLOperator):
             message = f"no answer in time: the policy's default is to {approval.on_timeout}"
             self._answer(gate, policy, verdict, message, actor="timeout")
             self._waited(gate, policy, "expired")
-            return self._conclude(gate, verdict, message, "timeout")
+            return self._conclude(verdict, message)
         user = event.get("responded_by_user") or {}
         responder = str(user.get("name") or user.get("id") or "unknown")
         comment = (event.get("params_input") or {}).get("comment") or None
@@ -232,7 +226,7 @@ class PolicyGateOperator(HITLOperator):
             self.log.info("wfe gate: %s; asking again", answer.message)
             return self._ask(context, approval, escalated=escalated)
         self._waited(gate, policy, answer.outcome)
-        return self._conclude(gate, answer.outcome, answer.message, f"user:{responder}")
+        return self._conclude(answer.outcome, answer.message)
 
     @staticmethod
     def _waited(gate: Any, policy: Any, outcome: str) -> None:
@@ -245,22 +239,18 @@ class PolicyGateOperator(HITLOperator):
         tags = {"dag_id": gate.dag_id, "step": gate.step_id}
         gate.recorder.emitter.timing(names.approval_wait(outcome), waited_ms, tags=tags)
 
-    def _conclude(self, gate: Any, verdict: str, message: str, actor: str) -> Any:
+    @staticmethod
+    def _conclude(verdict: str, message: str) -> Any:
+        """The task's outcome of a final answer (the run moved with the answer's record)."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_wfe.core.states import RunState
-
         if verdict == "approved":
-            gate.move(RunState.RUNNING, f"gate {self.task_id}: {message}", actor=actor)
             return {"decision": "approved", "message": message}
-        gate.move(RunState.REJECTED, f"gate {self.task_id}: {message}", actor=actor)
         raise AirflowFailException(f"approval {verdict}: {message}")
 
     def _history(self, gate: Any) -> tuple[Any, list[Any]]:
         """The gate's last policy decision and the answers recorded since."""
-        from airflow_wfe.store.decisions import decisions
-
-        every = decisions(gate.recorder.store, gate.dag_id, gate.run_id)
+        every = gate.recorder.store.decisions(gate.dag_id, gate.run_id)
         mine = [d for d in every if d.step_id == self.task_id]
         last = max(i for i, d in enumerate(mine) if d.kind == "policy")
         return mine[last], [d for d in mine[last + 1 :] if d.kind == "approval"]
@@ -277,13 +267,12 @@ class PolicyGateOperator(HITLOperator):
         comment: str | None = None,
         chosen: list[str] | None = None,
     ) -> None:
-        from airflow_wfe.store.decisions import record_decision
+        """Record one answer; a final one (approved, rejected) moves the run in the same
+        transaction: RUNNING again, or REJECTED."""
+        from airflow_wfe.core.states import RunState
 
-        record_decision(
-            gate.recorder.store,
-            gate.dag_id,
-            gate.run_id,
-            self.task_id,
+        move_to = {"approved": RunState.RUNNING, "rejected": RunState.REJECTED}.get(answer)
+        gate.record(
             kind="approval",
             outcome=answer,
             reasons=[{"message": message}],
@@ -295,6 +284,8 @@ class PolicyGateOperator(HITLOperator):
                 "comment": comment,
                 "chosen": chosen or [],
             },
+            move_to=move_to,
+            reason=None if move_to is None else f"gate {self.task_id}: {message}",
         )
 
     @staticmethod

@@ -5,8 +5,10 @@ authenticated user), what (the endpoint: ``patch_task_instance``, ``clear_dag_ru
 ``delete_dag_run``, ``trigger_dag_run`` ...), on which DAG and run, with the request body already
 masked. Some of these changes fire no listener at all (a cleared task, a deleted run), and those that
 do (a state set by hand) do not say who made them. So we import those rows, for governed DAGs only,
-as ``airflow.change`` events with the user as actor; a cursor (the last imported row id) is written in
-the same transaction as the events, so an import never duplicates nor skips a row.
+as ``airflow.change`` events with the user as actor; the store writes a cursor (the last imported row
+id) in the same transaction as the events (:meth:`~airflow_wfe.store.contract.Store.import_events`),
+so an import never duplicates nor skips a row. This module reads Airflow's own ``log`` table and
+builds the events; every ``wfe_*`` table is the store's.
 
 The import runs in the API server right after a manual change, in the scheduler at most every
 :data:`SYNC_INTERVAL_S`, and before the ``wfe audit`` commands read the trail.
@@ -21,16 +23,16 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import insert, select, update
+# Airflow's metadata database (its ``log`` table) is read through Airflow's own SQLAlchemy models.
+from sqlalchemy import select
 
 from airflow_wfe.core.audit.events import AuditEvent, EventType
 from airflow_wfe.core.states import RunState
-from airflow_wfe.store.tables import run_table, sync_cursor_table
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from airflow_wfe.store.sql_store import SqlStore
+    from airflow_wfe.store.contract import Store
 
 __all__ = ["SOURCE", "SYNC_INTERVAL_S", "latest_user", "sync_airflow_log", "sync_soon"]
 
@@ -73,35 +75,11 @@ def _extra(extra: str | None) -> Any:
     return data
 
 
-def _governed_dags(store: SqlStore, dag_ids: set[str]) -> set[str]:
-    if not dag_ids:
-        return set()
-    with store.read() as connection:
-        rows = connection.execute(
-            select(run_table.c.dag_id).where(run_table.c.dag_id.in_(dag_ids)).distinct()
-        )
-        return {row.dag_id for row in rows}
-
-
-def _run_states(store: SqlStore, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    states: dict[tuple[str, str], str] = {}
-    with store.read() as connection:
-        for dag_id, run_id in keys:
-            state = connection.execute(
-                select(run_table.c.state).where(
-                    run_table.c.dag_id == dag_id, run_table.c.run_id == run_id
-                )
-            ).scalar()
-            if state is not None:
-                states[(dag_id, run_id)] = state
-    return states
-
-
-def _events_for(rows: list[Any], store: SqlStore) -> list[AuditEvent]:
-    governed = _governed_dags(store, {r.dag_id for r in rows if r.dag_id})
+def _events_for(rows: list[Any], store: Store) -> list[AuditEvent]:
+    governed = store.governed_dag_ids({r.dag_id for r in rows if r.dag_id})
     chosen = [r for r in rows if r.dag_id in governed and _method(r.extra) in _WRITES]
     deleted = {(r.dag_id, r.run_id) for r in chosen if r.event == "delete_dag_run" and r.run_id}
-    states = _run_states(store, deleted)
+    states = store.run_states(deleted)
     events: list[AuditEvent] = []
     for row in chosen:
         payload: dict[str, Any] = {
@@ -144,7 +122,7 @@ def _events_for(rows: list[Any], store: SqlStore) -> list[AuditEvent]:
     return events
 
 
-def sync_airflow_log(store: SqlStore, session: Session | None = None) -> int:
+def sync_airflow_log(store: Store, session: Session | None = None) -> int:
     """Import Airflow's new change rows for governed DAGs; returns how many events were written.
 
     ``session``: an Airflow session to read with (the scheduler must pass its own); without one a
@@ -152,11 +130,7 @@ def sync_airflow_log(store: SqlStore, session: Session | None = None) -> int:
     """
     from airflow.models.log import Log
 
-    with store.read() as connection:
-        position = connection.execute(
-            select(sync_cursor_table.c.position).where(sync_cursor_table.c.source == SOURCE)
-        ).scalar()
-    start = int(position or 0)
+    start = store.sync_position(SOURCE)
     query = select(Log).where(Log.id > start).order_by(Log.id).limit(_BATCH)
     if session is not None:
         rows = list(session.execute(query).scalars())
@@ -170,31 +144,10 @@ def sync_airflow_log(store: SqlStore, session: Session | None = None) -> int:
         return 0
     events = _events_for(rows, store)
     last = max(r.id for r in rows)
-
-    def attempt(connection: Any) -> int:
-        current = connection.execute(
-            select(sync_cursor_table.c.position)
-            .where(sync_cursor_table.c.source == SOURCE)
-            .with_for_update()
-        ).scalar()
-        if int(current or 0) != start:
-            return 0  # another process imported these rows meanwhile
-        if current is None:
-            connection.execute(insert(sync_cursor_table).values(source=SOURCE, position=last))
-        else:
-            connection.execute(
-                update(sync_cursor_table)
-                .where(sync_cursor_table.c.source == SOURCE)
-                .values(position=last)
-            )
-        store.audit.append(connection, events)
-        return len(events)
-
-    written: int = store.write("airflow log import", attempt)
-    return written
+    return store.import_events(SOURCE, start=start, position=last, events=events)
 
 
-def sync_soon(store: SqlStore, session: Session | None = None, *, force: bool = False) -> None:
+def sync_soon(store: Store, session: Session | None = None, *, force: bool = False) -> None:
     """:func:`sync_airflow_log`, at most every :data:`SYNC_INTERVAL_S` per process unless forced;
     never raises (a failed import is retried by the next call)."""
     now = time.monotonic()

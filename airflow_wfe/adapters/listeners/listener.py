@@ -17,7 +17,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from airflow.listeners import hookimpl
 
@@ -27,6 +27,7 @@ from airflow_wfe.config import GOVERNED_TAG, GovernMode, get_settings
 from airflow_wfe.core.metrics import names
 from airflow_wfe.core.states import StepState
 from airflow_wfe.engine.harness import get_emitter
+from airflow_wfe.engine.recorder import needs_reconciling
 
 if TYPE_CHECKING:
     from airflow_wfe.engine.recorder import Recorder
@@ -291,7 +292,7 @@ class WfeListener:
 
             # Clears and deletions fire no listener: import them from Airflow's log now and then,
             # through the scheduler's own session (a new one would detach its objects).
-            sync_soon(recorder.store, object_session(dag_run))  # type: ignore[arg-type]
+            sync_soon(recorder.store, object_session(dag_run))
         except Exception as exc:  # noqa: BLE001 - never break the scheduler loop
             self._failed("on_dag_run_running", exc)
 
@@ -340,7 +341,7 @@ class WfeListener:
                 target = STEP_STATE_OF_TI.get(ti_state)
                 if target is None or target is StepState.RETRYING:
                     continue
-                if not _needs_reconciling(recorded.get((task_id, map_index)), target):
+                if not needs_reconciling(recorded.get((task_id, map_index)), target):
                     continue
                 recorder.reconcile_step(
                     dag_id,
@@ -371,15 +372,6 @@ class WfeListener:
         get_emitter().incr(names.LISTENER_ERRORS)
         log.warning("wfe listener %s could not record: %s: %s", hook, type(exc).__name__, exc)
         changes.record_plugin_error(hook, exc)
-
-
-#: Where reconciliation at run end may still move a step from (see ``Recorder.reconcile_step``).
-_RECONCILABLE: Final = frozenset({StepState.PENDING, StepState.RUNNING, StepState.RETRYING})
-
-
-def _needs_reconciling(current: StepState | None, target: StepState) -> bool:
-    """Whether a step recorded at ``current`` is behind Airflow's end state ``target``."""
-    return current is None or (current is not target and current in _RECONCILABLE)
 
 
 def _mask_sensitive_params(ti: Any, sensitive: Any) -> None:

@@ -1,9 +1,11 @@
 """``wfe compensate``: compensating a run by hand, through the run's own saga tasks.
 
-The request is recorded first (the run moves to COMPENSATING with the requesting user as actor), then
-the run's saga tasks are cleared the way Airflow's own "clear task instances" does, so Airflow's
-scheduler runs them again as ordinary tasks in the grid. ``saga__begin`` sees the recorded request and
-compensates every step that succeeded, even though no step failed.
+The request is recorded first, as a fact of its own together with the run's move to COMPENSATING (the
+requesting user as actor, one store transaction), then the run's saga tasks are cleared the way
+Airflow's own "clear task instances" does, so Airflow's scheduler runs them again as ordinary tasks in
+the grid. ``saga__begin`` reads the open request from the store
+(:meth:`~airflow_wfe.store.contract.Store.open_compensation_request`) and compensates every step that
+succeeded, even though no step failed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from airflow_wfe.exceptions import StateError, WfeError
 
 __all__ = ["MANUAL_REASON_PREFIX", "request_compensation"]
 
-#: Start of the reason of a manual request; ``saga__begin`` recognises a manual request by it.
+#: Start of the reason of a manual request's transition: what a person reads in the run's history
+#: (the saga recognises the request by its stored fact, not by this text).
 MANUAL_REASON_PREFIX = "manual compensation requested"
 
 
@@ -82,7 +85,7 @@ def request_compensation(
     tasks = _saga_tasks(dag_id)
     # Record first: saga__begin may start the moment its task instance is cleared, and it must find
     # the request there.
-    recorder.transition_run(dag_id, run_id, RunState.COMPENSATING, actor=actor, reason=why)
+    recorder.request_compensation(dag_id, run_id, actor=actor, reason=why, force=force, note=reason)
     _clear(dag_id, run_id, tasks)
     return {
         "dag_id": dag_id,

@@ -115,17 +115,9 @@ def begin(*, ti: Any, compensable: list[str], irreversible: list[str]) -> dict[s
 
 
 def _manually_requested(recorder: Any, ti: Any) -> bool:
-    """Whether ``wfe compensate`` asked for this run to be compensated."""
-    from airflow_wfe.adapters.saga.manual import MANUAL_REASON_PREFIX
-    from airflow_wfe.core.states import RunState
-
-    run = recorder.store.get_run(ti.dag_id, ti.run_id)
-    last = run.transitions[-1] if run.transitions else None
-    return (
-        run.state == RunState.COMPENSATING
-        and last is not None
-        and (last.reason or "").startswith(MANUAL_REASON_PREFIX)
-    )
+    """Whether ``wfe compensate`` asked for this run to be compensated (and that request is why
+    the run is COMPENSATING now)."""
+    return recorder.store.open_compensation_request(ti.dag_id, ti.run_id) is not None
 
 
 def _plan(ti: Any) -> dict[str, Any]:

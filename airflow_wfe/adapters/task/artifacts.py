@@ -22,17 +22,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from airflow_wfe.store.artifacts import (
+    from airflow_wfe.core.artifact_records import (
         ArtifactActivation,
-        ArtifactError,
         ArtifactHistory,
-        ArtifactNotFoundError,
-        ArtifactRegistry,
         ArtifactSummary,
         ArtifactUse,
         ArtifactVersion,
         version_for,
     )
+    from airflow_wfe.exceptions import ArtifactError, ArtifactNotFoundError
+    from airflow_wfe.store.artifacts import ArtifactRegistry
 
 __all__ = [
     "ArtifactActivation",
@@ -47,7 +46,15 @@ __all__ = [
     "version_for",
 ]
 
-_LAZY = {name: "airflow_wfe.store.artifacts" for name in __all__ if name != "use_artifact"}
+#: Where each export lives: the records in the core (no SQLAlchemy), the errors in the exception
+#: tree; only the SQL registry itself (deprecated here: use ``store.artifacts``) loads the store.
+_LAZY = {
+    **dict.fromkeys(__all__, "airflow_wfe.core.artifact_records"),
+    "ArtifactError": "airflow_wfe.exceptions",
+    "ArtifactNotFoundError": "airflow_wfe.exceptions",
+    "ArtifactRegistry": "airflow_wfe.store.artifacts",
+}
+del _LAZY["use_artifact"]
 
 
 def use_artifact(name: str, version: str | None = None) -> bytes:
@@ -66,10 +73,9 @@ def use_artifact(name: str, version: str | None = None) -> bytes:
 
     from airflow_wfe.engine.harness import get_runtime_store
     from airflow_wfe.exceptions import RunNotFoundError
-    from airflow_wfe.store.artifacts import ArtifactRegistry
 
     ti = get_current_context()["ti"]
-    registry = ArtifactRegistry(get_runtime_store())
+    registry = get_runtime_store().artifacts
     artifact = registry.active(name) if version is None else registry.get(name, version)
     # An ungoverned run is not in the store: there is no run to link the version to.
     with contextlib.suppress(RunNotFoundError):

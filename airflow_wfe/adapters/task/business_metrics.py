@@ -90,14 +90,11 @@ def record_business_metric(
     tags = {"dag_id": dag_id, "step": step_id or "", "unit": unit or ""}
     emitter.gauge(names.business(name, dag_id), number, tags=tags)
     try:
-        from airflow_wfe.store.history import add_business_metric
-
         if store is None:
             from airflow_wfe.engine.harness import get_runtime_store
 
             store = get_runtime_store()
-        add_business_metric(
-            store,
+        store.add_business_metric(
             dag_id,
             run_id,
             step_id=step_id,

@@ -36,16 +36,13 @@ def record_cost(
     from airflow.sdk import get_current_context
 
     from airflow_wfe.engine.harness import get_runtime_store
-    from airflow_wfe.store.decisions import record_cost as write
-    from airflow_wfe.store.decisions import spent
 
     context = get_current_context()
     ti = context["ti"]
     dag = getattr(context.get("task"), "dag", None)
     tags = sorted(getattr(dag, "tags", None) or ())
     store = get_runtime_store()
-    write(
-        store,
+    store.record_cost(
         ti.dag_id,
         ti.run_id,
         ti.task_id,
@@ -54,7 +51,7 @@ def record_cost(
         detail=detail,
         tags=tags,
     )
-    totals = spent(store, ti.dag_id, ti.run_id, tags=tags)
+    totals = store.spent(ti.dag_id, ti.run_id, tags=tags)
     _report(ti.dag_id, totals["dag_month"], context)
     if enforce:
         from airflow.sdk.exceptions import AirflowFailException

@@ -1,0 +1,88 @@
+"""The audit append's statements in each driver's own parameter style.
+
+The append runs on the raw DBAPI cursor while the chain head is locked (every statement saved there is
+time no other writer can append), so its SQL is written out once per driver (paramstyle, dialect)
+instead of being compiled by SQLAlchemy per call; see :mod:`.audit_writer` for how it is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import Connection
+
+from airflow_wfe.core.audit.verify import ROW_COLUMNS
+from airflow_wfe.store.tables import audit_event_table, audit_head_table
+
+__all__ = ["CHAIN", "EVENT_COLUMNS", "HEAD_COLUMNS", "DriverSql", "driver_sql"]
+
+#: The one chain every event joins (partitioned chains would add names here).
+CHAIN: Final = "main"
+
+#: Written in the order verification reads them back.
+EVENT_COLUMNS: Final = ROW_COLUMNS
+HEAD_COLUMNS: Final = ("seq", "hash", "at", "signature", "algorithm", "key_id")
+
+
+@dataclass(frozen=True)
+class DriverSql:
+    """The append's statements in one driver's parameter style, and how to pass parameters."""
+
+    lock_head: str
+    insert_event: str
+    move_head: str
+    #: Insert one event and move the head in one statement (PostgreSQL: one round trip fewer
+    #: while the head is locked); ``None`` where data-modifying CTEs do not exist.
+    insert_and_move: str | None
+    named: bool
+
+    @classmethod
+    def build(cls, paramstyle: str, dialect: str) -> DriverSql:
+        def mark(name: str, position: int) -> str:
+            return {
+                "qmark": "?",
+                "format": "%s",
+                "numeric": f":{position}",
+                "named": f":{name}",
+                "pyformat": f"%({name})s",
+            }[paramstyle]
+
+        named = paramstyle in ("named", "pyformat")
+        events = audit_event_table.name
+        head = audit_head_table.name
+        values = ", ".join(mark(c, i) for i, c in enumerate(EVENT_COLUMNS, 1))
+        assignments = ", ".join(f"{c} = {mark(c, i)}" for i, c in enumerate(HEAD_COLUMNS, 1))
+        n = len(HEAD_COLUMNS)
+        # SQLite has no FOR UPDATE: its transactions already hold the write lock (BEGIN IMMEDIATE).
+        lock = "" if dialect == "sqlite" else " FOR UPDATE"
+        insert_event = f"INSERT INTO {events} ({', '.join(EVENT_COLUMNS)}) VALUES ({values})"
+        insert_and_move = None
+        if dialect == "postgresql":
+            # Parameters numbered on: the event's first, then the head's (same order as move_head).
+            m = len(EVENT_COLUMNS)
+            head_set = ", ".join(f"{c} = {mark(c, m + i)}" for i, c in enumerate(HEAD_COLUMNS, 1))
+            insert_and_move = (
+                f"WITH inserted AS ({insert_event}) UPDATE {head} SET {head_set} "
+                f"WHERE chain = {mark('chain', m + n + 1)} AND seq = {mark('old_seq', m + n + 2)}"
+            )
+        return cls(
+            lock_head=f"SELECT seq, hash FROM {head} WHERE chain = {mark('chain', 1)}{lock}",
+            insert_event=insert_event,
+            move_head=f"UPDATE {head} SET {assignments} "
+            f"WHERE chain = {mark('chain', n + 1)} AND seq = {mark('old_seq', n + 2)}",
+            insert_and_move=insert_and_move,
+            named=named,
+        )
+
+
+_DRIVER_SQL: dict[tuple[str, str], DriverSql] = {}
+
+
+def driver_sql(connection: Connection) -> DriverSql:
+    dialect = connection.dialect
+    key = (dialect.paramstyle, dialect.name)
+    sql = _DRIVER_SQL.get(key)
+    if sql is None:
+        sql = _DRIVER_SQL[key] = DriverSql.build(dialect.paramstyle, dialect.name)
+    return sql
