@@ -128,13 +128,12 @@ def _populate(store: Any, events: int) -> None:
     batch = 1000
     for start in range(0, events, batch):
         chunk = [_event(i) for i in range(start, min(events, start + batch))]
-        store.write("bench", lambda connection, c=chunk: store.audit.append(connection, c))
+        store.record_events("bench", chunk)
 
 
 def verification(events: int) -> tuple[list[float], int, int]:
     """Events per second verified, and the traced peak memory (bytes) at events/10 and events."""
     from airflow_wfe.core.audit.signing import HmacSigner
-    from airflow_wfe.store.audit_reader import verify
 
     home = os.environ["AIRFLOW_HOME"]
     signer = HmacSigner(KEY)
@@ -144,15 +143,15 @@ def verification(events: int) -> tuple[list[float], int, int]:
     )
     _populate(small, events // 10)
     _populate(large, events)
-    assert verify(large, signer).ok
+    assert large.verify_audit(signer).ok
     rates = []
     for _ in range(runs()):
-        elapsed = timed(lambda: verify(large, signer))
+        elapsed = timed(lambda: large.verify_audit(signer))
         rates.append(events / elapsed)
     peaks = []
     for store in (small, large):
         tracemalloc.start()
-        verify(store, signer)
+        store.verify_audit(signer)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     return rates, peaks[0], peaks[1]

@@ -68,7 +68,6 @@ def decision_p99_ms(count: int) -> list[float]:
     from airflow_wfe.engine.recorder import Recorder
     from airflow_wfe.store import SqlStore
     from airflow_wfe.store.audit_writer import AuditLog
-    from airflow_wfe.store.decisions import record_decision
 
     policy = parse_policy(POLICY)
     values = []
@@ -80,8 +79,7 @@ def decision_p99_ms(count: int) -> list[float]:
         for _ in range(count):
             started = time.perf_counter()
             decision = evaluate([policy], _facts())
-            record_decision(
-                store,
+            store.record_decision(
                 "bench",
                 f"r{index}",
                 "gate",

@@ -20,7 +20,6 @@ from airflow_wfe.core.audit.events import AuditEvent
 from airflow_wfe.core.audit.signing import HmacSigner
 from airflow_wfe.store import SqlStore
 from airflow_wfe.store import engine as engine_module
-from airflow_wfe.store.audit_reader import events, verify
 from airflow_wfe.store.audit_writer import AuditLog
 from airflow_wfe.store.tables import audit_checkpoint_table, audit_event_table
 
@@ -72,7 +71,7 @@ def test_eight_writers_keep_one_chain_with_every_event(store_url: str) -> None:
 
     store = _store(store_url)
     total = WORKERS * EVENTS_PER_WORKER
-    with store.engine.connect() as connection:
+    with store._engine.connect() as connection:
         seqs = connection.execute(select(audit_event_table.c.seq).order_by("seq")).scalars().all()
         checkpoints = connection.execute(
             select(func.count()).select_from(audit_checkpoint_table)
@@ -81,11 +80,12 @@ def test_eight_writers_keep_one_chain_with_every_event(store_url: str) -> None:
     assert checkpoints == total // CHECKPOINT_EVERY
 
     seen = Counter(
-        (e.content()["payload"]["worker"], e.content()["payload"]["index"]) for e in events(store)
+        (e.content()["payload"]["worker"], e.content()["payload"]["index"])
+        for e in store.audit_events()
     )
     assert len(seen) == total  # every event ...
     assert set(seen.values()) == {1}  # ... exactly once
 
-    report = verify(store, HmacSigner(KEY))
+    report = store.verify_audit(HmacSigner(KEY))
     assert report.ok, report.findings[:3]
     assert (report.events, report.last_seq, report.checkpoints) == (total, total, 16)

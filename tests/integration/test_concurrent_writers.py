@@ -97,7 +97,7 @@ def _report_same_step_succeeded(
 
 def transition_counts(store: SqlStore) -> dict[str, int]:
     """Totals and duplicate counts straight from the tables, independent of ``get_run``."""
-    with store.engine.connect() as connection:
+    with store._engine.connect() as connection:
 
         def count(query: Any) -> int:
             return int(connection.execute(query).scalar_one())

@@ -35,7 +35,7 @@ A, B, C, D, E = (f"content {letter}\n".encode() for letter in "ABCDE")
 
 @pytest.fixture
 def registry(store: SqlStore) -> ArtifactRegistry:
-    return ArtifactRegistry(store)
+    return store.artifacts
 
 
 def start_run(store: SqlStore, dag_id: str, run_id: str) -> None:
@@ -43,7 +43,7 @@ def start_run(store: SqlStore, dag_id: str, run_id: str) -> None:
 
 
 def count(store: SqlStore, table: Any) -> int:
-    with store.engine.connect() as connection:
+    with store._engine.connect() as connection:
         return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
 
 
@@ -102,7 +102,7 @@ def test_binary_and_empty_content_round_trip(registry: ArtifactRegistry) -> None
     ["", "/abs", "-dash", ".hidden", "with space", "new\nline", "trailing\n", "é", "x" * 251],
 )
 def test_bad_names_are_refused(tmp_path: Path, name: str) -> None:
-    registry = ArtifactRegistry(SqlStore(f"sqlite:///{tmp_path}/wfe.db"))
+    registry = SqlStore(f"sqlite:///{tmp_path}/wfe.db").artifacts
     with pytest.raises(ArtifactError, match="not a valid name") as info:
         registry.register(name, A, actor="a")
     assert isinstance(info.value, WfeError)
@@ -111,13 +111,13 @@ def test_bad_names_are_refused(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.parametrize("name", ["p", "prompts/summary.v1", "A-b_c/9", "x" * 250])
 def test_good_names_are_accepted(tmp_path: Path, name: str) -> None:
-    registry = ArtifactRegistry(SqlStore(f"sqlite:///{tmp_path}/wfe.db"))
+    registry = SqlStore(f"sqlite:///{tmp_path}/wfe.db").artifacts
     assert registry.register(name, A, actor="a").name == name
 
 
 @pytest.mark.parametrize("media_type", ["", "x" * 101, "text/plain\n"])
 def test_bad_media_types_are_refused(tmp_path: Path, media_type: str) -> None:
-    registry = ArtifactRegistry(SqlStore(f"sqlite:///{tmp_path}/wfe.db"))
+    registry = SqlStore(f"sqlite:///{tmp_path}/wfe.db").artifacts
     with pytest.raises(ArtifactError, match="media type"):
         registry.register("p", A, media_type=media_type, actor="a")
 
@@ -330,8 +330,8 @@ def test_runs_using(registry: ArtifactRegistry, store: SqlStore) -> None:
 def _worker(job: str, url: str, barrier: Any, results: Any, index: int) -> None:
     """One racing process: report the version it got, or its error, so the test never hangs."""
     try:
-        registry = ArtifactRegistry(SqlStore(url))
-        registry.store.engine  # noqa: B018 - connect before the race, not during it
+        registry = SqlStore(url).artifacts
+        registry._store._engine  # noqa: B018 - connect before the race, not during it
         barrier.wait(timeout=60)
         if job == "register":
             version = registry.register("shared", A, actor=f"worker-{index}")
@@ -365,7 +365,7 @@ def _run_workers(url: str, job: str, workers: int = 4) -> list[str]:
 def test_concurrent_registration_of_the_same_content_stores_one_row(
     url: str, store: SqlStore
 ) -> None:
-    store.engine  # noqa: B018 - create the schema before the workers race on it
+    store._engine  # noqa: B018 - create the schema before the workers race on it
     versions = _run_workers(url, "register")
     assert versions == [version_for(A)] * 4
     assert count(store, artifact_table) == 1
@@ -386,7 +386,7 @@ def test_concurrent_rollbacks_each_take_one_step_back(
 def test_losing_the_insert_race_returns_the_winners_version(pg_url: str) -> None:
     """A rival commits the same version between our read and our insert: we re-read its row."""
     store = SqlStore(pg_url)
-    registry = ArtifactRegistry(store)
+    registry = store.artifacts
     rival = create_engine(pg_url)
     raced: list[bool] = []
 
@@ -406,11 +406,11 @@ def test_losing_the_insert_race_returns_the_winners_version(pg_url: str) -> None
                     )
                 )
 
-    event.listen(store.engine, "before_cursor_execute", before_insert)
+    event.listen(store._engine, "before_cursor_execute", before_insert)
     try:
         registered = registry.register("p", A, actor="me")
     finally:
-        event.remove(store.engine, "before_cursor_execute", before_insert)
+        event.remove(store._engine, "before_cursor_execute", before_insert)
         rival.dispose()
     assert raced
     assert (registered.version, registered.created_by, registered.content) == (

@@ -20,7 +20,7 @@ from airflow_wfe.exceptions import (
 )
 from airflow_wfe.store import Move, SqlStore, TransitionRecord, schema
 from airflow_wfe.store import engine as engine_module
-from airflow_wfe.store.sql_store import StepPlan
+from airflow_wfe.store.contract import StepPlan
 from airflow_wfe.store.tables import run_table, step_table, transition_table
 
 R = RunState
@@ -53,7 +53,7 @@ def start_run(store: SqlStore, dag_id: str, run_id: str, *, at: datetime | None 
 
 def row_counts(store: SqlStore) -> tuple[int, int, int]:
     """(runs, steps, transitions) straight from the tables."""
-    with store.engine.connect() as connection:
+    with store._engine.connect() as connection:
         return (
             int(connection.execute(select(func.count()).select_from(run_table)).scalar_one()),
             int(connection.execute(select(func.count()).select_from(step_table)).scalar_one()),
@@ -78,8 +78,8 @@ def test_schema_is_created_on_an_empty_database(url: str) -> None:
     store = SqlStore(url)
     assert store.list_runs() == []
 
-    assert schema.current_revision(store.engine) == schema.HEAD_REVISION
-    assert set(inspect(store.engine).get_table_names()) >= STORE_TABLES
+    assert schema.current_revision(store._engine) == schema.HEAD_REVISION
+    assert set(inspect(store._engine).get_table_names()) >= STORE_TABLES
     assert url in schema._checked
 
 
@@ -101,7 +101,7 @@ def test_second_store_on_same_url_reuses_the_schema(url: str) -> None:
 def test_outdated_schema_is_refused(url: str) -> None:
     store = SqlStore(url)
     start_run(store, "deploy", "r1")
-    with store.engine.begin() as connection:
+    with store._engine.begin() as connection:
         connection.execute(text(f"DELETE FROM {schema.VERSION_TABLE}"))
         connection.execute(
             text(f"INSERT INTO {schema.VERSION_TABLE} (version_num) VALUES ('0000')")

@@ -18,7 +18,6 @@ from airflow_wfe.core.states import StepState
 from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.exceptions import IllegalTransitionError, RunNotFoundError
 from airflow_wfe.store import SqlStore
-from airflow_wfe.store.audit_reader import events, verify
 from airflow_wfe.store.audit_writer import AuditLog
 from airflow_wfe.store.tables import (
     audit_checkpoint_table,
@@ -33,12 +32,12 @@ History = Callable[..., None]
 
 
 def _rows(store: SqlStore) -> list[Any]:
-    with store.engine.connect() as connection:
+    with store._engine.connect() as connection:
         return list(connection.execute(select(audit_event_table).order_by(audit_event_table.c.seq)))
 
 
 def _first_finding(store: SqlStore, signer: HmacSigner) -> tuple[int | None, str]:
-    report = verify(store, signer)
+    report = store.verify_audit(signer)
     assert not report.ok, "tampering went unnoticed"
     first = report.findings[0]
     return first.seq, first.kind
@@ -49,7 +48,7 @@ def test_every_transition_is_an_event_in_one_valid_chain(
 ) -> None:
     write_history(signed_store, runs=2, steps=3)
     rows = _rows(signed_store)
-    with signed_store.engine.connect() as connection:
+    with signed_store._engine.connect() as connection:
         transitions = connection.execute(select(transition_table)).all()
     # One event per stored transition, in the same order, with the same facts.
     assert len(rows) == len(transitions) == 2 * (3 + 3 * 3 + 1)
@@ -57,11 +56,11 @@ def test_every_transition_is_an_event_in_one_valid_chain(
     assert rows[0].prev_hash == GENESIS_HASH
     assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(rows))
     assert all(body_hash(r.body) == r.hash for r in rows)
-    first = next(events(signed_store, dag_id="etl", run_id="run-0")).content()
+    first = next(signed_store.audit_events(dag_id="etl", run_id="run-0")).content()
     assert first["type"] == "run.transition"
     assert first["payload"]["to_state"] == "CREATED"
     assert first["actor"] == "scheduler"
-    report = verify(signed_store, signer)
+    report = signed_store.verify_audit(signer)
     assert report.ok, report.findings
     assert report.events == len(rows)
     assert report.checkpoints == len(rows) // 5
@@ -85,7 +84,7 @@ def test_refused_transition_is_audited_and_changes_nothing(
     )
     assert "SUCCEEDED → RUNNING" in refused.body
     assert signed_store.get_run("etl", "run-0").steps[0].state == "SUCCEEDED"
-    assert verify(signed_store, signer).ok
+    assert signed_store.verify_audit(signer).ok
 
 
 def test_no_event_without_its_change_and_no_change_without_its_event(
@@ -116,7 +115,7 @@ def test_edited_payload_is_named(
 ) -> None:
     write_history(signed_store)
     victim = [r for r in _rows(signed_store) if '"reason":"ok"' in r.body][2]
-    with signed_store.engine.begin() as connection:
+    with signed_store._engine.begin() as connection:
         connection.execute(
             update(audit_event_table)
             .where(audit_event_table.c.seq == victim.seq)
@@ -129,7 +128,7 @@ def test_edited_query_column_is_named(
     signed_store: SqlStore, signer: HmacSigner, write_history: History
 ) -> None:
     write_history(signed_store)
-    with signed_store.engine.begin() as connection:
+    with signed_store._engine.begin() as connection:
         connection.execute(
             update(audit_event_table).where(audit_event_table.c.seq == 4).values(actor="user:eve")
         )
@@ -152,7 +151,7 @@ def test_edited_column_with_json_characters_or_null_is_named(
     edited column must not make it read as the original."""
     write_history(signed_store)
     victim = next(r for r in _rows(signed_store) if r.seq > 6 and r.step_id is not None)
-    with signed_store.engine.begin() as connection:
+    with signed_store._engine.begin() as connection:
         connection.execute(
             update(audit_event_table)
             .where(audit_event_table.c.seq == victim.seq)
@@ -169,11 +168,11 @@ def test_deleted_middle_event_is_named(
     signed_store: SqlStore, signer: HmacSigner, write_history: History
 ) -> None:
     write_history(signed_store)
-    with signed_store.engine.begin() as connection:
+    with signed_store._engine.begin() as connection:
         connection.execute(delete(audit_event_table).where(audit_event_table.c.seq == 9))
     seq, kind = _first_finding(signed_store, signer)
     assert (seq, kind) == (9, "deleted")
-    assert "#9 missing" in str(verify(signed_store, signer).findings[0])
+    assert "#9 missing" in str(signed_store.verify_audit(signer).findings[0])
 
 
 def test_swapped_events_are_named(
@@ -183,7 +182,7 @@ def test_swapped_events_are_named(
     rows = {r.seq: r for r in _rows(signed_store)}
     a, b = rows[7], rows[8]
     columns = ("at", "type", "actor", "dag_id", "run_id", "step_id", "body", "prev_hash", "hash")
-    with signed_store.engine.begin() as connection:
+    with signed_store._engine.begin() as connection:
         for target, source in ((a, b), (b, a)):
             connection.execute(
                 update(audit_event_table)
@@ -200,7 +199,7 @@ def test_dropped_tail_is_named(
 ) -> None:
     write_history(signed_store)
     last = _rows(signed_store)[-1].seq
-    with signed_store.engine.begin() as connection:
+    with signed_store._engine.begin() as connection:
         connection.execute(delete(audit_event_table).where(audit_event_table.c.seq > last - 3))
         # Also remove the checkpoints that covered them: the signed head still tells.
         connection.execute(
@@ -218,7 +217,7 @@ def test_rewritten_chain_needs_the_key(
     write_history(signed_store)
     rows = _rows(signed_store)
     prev = rows[1].hash
-    with signed_store.engine.begin() as connection:
+    with signed_store._engine.begin() as connection:
         for row in rows[2:]:
             body = row.body.replace('"started"', '"forged"') if row.seq == 3 else row.body
             body = body.replace(row.prev_hash, prev)
@@ -238,12 +237,12 @@ def test_forged_head_signature_is_refused(
     signed_store: SqlStore, signer: HmacSigner, write_history: History
 ) -> None:
     write_history(signed_store, runs=1, steps=1)
-    with signed_store.engine.begin() as connection:
+    with signed_store._engine.begin() as connection:
         connection.execute(update(audit_head_table).values(signature="0" * 64))
-    report = verify(signed_store, signer)
+    report = signed_store.verify_audit(signer)
     assert [(f.seq, f.kind) for f in report.findings] == [(None, "bad signature")]
     other = HmacSigner(b"another-key-another-key-0123456789")
-    assert any(f.kind == "unknown key" for f in verify(signed_store, other).findings)
+    assert any(f.kind == "unknown key" for f in signed_store.verify_audit(other).findings)
 
 
 def test_verify_since_checks_a_window(
@@ -252,7 +251,7 @@ def test_verify_since_checks_a_window(
     write_history(signed_store)
     rows = _rows(signed_store)
     cut = datetime.fromisoformat(rows[10].at.replace("Z", "+00:00"))
-    report = verify(signed_store, signer, since=cut)
+    report = signed_store.verify_audit(signer, since=cut)
     assert report.ok, report.findings
     assert report.first_seq is not None
     assert report.first_seq <= rows[10].seq
@@ -285,7 +284,7 @@ def test_secrets_never_reach_the_store(url: str, signer: HmacSigner) -> None:
             )
         ],
     )
-    with store.engine.connect() as connection:
+    with store._engine.connect() as connection:
         dump = " ".join(
             str(value)
             for table in (run_table, step_table, transition_table, audit_event_table)
@@ -312,25 +311,25 @@ def test_a_chain_of_old_and_new_bodies_verifies_and_tampering_with_either_is_nam
     rows = _rows(new)
     assert {r.body[0] for r in rows} == {"{", "["}
     assert all(body_hash(r.body) == r.hash for r in rows)
-    assert [e.content()["seq"] for e in events(new)] == [r.seq for r in rows]
-    assert verify(new, signer).ok
+    assert [e.content()["seq"] for e in new.audit_events()] == [r.seq for r in rows]
+    assert new.verify_audit(signer).ok
     v1 = next(r for r in rows if r.body.startswith("{") and r.seq > 2)
     v2 = next(r for r in rows if r.body.startswith("[") and r.seq > v1.seq + 2)
-    with new.engine.begin() as connection:
+    with new._engine.begin() as connection:
         for row in (v1, v2):
             connection.execute(
                 update(audit_event_table)
                 .where(audit_event_table.c.seq == row.seq)
                 .values(step_id="forged")
             )
-    findings = [(f.seq, f.kind) for f in verify(new, signer).findings]
+    findings = [(f.seq, f.kind) for f in new.verify_audit(signer).findings]
     assert findings == [(v1.seq, "edited"), (v2.seq, "edited")]
 
 
 def test_version_2_body_is_header_then_rest(signed_store: SqlStore, write_history: History) -> None:
     write_history(signed_store, runs=1, steps=1)
     row = _rows(signed_store)[1]
-    event = next(e for e in events(signed_store) if e.seq == row.seq)
+    event = next(e for e in signed_store.audit_events() if e.seq == row.seq)
     content = event.content()
     assert (content["seq"], content["prev"], content["actor"]) == (
         row.seq,
@@ -348,6 +347,6 @@ def test_version_2_body_is_header_then_rest(signed_store: SqlStore, write_histor
 def test_a_new_store_has_the_genesis_head_to_lock(url: str) -> None:
     """Writers lock the head row, so it must exist before the first append (no insert race)."""
     store = SqlStore(url)
-    with store.engine.connect() as connection:
+    with store._engine.connect() as connection:
         head = connection.execute(text("SELECT chain, seq, hash FROM wfe_audit_head")).one()
     assert tuple(head) == ("main", 0, GENESIS_HASH)

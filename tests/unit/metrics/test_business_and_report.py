@@ -13,7 +13,6 @@ from airflow_wfe.core.metrics import RecordingEmitter
 from airflow_wfe.core.states import StepState
 from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
-from airflow_wfe.store.history import business_metrics, run_histories, step_histories
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -42,7 +41,7 @@ def test_a_business_metric_is_stored_with_the_run_and_emitted(store: SqlStore) -
         1.75,
         {"dag_id": "campaign", "step": "evaluate", "unit": "ratio"},
     )
-    [metric] = business_metrics(store, run_id="r1")
+    [metric] = store.business_metrics(run_id="r1")
     assert (metric.dag_id, metric.step_id, metric.name, metric.value, metric.unit) == (
         "campaign",
         "evaluate",
@@ -132,9 +131,9 @@ def busy_store(store: SqlStore) -> SqlStore:
 def test_report_ranks_what_to_improve(busy_store: SqlStore) -> None:
     since = NOW - timedelta(days=1)
     report = build_report(
-        run_histories(busy_store, ["etl"], since),
-        step_histories(busy_store, ["etl"], since),
-        business_metrics(busy_store, dag_ids=["etl"], since=since),
+        busy_store.run_histories(["etl"], since),
+        busy_store.step_histories(["etl"], since),
+        busy_store.business_metrics(dag_ids=["etl"], since=since),
         window_end=NOW,
         window=timedelta(days=1),
         dag_ids=["etl"],

@@ -13,7 +13,6 @@ from airflow_wfe.core.states import RunState
 from airflow_wfe.engine.dora_metrics import dora_for
 from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
-from airflow_wfe.store.history import run_histories
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DAG = "deploy_api"
@@ -184,5 +183,5 @@ def test_the_end_of_a_deployment_run_emits_the_dora_gauges(store: SqlStore) -> N
 
 
 def test_history_reads_only_runs_that_changed_in_the_window(history: SqlStore) -> None:
-    runs = run_histories(history, [DAG], _at(3))
+    runs = history.run_histories([DAG], _at(3))
     assert [run.run_id for run in runs] == ["r6", "r7", "r8"]

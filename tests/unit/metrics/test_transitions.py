@@ -89,13 +89,13 @@ def test_step_transitions_never_read_the_store(
     recorder = Recorder(store, RecordingEmitter())
     recorder.run_started("etl", "r1", actor="worker", reason="go")
     reads: list[str] = []
-    real_read = SqlStore.read
+    real_read = SqlStore._read
 
     def counting_read(self: SqlStore):  # type: ignore[no-untyped-def]
         reads.append("read")
         return real_read(self)
 
-    monkeypatch.setattr(SqlStore, "read", counting_read)
+    monkeypatch.setattr(SqlStore, "_read", counting_read)
     for state in (StepState.RUNNING, StepState.RETRYING, StepState.RUNNING, StepState.SUCCEEDED):
         recorder.step("etl", "r1", "a", state, actor="worker")
     assert reads == []
@@ -107,7 +107,7 @@ def test_a_null_emitter_costs_no_read_at_run_end(
     recorder = Recorder(store, NullEmitter())
     recorder.run_started("etl", "r1", actor="worker", reason="go")
     called: list[str] = []
-    monkeypatch.setattr("airflow_wfe.store.history.run_created_at", lambda *a: called.append("x"))
+    monkeypatch.setattr(SqlStore, "run_created_at", lambda *a: called.append("x"))
     recorder.run_finished("etl", "r1", succeeded=True, actor="scheduler", reason="ok")
     assert called == []
 
