@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from airflow_wfe.engine.harness import get_runtime_store
-from airflow_wfe.store.artifacts import ArtifactRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 
@@ -15,7 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 def test_a_run_records_the_artifact_version_it_used_and_a_rollback_changes_the_next_run(
     dagbag: Any,
 ) -> None:
-    registry = ArtifactRegistry(get_runtime_store())
+    registry = get_runtime_store().artifacts
     v1 = registry.register("prompts/greeting", b"Hello {name}", actor="test").version
     registry.activate("prompts/greeting", v1, actor="test")
     v2 = registry.register("prompts/greeting", b"Dear {name}, welcome", actor="test").version

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from airflow_wfe.engine.harness import get_runtime_store
-from airflow_wfe.store.history import business_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.integration
 def test_campaign_metrics_are_stored_with_the_run(dagbag: Any, fresh_runtime: None) -> None:
     dag_run = dagbag.get_dag("wfe_example_campaign").test()
     assert dag_run.state == "success"
-    metrics = business_metrics(get_runtime_store(), dag_ids=[dag_run.dag_id], run_id=dag_run.run_id)
+    metrics = get_runtime_store().business_metrics(dag_ids=[dag_run.dag_id], run_id=dag_run.run_id)
     got = {(m.step_id, m.name): (m.value, m.unit) for m in metrics}
     spend = 3.2 + 250.0
     assert got == {

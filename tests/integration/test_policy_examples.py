@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from airflow_wfe.engine.harness import get_runtime_store
-from airflow_wfe.store.decisions import decisions
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 
@@ -20,7 +19,7 @@ def test_budget_example_is_rejected_and_compensated(dagbag: Any) -> None:
     assert record.state == "COMPENSATED"
     translate = next(s for s in record.steps if s.step_id == "translate")
     assert translate.state == "COMPENSATED"
-    (decision,) = decisions(store, "wfe_example_budget_gate", dag_run.run_id)
+    (decision,) = store.decisions("wfe_example_budget_gate", dag_run.run_id)
     assert decision.outcome == "deny"
     assert decision.policies["llm-run-budget"].startswith("2026.11+")
 
@@ -29,7 +28,7 @@ def test_yaml_release_example_passes_its_gate(dagbag: Any) -> None:
     dag_run = dagbag.get_dag("wfe_example_yaml_release").test()
     assert dag_run.state == "success"
     store = get_runtime_store()
-    (decision,) = decisions(store, "wfe_example_yaml_release", dag_run.run_id)
+    (decision,) = store.decisions("wfe_example_yaml_release", dag_run.run_id)
     assert decision.outcome == "allow"
     assert set(decision.policies) == {"release", "wfe_example_yaml_release-budget"}
     rules = {r["rule"] for r in decision.reasons}
@@ -39,7 +38,7 @@ def test_yaml_release_example_passes_its_gate(dagbag: Any) -> None:
 def test_a_small_release_is_auto_approved(dagbag: Any) -> None:
     dag_run = dagbag.get_dag("wfe_approval_release").test(run_conf={"change_size": "small"})
     assert dag_run.state == "success"
-    (decision,) = decisions(get_runtime_store(), "wfe_approval_release", dag_run.run_id)
+    (decision,) = get_runtime_store().decisions("wfe_approval_release", dag_run.run_id)
     assert decision.outcome == "allow"
     messages = {r["rule"]: r["message"] for r in decision.reasons}
     assert messages["two-people"] == "auto-approved: the policy rates it low risk"

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from airflow_wfe.engine.harness import get_runtime_store, reset_runtime
-from airflow_wfe.store.decisions import decisions
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 
@@ -57,7 +56,7 @@ def test_a_budget_gate_stops_the_run_before_the_expensive_step_and_compensates(
     assert "budget run would be exceeded: spent 8.00 + reserved 5.00 of 10.00 USD" in (
         rejected.reason or ""
     )
-    (decision,) = decisions(store, "wfe_t_gate_budget", dag_run.run_id)
+    (decision,) = store.decisions("wfe_t_gate_budget", dag_run.run_id)
     assert (decision.kind, decision.outcome, decision.step_id) == ("policy", "deny", "budget_gate")
     assert decision.policies["run-budget"].startswith("1+")  # label + content hash
     assert decision.reasons[0]["rule"] == "per-run"
@@ -69,7 +68,7 @@ def test_a_freeze_window_denies(dagbag: Any, ledger: Path) -> None:
     assert _states(dag_run)["release"] == "upstream_failed"
     assert _lines(ledger) == []
     store = get_runtime_store()
-    (decision,) = decisions(store, "wfe_t_gate_freeze", dag_run.run_id)
+    (decision,) = store.decisions("wfe_t_gate_freeze", dag_run.run_id)
     assert decision.outcome == "deny"
     assert decision.reasons[0]["message"].startswith("year-end change freeze: frozen until ")
     assert store.get_run("wfe_t_gate_freeze", dag_run.run_id).state == "REJECTED"
@@ -80,7 +79,7 @@ def test_a_low_risk_change_is_allowed_with_every_reason(dagbag: Any, ledger: Pat
     assert dag_run.state == "success"
     assert _lines(ledger) == ["promoted"]
     store = get_runtime_store()
-    (decision,) = decisions(store, "wfe_t_gate_allow", dag_run.run_id)
+    (decision,) = store.decisions("wfe_t_gate_allow", dag_run.run_id)
     assert decision.outcome == "allow"
     assert set(decision.policies) == {"risk", "run-budget"}
     messages = [r["message"] for r in decision.reasons]
@@ -119,7 +118,7 @@ def test_yaml_gate_and_budget_reject_before_the_expensive_step(dagbag: Any, ledg
     record = store.get_run("wfe_t_yaml_gated", dag_run.run_id)
     assert record.state == "COMPENSATED"
     assert record.spec_version == "1.2"
-    (decision,) = decisions(store, "wfe_t_yaml_gated", dag_run.run_id)
+    (decision,) = store.decisions("wfe_t_yaml_gated", dag_run.run_id)
     assert decision.outcome == "deny"
     assert decision.policies["wfe_t_yaml_gated-budget"].startswith("1.2+")
     assert "spent 6.00 + reserved 5.00 of 10.00 USD" in decision.reasons[0]["message"]
@@ -128,14 +127,13 @@ def test_yaml_gate_and_budget_reject_before_the_expensive_step(dagbag: Any, ledg
 def test_yaml_gate_allows_within_budget_and_costs_reach_the_ledger(
     dagbag: Any, ledger: Path
 ) -> None:
-    from airflow_wfe.store.decisions import spent
 
     dag_run = dagbag.get_dag("wfe_t_yaml_gated_ok").test()
     assert dag_run.state == "success"
     store = get_runtime_store()
-    (decision,) = decisions(store, "wfe_t_yaml_gated_ok", dag_run.run_id)
+    (decision,) = store.decisions("wfe_t_yaml_gated_ok", dag_run.run_id)
     assert decision.outcome == "allow"
-    totals = spent(store, "wfe_t_yaml_gated_ok", dag_run.run_id)
+    totals = store.spent("wfe_t_yaml_gated_ok", dag_run.run_id)
     assert 11.0 <= totals["run"] < 11.5  # 6 + 5 + a few ms at 0.001/s
     assert totals["dag_month"] >= totals["run"]
 
@@ -146,7 +144,7 @@ def test_a_policy_that_cannot_be_evaluated_fails_the_gate_closed(dagbag: Any, le
     assert _states(dag_run)["ship"] == "upstream_failed"
     assert _lines(ledger) == []
     store = get_runtime_store()
-    (decision,) = decisions(store, "wfe_t_gate_fail_closed", dag_run.run_id)
+    (decision,) = store.decisions("wfe_t_gate_fail_closed", dag_run.run_id)
     assert decision.outcome == "deny"
     message = decision.reasons[0]["message"]
     assert message.startswith("policies could not be evaluated, failing closed: ")
