@@ -20,7 +20,7 @@ from airflow.plugins_manager import AirflowPlugin
 from airflow_wfe.adapters.listeners.listener import get_listener
 from airflow_wfe.api.lazy import LazyASGI
 
-__all__ = ["MIN_AIRFLOW_FOR_WEB", "WfePlugin", "web_surface"]
+__all__ = ["MIN_AIRFLOW_FOR_WEB", "WfePlugin", "external_views", "web_surface"]
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,51 @@ def web_surface() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             wanted,
         )
         return [], []
+    # The pages first: Airflow mounts in this order, and "/wfe" would also match "/wfe/ui/...".
     apps = [
+        {
+            "app": LazyASGI("airflow_wfe.ui.app:build_app"),
+            "url_prefix": f"{URL_PREFIX}/ui",
+            "name": "airflow-wfe pages",
+        },
         {
             "app": LazyASGI("airflow_wfe.api.app:build_app"),
             "url_prefix": URL_PREFIX,
-            "name": "airflow-wfe",
-        }
+            "name": "airflow-wfe API",
+        },
     ]
-    return apps, []
+    return apps, external_views(_base_path())
+
+
+def _base_path() -> str:
+    """The path of ``[api] base_url`` (``""`` at the root): the UI does not prefix external views."""
+    from urllib.parse import urlparse
+
+    from airflow.configuration import conf
+
+    return urlparse(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
+
+
+def external_views(base: str) -> list[dict[str, Any]]:
+    """The navigation entry (an iframe on the overview) and the tab on every DAG-run page.
+
+    ``{DAG_ID}`` and ``{RUN_ID}`` are filled in (URI-encoded) by the Airflow UI in the browser.
+    """
+    return [
+        {
+            "name": "Governed runs",
+            "href": f"{base}{URL_PREFIX}/ui/",
+            "destination": "nav",
+            "url_route": "wfe",
+            "category": "browse",
+        },
+        {
+            "name": "Governance",
+            "href": f"{base}{URL_PREFIX}/ui/runs/{{DAG_ID}}/{{RUN_ID}}",
+            "destination": "dag_run",
+            "url_route": "wfe-run",
+        },
+    ]
 
 
 class WfePlugin(AirflowPlugin):

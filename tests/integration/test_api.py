@@ -25,6 +25,27 @@ SECRET_DAG = "wfe_example_saga"
 API = "/wfe/api/v1"
 
 
+#: A run whose ids and reasons are markup: the pages must show them as text.
+HOSTILE_RUN = "<svg onload=alert(1)>\"'&"
+HOSTILE_STEP = "<script>alert('step')</script>"
+HOSTILE_REASON = '<img src=x onerror="alert(1)">'
+
+
+def _record_hostile_run() -> None:
+    from airflow_wfe.core.states import StepState
+    from airflow_wfe.engine.harness import get_recorder
+
+    recorder = get_recorder()
+    recorder.run_started(OPEN_DAG, HOSTILE_RUN, actor="<b>scheduler</b>", reason=HOSTILE_REASON)
+    recorder.step(OPEN_DAG, HOSTILE_RUN, HOSTILE_STEP, StepState.RUNNING, actor="worker")
+    recorder.step(
+        OPEN_DAG, HOSTILE_RUN, HOSTILE_STEP, StepState.FAILED, actor="worker", reason=HOSTILE_REASON
+    )
+    recorder.run_finished(
+        OPEN_DAG, HOSTILE_RUN, succeeded=False, actor="scheduler", reason=HOSTILE_REASON
+    )
+
+
 class Api:
     """The in-process client, the runs made, and a token per user."""
 
@@ -73,6 +94,7 @@ def api(airflow_db: None, dagbag: Any, tmp_path_factory: pytest.TempPathFactory)
         patch.setenv("AIRFLOW__WFE__STORE_CONN", f"sqlite:///{store}")
         reset_runtime()
         runs = {dag_id: dagbag.get_dag(dag_id).test().run_id for dag_id in (OPEN_DAG, SECRET_DAG)}
+        _record_hostile_run()
         with TestClient(create_app()) as client:
             manager: Any = get_auth_manager()
             allowed = manager.is_authorized_dag
@@ -271,3 +293,50 @@ def test_the_export_streams_jsonl_and_csv(api: Api) -> None:
 def test_audit_verify_says_ok(api: Api) -> None:
     body = api.call("GET", f"{API}/audit/verify", "viewer").json()
     assert body["ok"] is True, body
+
+
+# -- the pages (/wfe/ui) --------------------------------------------------------------------
+
+
+def test_pages_need_a_login_and_the_dag(api: Api) -> None:
+    run = api.runs[OPEN_DAG]
+    assert api.call("GET", "/wfe/ui/", None).status_code == 401
+    assert api.call("GET", f"/wfe/ui/runs/{OPEN_DAG}/{run}", None).status_code == 401
+    secret = api.call("GET", f"/wfe/ui/runs/{SECRET_DAG}/{api.runs[SECRET_DAG]}", "outsider")
+    assert secret.status_code == 403
+    assert "text/html" in secret.headers["content-type"]
+    overview = api.call("GET", "/wfe/ui/", "outsider")
+    assert overview.status_code == 200
+    assert SECRET_DAG not in overview.text
+    assert OPEN_DAG in overview.text
+
+
+def test_the_overview_and_a_run_page_through_the_ui_cookie(api: Api) -> None:
+    cookie = {"Cookie": f"_token={api.tokens['viewer']}"}
+    overview = api.client.get("/wfe/ui/", headers=cookie)
+    assert overview.status_code == 200, overview.text
+    assert "Governed runs" in overview.text
+    assert "'unsafe-inline'" not in overview.headers["content-security-policy"]
+    run = api.runs[SECRET_DAG]
+    page = api.client.get(f"/wfe/ui/runs/{SECRET_DAG}/{run}", headers=cookie)
+    assert page.status_code == 200, page.text
+    for section in ("State machine", "Timeline", "Compensations", "Audit events"):
+        assert section in page.text
+    # The path taken is highlighted: the saga ends COMPENSATED through FAILED and COMPENSATING.
+    assert 'class="node state-compensated visited current terminal"' in page.text
+    assert 'class="edge taken"' in page.text
+    assert api.client.get("/wfe/ui/static/wfe.css").status_code == 200
+
+
+def test_markup_in_ids_and_reasons_is_shown_as_text(api: Api) -> None:
+    from urllib.parse import quote
+
+    page = api.call("GET", f"/wfe/ui/runs/{OPEN_DAG}/{quote(HOSTILE_RUN, safe='')}", "viewer")
+    assert page.status_code == 200, page.text
+    for markup in (HOSTILE_RUN, HOSTILE_STEP, HOSTILE_REASON, "<b>scheduler</b>"):
+        assert markup not in page.text
+    assert "&lt;script&gt;alert(&#39;step&#39;)&lt;/script&gt;" in page.text
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in page.text
+    overview = api.call("GET", "/wfe/ui/", "viewer").text
+    assert HOSTILE_RUN not in overview
+    assert quote(HOSTILE_RUN, safe="") in overview  # the link to it, encoded

@@ -16,7 +16,7 @@ from airflow_wfe.app import audit, decisions, runs
 from airflow_wfe.app.context import AppContext
 from airflow_wfe.app.models import AuditStory, DecisionItem, RunDetail, RunList, RunSummary
 
-__all__ = ["PAGE_MAX", "router"]
+__all__ = ["PAGE_MAX", "router", "visible_runs"]
 
 #: The most runs one page holds through the API (the application layer allows more, for the CLI).
 PAGE_MAX = 1000
@@ -24,8 +24,8 @@ PAGE_MAX = 1000
 router = APIRouter(tags=["runs"])
 
 
-def _visible_page(
-    ctx: AppContext, scope: DagScope, state: str | None, limit: int, offset: int
+def visible_runs(
+    ctx: AppContext, scope: DagScope, *, state: str | None, limit: int, offset: int
 ) -> RunList:
     """A page of the runs of the DAGs in ``scope`` only, paged within those runs.
 
@@ -33,7 +33,8 @@ def _visible_page(
     is served by reading every run newest first and keeping theirs: correct, but linear in the
     runs before the page. A ``dag_ids`` filter in ``list_runs`` would make it one indexed query.
     """
-    assert scope.dag_ids is not None
+    if scope.dag_ids is None:
+        return runs.list_runs(ctx, state=state, limit=limit, offset=offset)
     if len(scope.dag_ids) <= 1:
         if not scope.dag_ids:
             return RunList([])
@@ -66,10 +67,8 @@ def list_runs(
         if not scope.allows(dag_id):
             raise HTTPException(403, "Forbidden")
         page = runs.list_runs(ctx, dag_id=dag_id, state=state, limit=limit, offset=offset)
-    elif scope.everything:
-        page = runs.list_runs(ctx, state=state, limit=limit, offset=offset)
     else:
-        page = _visible_page(ctx, scope, state, limit, offset)
+        page = visible_runs(ctx, scope, state=state, limit=limit, offset=offset)
     if len(page.root) == limit:
         following = request.url.include_query_params(offset=offset + limit, limit=limit)
         response.headers["Link"] = f'<{following}>; rel="next"'

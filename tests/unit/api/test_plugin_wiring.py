@@ -30,7 +30,8 @@ def test_importing_the_plugin_imports_no_fastapi_nor_airflow_api_security() -> N
     code = (
         "import sys, airflow_wfe.plugin as p; p.WfePlugin(); "
         "print(sorted(m for m in sys.modules if m == 'fastapi' or m.startswith('fastapi.') "
-        "or m in ('airflow.api_fastapi.core_api.security', 'airflow_wfe.api.app')))"
+        "or m in ('airflow.api_fastapi.core_api.security', 'airflow_wfe.api.app', "
+        "'airflow_wfe.ui.app')))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
@@ -38,11 +39,28 @@ def test_importing_the_plugin_imports_no_fastapi_nor_airflow_api_security() -> N
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_the_plugin_mounts_a_lazy_app_under_wfe(settings_reset: None) -> None:
-    apps, _views = plugin.web_surface()
+def test_the_plugin_mounts_lazy_apps_under_wfe_pages_first(settings_reset: None) -> None:
+    apps, views = plugin.web_surface()
     assert [(a["url_prefix"], repr(a["app"])) for a in apps] == [
-        ("/wfe", "LazyASGI('airflow_wfe.api.app:build_app')")
+        ("/wfe/ui", "LazyASGI('airflow_wfe.ui.app:build_app')"),
+        ("/wfe", "LazyASGI('airflow_wfe.api.app:build_app')"),
     ]
+    assert {(v["destination"], v["url_route"], v["href"]) for v in views} == {
+        ("nav", "wfe", "/wfe/ui/"),
+        ("dag_run", "wfe-run", "/wfe/ui/runs/{DAG_ID}/{RUN_ID}"),
+    }
+
+
+def test_external_views_honour_the_base_url_path() -> None:
+    hrefs = [view["href"] for view in plugin.external_views("/airflow")]
+    assert hrefs == ["/airflow/wfe/ui/", "/airflow/wfe/ui/runs/{DAG_ID}/{RUN_ID}"]
+
+
+def test_airflow_accepts_the_external_views() -> None:
+    from airflow.api_fastapi.core_api.datamodels.plugins import ExternalViewResponse
+
+    for view in plugin.external_views(""):
+        ExternalViewResponse.model_validate(view)
 
 
 def test_disabled_means_no_web_surface(
