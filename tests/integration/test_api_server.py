@@ -5,7 +5,8 @@ Airflow's ``/auth/token`` (SimpleAuthManager users ``viewer`` and ``operator``, 
 every endpoint of the served OpenAPI schema answers 401 without a token; the viewer reads the run
 but may not answer the gate (403); the operator answers it through ``/wfe/api/v1`` (which hands the
 answer to Airflow's own HITL API); the run resumes and COMPLETES, and the run as the API returns it
-is what ``wfe runs show --json`` prints, approval (by the operator) included.
+is what ``wfe runs show --json`` prints, approval (by the operator) included; the run's page is
+served, and Airflow lists the plugin's external views.
 """
 
 from __future__ import annotations
@@ -110,6 +111,19 @@ def test_the_api_in_a_real_api_server(cluster: Cluster) -> None:
     approvals_recorded = [d for d in shown["decisions"] if d["kind"] == "approval"]
     assert [d["outcome"] for d in approvals_recorded] == ["approved"], shown["decisions"]
     assert "operator" in approvals_recorded[0]["actor"]
+
+    # The pages: served through the same server, and Airflow lists our views (one invalid entry
+    # would hide the whole plugin from the UI).
+    status, page = _as(cluster, viewer, "GET", f"/wfe/ui/runs/{DAG_ID}/{run_id}")
+    assert status == 200
+    assert "State machine" in page
+    status, plugins = _as(cluster, viewer, "GET", "/api/v2/plugins")
+    assert status == 200, plugins
+    ours = next(p for p in plugins["plugins"] if p["name"] == "airflow_wfe")
+    assert {(v["destination"], v["url_route"]) for v in ours["external_views"]} == {
+        ("nav", "wfe"),
+        ("dag_run", "wfe-run"),
+    }
 
 
 def _check(ok: bool, *context: Any) -> None:
