@@ -1,4 +1,4 @@
-"""Writing runs, steps and transitions: the recorder's one write path.
+"""Writing runs and their transitions: the recorder's one write path (steps: :mod:`.step_writes`).
 
 Each ``advance_*`` call is one transaction that reads the current state under a lock, asks the
 caller's plan what to do from there, checks every move against the state machine, and writes the new
@@ -27,15 +27,15 @@ from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from airflow_wfe.core.audit.events import AuditEvent, SealedEvent
 from airflow_wfe.core.records import Move, TransitionRecord
-from airflow_wfe.core.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
-from airflow_wfe.exceptions import IllegalTransitionError, RunNotFoundError
+from airflow_wfe.core.states import RUN_MACHINE, RunState
+from airflow_wfe.exceptions import IllegalTransitionError
 from airflow_wfe.store.base import Conflict, StoreBase
-from airflow_wfe.store.contract import RunPlan, StepPlan
+from airflow_wfe.store.contract import RunPlan
 from airflow_wfe.store.rows import utc
-from airflow_wfe.store.tables import run_table, step_table, transition_table
+from airflow_wfe.store.tables import run_table, transition_table
 from airflow_wfe.store.transition_events import refusal_event, run_versions, transition_event
 
-__all__ = ["RUN_FACTS", "PlannedRun", "Refused", "RunWrites", "unwrap"]
+__all__ = ["RUN_FACTS", "PlannedRun", "Refused", "RunWrites", "now", "unwrap"]
 
 #: Provenance columns of a run that writers may fill in (first report wins).
 RUN_FACTS: Final = ("run_type", "dag_version_id", "spec_version", "spec_hash")
@@ -74,35 +74,16 @@ _LOCK_RUN: Final = (
     .where(run_table.c.dag_id == bindparam("b_dag_id"), run_table.c.run_id == bindparam("b_run_id"))
     .with_for_update()
 )
-_LOCK_STEP: Final = (
-    select(step_table)
-    .where(
-        step_table.c.run_pk == bindparam("b_run_pk"),
-        step_table.c.step_id == bindparam("b_step_id"),
-        step_table.c.map_index == bindparam("b_map_index"),
-    )
-    .with_for_update()
-)
-_INSERT_STEP: Final = insert(step_table).returning(step_table.c.id)
-_UPDATE_STEP: Final = (
-    update(step_table)
-    .where(step_table.c.id == bindparam("b_id"), step_table.c.version == bindparam("b_version"))
-    .values(
-        state=bindparam("b_state"),
-        try_number=bindparam("b_try_number"),
-        version=bindparam("b_new_version"),
-        updated_at=bindparam("b_updated_at"),
-    )
-)
 _INSERT_TRANSITIONS: Final = insert(transition_table)
 
 
-def _now() -> datetime:
+def now() -> datetime:
+    """The time of a write that names none."""
     return datetime.now(UTC)
 
 
 class RunWrites(StoreBase):
-    """Runs, steps and their transitions, each change with its audit events in one transaction.
+    """Runs and their transitions, each change with its audit events in one transaction.
 
     Every text that may carry a secret (reasons, error messages) goes through the audit log's
     redactor first, so the state tables hold no more than the trail does.
@@ -126,7 +107,7 @@ class RunWrites(StoreBase):
         Raises:
             IllegalTransitionError: a move of the plan is not allowed (nothing is written).
         """
-        when = utc(at) if at is not None else _now()
+        when = utc(at) if at is not None else now()
         known = {k: v for k, v in (facts or {}).items() if v}
         unknown = set(known) - set(RUN_FACTS)
         if unknown:
@@ -148,103 +129,6 @@ class RunWrites(StoreBase):
             return records
 
         return unwrap(self._write(f"{dag_id}/{run_id}", attempt))
-
-    def advance_step(
-        self,
-        dag_id: str,
-        run_id: str,
-        step_id: str,
-        map_index: int,
-        plan: StepPlan,
-        *,
-        actor: str,
-        try_number: int | None = None,
-        at: datetime | None = None,
-    ) -> list[TransitionRecord]:
-        """Apply ``plan`` to one step of an existing run in one transaction.
-
-        Raises:
-            RunNotFoundError: the run is not in the store (record its start first).
-            IllegalTransitionError: a move of the plan is not allowed (nothing is written).
-        """
-        when = utc(at) if at is not None else _now()
-        suffix = f"[{map_index}]" if map_index >= 0 else ""
-        key = f"{dag_id}/{run_id}/{step_id}{suffix}"
-
-        def attempt(connection: Connection) -> list[TransitionRecord] | Refused:
-            run = self._lock_run(connection, dag_id, run_id)
-            if run is None:
-                raise RunNotFoundError(dag_id, run_id)
-            row = connection.execute(
-                _LOCK_STEP, {"b_run_pk": run.id, "b_step_id": step_id, "b_map_index": map_index}
-            ).first()
-            current = None if row is None else StepState(row.state)
-            current_try = 0 if row is None else int(row.try_number)
-            moves = list(plan(current, current_try))
-            if not moves:
-                return []
-            versions = run_versions(run, {})
-            walk: StepState | None = current
-            try:
-                for move in moves:
-                    STEP_MACHINE.check(key, walk, StepState(move.to_state))
-                    walk = StepState(move.to_state)
-            except IllegalTransitionError as exc:
-                refusal = refusal_event(
-                    exc, actor, when, dag_id, run_id, step_id, map_index, moves, versions
-                )
-                self.audit.append(connection, [refusal])
-                return Refused(exc)
-            state = StepState(moves[-1].to_state)
-            new_try = max(current_try, try_number or 0)
-            if row is None:
-                step_pk = connection.execute(
-                    _INSERT_STEP,
-                    {
-                        "run_pk": run.id,
-                        "step_id": step_id,
-                        "map_index": map_index,
-                        "state": state.value,
-                        "try_number": new_try,
-                        "version": 1,
-                        "created_at": when,
-                        "updated_at": when,
-                    },
-                ).scalar_one()
-            else:
-                step_pk = row.id
-                result = connection.execute(
-                    _UPDATE_STEP,
-                    {
-                        "b_id": row.id,
-                        "b_version": row.version,
-                        "b_state": state.value,
-                        "b_try_number": new_try,
-                        "b_new_version": row.version + 1,
-                        "b_updated_at": when,
-                    },
-                )
-                if result.rowcount != 1:
-                    raise Conflict
-            records = self._insert_transitions(
-                connection,
-                run.id,
-                step_pk,
-                current,
-                moves,
-                when,
-                actor,
-                try_number,
-                step_id,
-                map_index,
-                None if row is None else utc(row.updated_at),
-            )
-            self.audit.append(
-                connection, [transition_event(r, dag_id, run_id, versions) for r in records]
-            )
-            return records
-
-        return unwrap(self._write(key, attempt))
 
     def record_events(self, key: str, events: Sequence[AuditEvent]) -> list[SealedEvent]:
         """Write events that describe no state change of ours (a change made in Airflow, a plugin

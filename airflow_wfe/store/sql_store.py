@@ -2,7 +2,7 @@
 any SQLAlchemy database (a SQLite file or PostgreSQL, both tested).
 
 The class is composed of one part per concern, each in its own module over the shared write path of
-:mod:`.base`: run writes (:mod:`.run_writes`) and reads (:mod:`.run_reads`), decisions and the run
+:mod:`.base`: run and step writes (:mod:`.run_writes`, :mod:`.step_writes`) and reads (:mod:`.run_reads`), decisions and the run
 moves they cause (:mod:`.decisions`), manual compensation requests (:mod:`.compensation_requests`),
 the cost ledger (:mod:`.cost_ledger`), history and business metrics (:mod:`.history`), the audit
 trail read back (:mod:`.audit_reader`), imports from Airflow's log (:mod:`.change_imports`), and
@@ -23,11 +23,13 @@ from airflow_wfe.store.decisions import Decisions
 from airflow_wfe.store.history import History
 from airflow_wfe.store.run_reads import RunReads
 from airflow_wfe.store.run_writes import RUN_FACTS
+from airflow_wfe.store.step_writes import StepWrites
 
 __all__ = ["RUN_FACTS", "RunPlan", "SqlStore", "StepPlan", "Store"]
 
 
 class SqlStore(
+    StepWrites,
     Decisions,
     CompensationRequests,
     RunReads,
