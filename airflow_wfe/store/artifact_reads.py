@@ -19,6 +19,7 @@ from airflow_wfe.core.artifact_records import (
     ArtifactVersion,
 )
 from airflow_wfe.exceptions import ArtifactNotFoundError
+from airflow_wfe.store import rows
 from airflow_wfe.store.rows import utc
 from airflow_wfe.store.tables import (
     artifact_activation_table,
@@ -30,7 +31,7 @@ from airflow_wfe.store.tables import (
 if TYPE_CHECKING:
     from airflow_wfe.store.base import StoreBase
 
-__all__ = ["VERSION_COLUMNS", "ArtifactReads", "version_record"]
+__all__ = ["VERSION_COLUMNS", "ArtifactReads"]
 
 _SHOWN_VERSIONS: Final = 5
 
@@ -45,19 +46,6 @@ VERSION_COLUMNS = (
     artifact_table.c.created_at,
     artifact_table.c.created_by,
 )
-
-
-def version_record(row: Any, *, with_content: bool = False) -> ArtifactVersion:
-    return ArtifactVersion(
-        name=row.name,
-        version=row.version,
-        content_hash=row.content_hash,
-        media_type=row.media_type,
-        size=int(row.size),
-        created_at=utc(row.created_at),
-        created_by=row.created_by,
-        content=bytes(row.content) if with_content else None,
-    )
 
 
 class ArtifactReads:
@@ -80,7 +68,7 @@ class ArtifactReads:
             ArtifactNotFoundError: no such artifact or version.
         """
         with self._store._read() as connection:
-            return version_record(
+            return rows.artifact_version(
                 self._find(connection, name, version, content=True), with_content=True
             )
 
@@ -104,7 +92,7 @@ class ArtifactReads:
             row = connection.execute(query).first()
             if row is None:
                 raise self._not_found(connection, name, None)
-        return version_record(row, with_content=True)
+        return rows.artifact_version(row, with_content=True)
 
     def list(self) -> builtins.list[ArtifactSummary]:
         """Every artifact, by name, with its active version and when it was last activated."""
@@ -148,12 +136,12 @@ class ArtifactReads:
             ArtifactNotFoundError: no such artifact.
         """
         with self._store._read() as connection:
-            rows = connection.execute(
+            found = connection.execute(
                 select(*VERSION_COLUMNS)
                 .where(artifact_table.c.name == name)
                 .order_by(artifact_table.c.created_at, artifact_table.c.id)
             ).all()
-            if not rows:
+            if not found:
                 raise ArtifactNotFoundError(name)
             activations = connection.execute(
                 select(
@@ -172,7 +160,7 @@ class ArtifactReads:
         return ArtifactHistory(
             name=name,
             active_version=activations[-1].version if activations else None,
-            versions=tuple(version_record(row) for row in rows),
+            versions=tuple(rows.artifact_version(row) for row in found),
             activations=tuple(
                 ArtifactActivation(version=a.version, at=utc(a.at), actor=a.actor, reason=a.reason)
                 for a in activations
@@ -200,8 +188,8 @@ class ArtifactReads:
         if version is not None:
             query = query.where(artifact_table.c.version == version)
         with self._store._read() as connection:
-            rows = connection.execute(query).all()
-            if not rows:
+            used = connection.execute(query).all()
+            if not used:
                 # Nothing used it: still tell a typo apart from an unused artifact.
                 if version is None:
                     self._require_name(connection, name)
@@ -209,7 +197,7 @@ class ArtifactReads:
                     self._find(connection, name, version)
         return [
             ArtifactUse(dag_id=r.dag_id, run_id=r.run_id, version=r.version, used_at=utc(r.used_at))
-            for r in rows
+            for r in used
         ]
 
     def _find(

@@ -41,7 +41,8 @@ from airflow_wfe.core.artifact_records import (
 )
 from airflow_wfe.core.audit.events import AuditEvent, EventType
 from airflow_wfe.exceptions import ArtifactError, ArtifactNotFoundError
-from airflow_wfe.store.artifact_reads import VERSION_COLUMNS, ArtifactReads, version_record
+from airflow_wfe.store import rows
+from airflow_wfe.store.artifact_reads import VERSION_COLUMNS, ArtifactReads
 from airflow_wfe.store.base import run_pk
 from airflow_wfe.store.tables import (
     artifact_activation_table,
@@ -129,7 +130,7 @@ class ArtifactRegistry(ArtifactReads):
                         f"version {version} already holds other content (SHA-256 prefix "
                         f"collision: {row.content_hash} vs {content_hash}); nothing registered",
                     )
-                return version_record(row, with_content=True)
+                return rows.artifact_version(row, with_content=True)
             now = datetime.now(UTC)
             self._audit(
                 connection,
@@ -193,7 +194,7 @@ class ArtifactRegistry(ArtifactReads):
                         "reason": reason,
                     },
                 )
-            return version_record(row, with_content=True)
+            return rows.artifact_version(row, with_content=True)
 
         return self._store._write(f"{name}@{version}", attempt)
 
@@ -234,7 +235,7 @@ class ArtifactRegistry(ArtifactReads):
                     "rollback": True,
                 },
             )
-            return version_record(target, with_content=True)
+            return rows.artifact_version(target, with_content=True)
 
         return self._store._write(f"{name} (rollback)", attempt)
 

@@ -28,6 +28,7 @@ from airflow_wfe.core.audit.signing import Signer, checkpoint_message
 from airflow_wfe.core.audit.verify import ROW_COLUMNS, Checkpoint, Head
 from airflow_wfe.store.audit_sql import CHAIN, EVENT_COLUMNS, HEAD_COLUMNS, DriverSql, driver_sql
 from airflow_wfe.store.rows import checkpoint as _checkpoint
+from airflow_wfe.store.rows import head as _head
 from airflow_wfe.store.tables import (
     audit_archive_table,
     audit_checkpoint_table,
@@ -281,16 +282,7 @@ class AuditLog:
         row = connection.execute(
             select(audit_head_table).where(audit_head_table.c.chain == CHAIN)
         ).first()
-        if row is None:
-            return None
-        return Head(
-            seq=int(row.seq),
-            hash=row.hash,
-            at=row.at,
-            algorithm=row.algorithm,
-            key_id=row.key_id,
-            signature=row.signature,
-        )
+        return None if row is None else _head(row)
 
     @staticmethod
     def checkpoints(connection: Connection, *, from_seq: int = 0) -> dict[int, Checkpoint]:
@@ -309,14 +301,7 @@ class AuditLog:
             return 1, GENESIS_HASH, None
         mark = None
         if row.signature is not None:
-            mark = Checkpoint(
-                seq=int(row.last_seq),
-                hash=row.last_hash,
-                at=row.at,
-                algorithm=row.algorithm,
-                key_id=row.key_id,
-                signature=row.signature,
-            )
+            mark = _checkpoint(row, seq="last_seq", hash_="last_hash")
         return int(row.last_seq) + 1, row.last_hash, mark
 
     @staticmethod

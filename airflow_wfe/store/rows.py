@@ -10,8 +10,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow_wfe.core.artifact_records import ArtifactVersion
 from airflow_wfe.core.audit.events import SealedEvent
-from airflow_wfe.core.audit.verify import Checkpoint
+from airflow_wfe.core.audit.verify import Checkpoint, Head
 from airflow_wfe.core.records import (
     BusinessMetric,
     CompensationRequest,
@@ -21,10 +22,12 @@ from airflow_wfe.core.records import (
 )
 
 __all__ = [
+    "artifact_version",
     "business_metric",
     "checkpoint",
     "compensation_request",
     "decision",
+    "head",
     "run_summary_fields",
     "sealed_event",
     "transition",
@@ -129,13 +132,40 @@ def sealed_event(row: Any) -> SealedEvent:
     )
 
 
-def checkpoint(row: Any) -> Checkpoint:
-    """A checkpoint row (or a head or archive row with the same columns)."""
-    return Checkpoint(
-        seq=int(row.seq),
-        hash=row.hash,
-        at=row.at,
-        algorithm=row.algorithm,
-        key_id=row.key_id,
-        signature=row.signature,
+def _signed_mark(row: Any, seq: str, hash_: str) -> dict[str, Any]:
+    # Checkpoints, the head and archive records share the signed columns; archives name the
+    # position ``last_seq``/``last_hash``.
+    mapping = row._mapping
+    return {
+        "seq": int(mapping[seq]),
+        "hash": mapping[hash_],
+        "at": row.at,
+        "algorithm": row.algorithm,
+        "key_id": row.key_id,
+        "signature": row.signature,
+    }
+
+
+def checkpoint(row: Any, *, seq: str = "seq", hash_: str = "hash") -> Checkpoint:
+    """A checkpoint row, or an archive row's closing mark (``seq="last_seq"``,
+    ``hash_="last_hash"``)."""
+    return Checkpoint(**_signed_mark(row, seq, hash_))
+
+
+def head(row: Any) -> Head:
+    """The chain head row (its signature may be missing: an unsigned store)."""
+    return Head(**_signed_mark(row, "seq", "hash"))
+
+
+def artifact_version(row: Any, *, with_content: bool = False) -> ArtifactVersion:
+    """An artifact row (``size`` computed by the query; ``content`` only when selected)."""
+    return ArtifactVersion(
+        name=row.name,
+        version=row.version,
+        content_hash=row.content_hash,
+        media_type=row.media_type,
+        size=int(row.size),
+        created_at=utc(row.created_at),
+        created_by=row.created_by,
+        content=bytes(row.content) if with_content else None,
     )
