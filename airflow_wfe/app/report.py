@@ -4,7 +4,8 @@
 costs the most time, retries, failures and money: the slowest steps (p50/p95 of their tries), the
 most retried steps with their commonest errors, how often runs fail and get compensated, gates that
 deny most, and cost per run with its trend and the steps that spend most.
-Everything here is pure computation over records, so it is tested without Airflow.
+Everything but :func:`report_for` (the use case: read the window, then compute) is pure computation
+over records, so it is tested without Airflow.
 """
 
 from __future__ import annotations
@@ -13,16 +14,26 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_wfe.adapters.task.business_metrics import COST_METRIC
+from airflow_wfe.app.context import AppContext
+from airflow_wfe.app.models.metrics import Report as ReportModel
 from airflow_wfe.core.states import RunState, StepState
 
 if TYPE_CHECKING:
-    from airflow_wfe.store.history import BusinessMetric, RunHistory, StepHistory
+    from airflow_wfe.core.records import BusinessMetric, RunHistory, StepHistory
 
-__all__ = ["Report", "build_report", "percentile", "render_report"]
+__all__ = [
+    "COST_METRIC",
+    "Report",
+    "build_report",
+    "percentile",
+    "render_report",
+    "report_for",
+    "report_model",
+]
 
 _TOP = 5
 
@@ -233,7 +244,11 @@ def _advice(report: Report) -> list[str]:
 
 
 def render_report(report: Report) -> str:
-    """The report as text for a terminal."""
+    """The report as text for a terminal.
+
+    Kept for callers of the computed report; the CLI renders the response model with
+    :func:`airflow_wfe.cli.text.render_report`, which prints the same lines.
+    """
     lines = [
         f"Report {report.window_start:%Y-%m-%d %H:%M} → {report.window_end:%Y-%m-%d %H:%M} UTC"
         + (f" for {', '.join(report.dag_ids)}" if report.dag_ids else " (all DAGs)"),
@@ -276,3 +291,38 @@ def render_report(report: Report) -> str:
         lines.append("  What to improve first:")
         lines += [f"    - {a}" for a in report.advice]
     return "\n".join(lines)
+
+
+def report_model(report: Report) -> ReportModel:
+    """The computed report as the response model every face returns."""
+    return ReportModel.model_validate(
+        {**{name: getattr(report, name) for name in ReportModel.model_fields}}
+    )
+
+
+def report_for(
+    ctx: AppContext,
+    *,
+    dag_ids: Sequence[str] | None = None,
+    window: timedelta = timedelta(days=7),
+    now: datetime | None = None,
+) -> ReportModel:
+    """What to improve first over the last ``window`` (``wfe report``), for some DAGs or all."""
+    end = now or datetime.now(UTC)
+    since = end - window
+    chosen = sorted(set(dag_ids)) if dag_ids else None
+    store = ctx.store
+    return report_model(
+        build_report(
+            store.run_histories(chosen, since),
+            store.step_histories(chosen, since),
+            [
+                *store.business_metrics(dag_ids=chosen, since=since),
+                *store.ledger_as_metrics(dag_ids=chosen, since=since),
+            ],
+            window_end=end,
+            window=window,
+            dag_ids=chosen or (),
+            gate_decisions=store.gate_decisions(dag_ids=chosen, since=since),
+        )
+    )

@@ -1,24 +1,21 @@
 """``wfe artifacts ...``: list, show, register, activate and roll back versioned artifacts.
 
-Thin handlers over :class:`~airflow_wfe.store.artifacts.ArtifactRegistry`: each returns an exit
-code, raises :class:`~airflow_wfe.exceptions.WfeError` for ``wfe: error: ...`` (exit 1), and read
-commands take ``--json``. Writes are attributed to ``cli:<OS user>``.
+Thin handlers over :mod:`airflow_wfe.app.artifacts`: each returns an exit code, lets a
+:class:`~airflow_wfe.exceptions.WfeError` become ``wfe: error: ...`` (exit 1), and read commands
+take ``--json``. Writes are attributed to ``cli:<OS user>``.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
 import mimetypes
 import sys
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from airflow_wfe.store.artifacts import ArtifactHistory, ArtifactRegistry, ArtifactSummary
+from airflow_wfe.app import artifacts
+from airflow_wfe.app.context import AppContext, cli_actor
+from airflow_wfe.app.models import ArtifactChange, ArtifactHistory, ArtifactList
+from airflow_wfe.cli.text import print_json, table, timestamp
 
 __all__ = [
     "add_artifact_commands",
@@ -36,52 +33,19 @@ EXIT_FINDING = 1
 _DEFAULT_MEDIA_TYPE = "text/plain"
 
 
-def _registry() -> ArtifactRegistry:
-    from airflow_wfe.engine.harness import get_runtime_store
-    from airflow_wfe.store.artifacts import ArtifactRegistry
-
-    return ArtifactRegistry(get_runtime_store())
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
-        return "cli:unknown"
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2))
-
-
-def _time(value: datetime | None) -> str:
-    if value is None:
-        return "-"
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
-
-
-def _table(rows: Sequence[Sequence[str]], indent: str = "") -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        indent
-        + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-
-
 # -- rendering -------------------------------------------------------------------------------
 
 
-def render_artifact_list(artifacts: Sequence[ArtifactSummary]) -> str:
+def render_artifact_list(artifacts: ArtifactList) -> str:
     """One line per artifact, by name."""
-    if not artifacts:
+    if not artifacts.root:
         return "No artifacts registered yet."
     rows = [("NAME", "ACTIVE", "VERSIONS", "LAST ACTIVATED")]
     rows += [
-        (a.name, a.active_version or "-", str(a.version_count), _time(a.last_activated_at))
-        for a in artifacts
+        (a.name, a.active_version or "-", str(a.version_count), timestamp(a.last_activated_at))
+        for a in artifacts.root
     ]
-    return "\n".join(_table(rows))
+    return "\n".join(table(rows))
 
 
 def render_artifact(history: ArtifactHistory) -> str:
@@ -94,71 +58,79 @@ def render_artifact(history: ArtifactHistory) -> str:
         (
             "*" if v.version == history.active_version else "",
             v.version,
-            _time(v.created_at),
+            timestamp(v.created_at),
             v.created_by,
             f"{v.size:,} B",
             v.media_type,
         )
         for v in history.versions
     ]
-    lines += _table(rows, "    ")
+    lines += table(rows, "    ")
     lines += ["", f"  Activations ({len(history.activations)})"]
     if history.activations:
         events = [("AT", "VERSION", "BY", "REASON")]
-        events += [(_time(a.at), a.version, a.actor, a.reason or "") for a in history.activations]
-        lines += _table(events, "    ")
+        events += [
+            (timestamp(a.at), a.version, a.actor, a.reason or "") for a in history.activations
+        ]
+        lines += table(events, "    ")
     else:
         lines.append("    none yet")
     return "\n".join(lines)
+
+
+def _print_change(change: ArtifactChange) -> None:
+    if change.changed:
+        print(
+            f"Activated {change.name} version {change.version} (was {change.previous or 'none'})."
+        )
+    else:
+        print(f"{change.name} version {change.version} is already active.")
 
 
 # -- handlers --------------------------------------------------------------------------------
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from airflow_wfe.store.artifacts import to_jsonable
-
-    artifacts = _registry().list()
+    found = artifacts.list_artifacts(AppContext.from_process())
     if args.json:
-        _print_json(to_jsonable(artifacts))
+        print_json(found)
     else:
-        print(render_artifact_list(artifacts))
+        print(render_artifact_list(found))
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from airflow_wfe.store.artifacts import to_jsonable
-
-    registry = _registry()
+    ctx = AppContext.from_process()
     if args.content:
-        content = registry.active(args.name).content or b""
+        content = artifacts.active_content(ctx, args.name)
         sys.stdout.flush()
         sys.stdout.buffer.write(content)
         sys.stdout.buffer.flush()
         return EXIT_OK
-    history = registry.history(args.name)
+    history = artifacts.artifact_history(ctx, args.name)
     if args.json:
-        _print_json(to_jsonable(history))
+        print_json(history)
     else:
         print(render_artifact(history))
     return EXIT_OK
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    from airflow_wfe.store.artifacts import ArtifactNotFoundError, version_for
-
     try:
         content = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
         print(f"wfe: error: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FINDING
     media_type = args.media_type or _guess_media_type(args.file)
-    registry = _registry()
-    try:
-        existing = registry.get(args.name, version_for(content))
-    except ArtifactNotFoundError:
-        existing = None
-    registered = registry.register(args.name, content, media_type=media_type, actor=_actor())
+    done = artifacts.register(
+        AppContext.from_process(),
+        args.name,
+        content,
+        media_type=media_type,
+        actor=cli_actor(),
+        activate_it=args.activate,
+    )
+    registered, existing = done.registered, done.existing
     if existing is None:
         print(
             f"Registered {registered.name} version {registered.version} "
@@ -167,38 +139,27 @@ def cmd_register(args: argparse.Namespace) -> int:
     else:
         print(
             f"{registered.name} version {registered.version} is already registered "
-            f"(by {existing.created_by} at {_time(existing.created_at)}); nothing stored."
+            f"(by {existing.created_by} at {timestamp(existing.created_at)}); nothing stored."
         )
-    if args.activate:
-        _activate(registry, args.name, registered.version, reason=None)
+    if done.activation is not None:
+        _print_change(done.activation)
     return EXIT_OK
 
 
 def cmd_activate(args: argparse.Namespace) -> int:
-    _activate(_registry(), args.name, args.version, reason=args.reason)
+    change = artifacts.activate(
+        AppContext.from_process(), args.name, args.version, actor=cli_actor(), reason=args.reason
+    )
+    _print_change(change)
     return EXIT_OK
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    registry = _registry()
-    before = registry.active(args.name).version
-    after = registry.rollback(args.name, actor=_actor(), reason=args.reason)
-    print(f"Rolled back {args.name}: {before} → {after.version}.")
+    change = artifacts.rollback(
+        AppContext.from_process(), args.name, actor=cli_actor(), reason=args.reason
+    )
+    print(f"Rolled back {args.name}: {change.previous} → {change.version}.")
     return EXIT_OK
-
-
-def _activate(registry: ArtifactRegistry, name: str, version: str, *, reason: str | None) -> None:
-    from airflow_wfe.store.artifacts import ArtifactNotFoundError
-
-    try:
-        before: str | None = registry.active(name).version
-    except ArtifactNotFoundError:
-        before = None
-    if before == version:
-        print(f"{name} version {version} is already active.")
-        return
-    registry.activate(name, version, actor=_actor(), reason=reason)
-    print(f"Activated {name} version {version} (was {before or 'none'}).")
 
 
 def _guess_media_type(file: str) -> str:

@@ -14,7 +14,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
+from airflow_wfe.app import audit, runs
+from airflow_wfe.app.context import AppContext
+from airflow_wfe.cli.audit_text import describe
+from airflow_wfe.cli.text import render_decisions, render_run
 
 __all__ = ["run_demo"]
 
@@ -68,22 +72,15 @@ def _example_dag_ids(dags_folder: Path) -> list[str]:
     return sorted(dag_id for dag_id in bag.dag_ids if dag_id.startswith("wfe_example"))
 
 
-def _audit_summary(store: Any, results: list[tuple[str, bool, str, str]]) -> int:
+def _audit_summary(ctx: AppContext, results: list[tuple[str, bool, str, str]]) -> int:
     """The audit trail of the demo's runs: one run's story, and the whole chain verified."""
-    from airflow_wfe.cli.audit import describe
-    from airflow_wfe.config import get_settings
-    from airflow_wfe.core.audit.signing import load_signer
-    from airflow_wfe.store.audit_reader import events, verify
-
     saga = next((r for r in results if "saga" in r[0]), results[0])
-    run = store.list_runs(dag_id=saga[0], limit=1)[0]
-    story = [e for e in events(store, dag_id=run.dag_id, run_id=run.run_id) if e.step_id is None]
+    run = runs.list_runs(ctx, dag_id=saga[0], limit=1).root[0]
+    story = [e for e in audit.run_story(ctx, run.dag_id, run.run_id).events if e.step_id is None]
     print(f"\nAudit trail of {run.dag_id} (run-level events; `wfe audit show` has every step)")
     for event in story:
         print(f"  #{event.seq:<5} {event.at[11:23]}Z  {event.actor:<10} {describe(event)}")
-    settings = get_settings()
-    signer = load_signer(settings.audit_signing_key, settings.airflow_home / "wfe_audit.key")
-    report = verify(store, signer)
+    report = audit.verify(ctx).reports["store"]
     status = "verified" if report.ok else "BROKEN"
     print(
         f"  chain: {report.events} events #{report.first_seq}..#{report.last_seq}, "
@@ -113,11 +110,7 @@ def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
         )
         return 1
 
-    from airflow_wfe.cli.text import render_decisions, render_run
-    from airflow_wfe.engine.harness import get_runtime_store
-    from airflow_wfe.store.decisions import decisions
-
-    store = get_runtime_store()
+    ctx = AppContext.from_process()
     dag_ids = _example_dag_ids(folder)
     if not dag_ids:
         print(f"wfe demo: error: no wfe_example* DAGs in {folder}", file=sys.stderr)
@@ -128,22 +121,18 @@ def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
         started = time.monotonic()
         code = _airflow(["dags", "test", dag_id], env, logs / f"{dag_id}.log")
         seconds = time.monotonic() - started
-        runs = store.list_runs(dag_id=dag_id, limit=1)
-        if not runs:
+        latest = runs.list_runs(ctx, dag_id=dag_id, limit=1).root
+        if not latest:
             print(
                 f"wfe demo: error: no run of {dag_id} was recorded; see {logs / dag_id}.log",
                 file=sys.stderr,
             )
             return 1
-        record = store.get_run(dag_id, runs[0].run_id)
+        record = runs.run_detail(ctx, dag_id, latest[0].run_id)
         airflow_ok = code == 0
         results.append((dag_id, airflow_ok, record.state, f"{seconds:.1f}s"))
         print()
-        print(
-            "\n".join(
-                [render_run(record), *render_decisions(decisions(store, dag_id, record.run_id))]
-            )
-        )
+        print("\n".join([render_run(record), *render_decisions(record.decisions)]))
         print()
 
     print("Summary")
@@ -154,7 +143,7 @@ def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
         verdict = "agrees" if agrees else "DISAGREES"
         airflow_state = "success" if airflow_ok else "failed"
         print(f"  {dag_id:<34} Airflow: {airflow_state:<8} wfe: {state:<20} {verdict}  ({took})")
-    failures += _audit_summary(store, results)
+    failures += _audit_summary(ctx, results)
     print(f"\nAirflow logs of each run: {logs}")
     print("Explore: .venv/bin/wfe runs list   |   .venv/bin/wfe runs show DAG_ID RUN_ID [--json]")
     print("         .venv/bin/wfe audit show DAG_ID RUN_ID   |   .venv/bin/wfe audit verify")

@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from airflow_wfe.core.records import RunRecord
+from airflow_wfe.app.context import AppContext
+from airflow_wfe.app.models import RunDetail
+from airflow_wfe.app.runs import run_detail
 from airflow_wfe.exceptions import WfeError
 
 __all__ = ["run_workflow_once"]
@@ -21,11 +23,15 @@ __all__ = ["run_workflow_once"]
 
 def _require_airflow_db() -> None:
     from airflow import settings
-    from sqlalchemy import inspect
 
     if settings.engine is None:
         settings.configure_orm()  # type: ignore[no-untyped-call]
-    if settings.engine is None or not inspect(settings.engine).has_table("dag_run"):
+    engine = settings.engine
+    ready = False
+    if engine is not None:
+        with engine.connect() as connection:
+            ready = engine.dialect.has_table(connection, "dag_run")
+    if not ready:
         raise WfeError(
             "Airflow's metadata database is not initialised here "
             f"(AIRFLOW_HOME={os.environ.get('AIRFLOW_HOME', '~/airflow')}); run `airflow db migrate`"
@@ -42,7 +48,7 @@ def _serialize(dag: Any) -> None:
     sync_bag_to_db(bag, "dags-folder", None)
 
 
-def run_workflow_once(path: Path, *, conf: dict[str, Any], quiet: bool = True) -> RunRecord:
+def run_workflow_once(path: Path, *, conf: dict[str, Any], quiet: bool = True) -> RunDetail:
     """Compile, run once and return the recorded history of the run.
 
     Raises:
@@ -52,7 +58,6 @@ def run_workflow_once(path: Path, *, conf: dict[str, Any], quiet: bool = True) -
     from airflow_wfe.adapters.compile.build import build_dag
     from airflow_wfe.adapters.compile.folder import configured_dags_folder
     from airflow_wfe.core.spec.loader import load_spec
-    from airflow_wfe.engine.harness import get_runtime_store
 
     loaded = load_spec(path)
     dag = build_dag(loaded, dags_folder=configured_dags_folder())
@@ -73,7 +78,7 @@ def run_workflow_once(path: Path, *, conf: dict[str, Any], quiet: bool = True) -
     if quiet:
         print(f"Airflow's logs of this run: {log_file}")
     try:
-        return get_runtime_store().get_run(dag.dag_id, dag_run.run_id)
+        return run_detail(AppContext.from_process(), dag.dag_id, dag_run.run_id)
     except WfeError as exc:
         raise WfeError(
             f"the run {dag.dag_id}/{dag_run.run_id} ended {dag_run.state} in Airflow but left no "

@@ -1,19 +1,31 @@
-"""The ``wfe`` command: a thin shell over the store and the recorder.
+"""The ``wfe`` command: a thin face over the application layer (:mod:`airflow_wfe.app`).
 
-Exit codes: 0 ok, 1 a finding or a failure (run not found, store unavailable), 2 a usage error.
-Errors print one line on stderr; ``--debug`` adds the traceback.
+Each handler calls one use case and prints its model: ``--json`` through the model's own
+serialization, text through :mod:`airflow_wfe.cli.text`. Exit codes: 0 ok, 1 a finding or a failure
+(run not found, store unavailable), 2 a usage error. Errors print one line on stderr; ``--debug``
+adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from airflow_wfe import exceptions
+from airflow_wfe.app import runs
+from airflow_wfe.app.compensate import compensate
+from airflow_wfe.app.context import AppContext
+from airflow_wfe.app.schema import schema_status, upgrade_schema
+from airflow_wfe.cli.artifacts import add_artifact_commands
+from airflow_wfe.cli.audit import add_audit_commands
+from airflow_wfe.cli.metrics_commands import add_metrics_commands
+from airflow_wfe.cli.policy_commands import add_governance_commands
+from airflow_wfe.cli.text import print_json, render_decisions, render_run, render_run_list
+from airflow_wfe.cli.workflow_commands import add_workflow_commands
+from airflow_wfe.config import get_settings
 from airflow_wfe.exceptions import WfeError
 from airflow_wfe.version import __version__
 
@@ -24,109 +36,95 @@ EXIT_FINDING = 1
 EXIT_USAGE = 2
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=False))
+def _is_usage_error(exc: WfeError) -> bool:
+    """A ``UsageError`` of the exception tree (exit 2). Bad arguments are refused by the parser
+    itself (also exit 2); this covers what only a use case can tell."""
+    usage = getattr(exceptions, "UsageError", None)
+    return isinstance(usage, type) and isinstance(exc, usage)
 
 
-def _store() -> Any:
-    from airflow_wfe.engine.harness import get_runtime_store
+def _context() -> AppContext:
+    return AppContext.from_process()
 
-    return get_runtime_store()
+
+def _limit(text: str) -> int:
+    """``--limit``: 0..MAX_LIMIT (a usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= runs.MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {runs.MAX_LIMIT}, got {value}")
+    return value
+
+
+def _offset(text: str) -> int:
+    """``--offset``: 0 or more (a usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
-    from airflow_wfe.cli.text import render_run_list
-    from airflow_wfe.core.records import to_jsonable
-
-    runs = _store().list_runs(
-        dag_id=args.dag_id, state=args.state, limit=args.limit, offset=args.offset
+    found = runs.list_runs(
+        _context(), dag_id=args.dag_id, state=args.state, limit=args.limit, offset=args.offset
     )
     if args.json:
-        _print_json([to_jsonable(run) for run in runs])
+        print_json(found)
     else:
-        print(render_run_list(runs))
+        print(render_run_list(found))
     return EXIT_OK
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
-    from airflow_wfe.cli.text import (
-        compensations,
-        decision_items,
-        render_decisions,
-        render_run,
-    )
-    from airflow_wfe.core.records import to_jsonable
-    from airflow_wfe.store.decisions import decisions
-
-    store = _store()
-    run = store.get_run(args.dag_id, args.run_id)
-    found = decisions(store, args.dag_id, args.run_id)
+    run = runs.run_detail(_context(), args.dag_id, args.run_id)
     if args.json:
-        _print_json(
-            {
-                **to_jsonable(run),
-                "compensations": compensations(run),
-                "decisions": decision_items(found),
-            }
-        )
+        print_json(run)
     else:
-        print("\n".join([render_run(run), *render_decisions(found)]))
+        print("\n".join([render_run(run), *render_decisions(run.decisions)]))
     return EXIT_OK
 
 
 def cmd_compensate(args: argparse.Namespace) -> int:
-    from airflow_wfe.adapters.saga.manual import request_compensation
-
-    outcome = request_compensation(args.dag_id, args.run_id, force=args.force, reason=args.reason)
+    outcome = compensate(_context(), args.dag_id, args.run_id, force=args.force, reason=args.reason)
     if args.json:
-        _print_json(outcome)
+        print_json(outcome)
     else:
         print(
-            f"Run {args.dag_id} / {args.run_id}: COMPENSATING ({outcome['reason']}).\n"
-            f"Cleared {', '.join(outcome['cleared'])}: Airflow's scheduler runs them now; follow "
+            f"Run {args.dag_id} / {args.run_id}: COMPENSATING ({outcome.reason}).\n"
+            f"Cleared {', '.join(outcome.cleared)}: Airflow's scheduler runs them now; follow "
             f"with `wfe runs show {args.dag_id} {args.run_id}`."
         )
     return EXIT_OK
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from airflow_wfe.config import get_settings
-    from airflow_wfe.store.engine import masked_url
-    from airflow_wfe.store.schema import upgrade
-
-    url = get_settings().store_conn
-    before, after = upgrade(url, args.revision)
-    if before == after:
-        print(f"State store {masked_url(url)} is already at revision {after}.")
+    done = upgrade_schema(get_settings(), args.revision)
+    if done.before == done.after:
+        print(f"State store {done.url} is already at revision {done.after}.")
     else:
-        print(f"State store {masked_url(url)} upgraded: {before or '(empty)'} → {after}.")
+        print(f"State store {done.url} upgraded: {done.before or '(empty)'} → {done.after}.")
     return EXIT_OK
 
 
 def cmd_db_check(args: argparse.Namespace) -> int:
-    from airflow_wfe.config import get_settings
-    from airflow_wfe.store.engine import get_engine, masked_url
-    from airflow_wfe.store.schema import HEAD_REVISION, current_revision
-
-    url = get_settings().store_conn
-    found = current_revision(get_engine(url))
-    current = found == HEAD_REVISION
+    status = schema_status(get_settings())
     if args.json:
-        _print_json(
-            {
-                "url": masked_url(url),
-                "revision": found,
-                "expected": HEAD_REVISION,
-                "current": current,
-            }
-        )
+        print_json(status)
     else:
-        state = "current" if current else f"needs `wfe db upgrade` (expected {HEAD_REVISION})"
-        print(f"State store {masked_url(url)}: revision {found or '(empty)'}, {state}.")
-    return EXIT_OK if current else EXIT_FINDING
+        state = (
+            "current" if status.current else f"needs `wfe db upgrade` (expected {status.expected})"
+        )
+        print(f"State store {status.url}: revision {status.revision or '(empty)'}, {state}.")
+    return EXIT_OK if status.current else EXIT_FINDING
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    # The demo drives Airflow's own CLI and DagBag: only `wfe demo` pays for importing it.
     from airflow_wfe.cli.demo import run_demo
 
     return run_demo(dags_folder=args.dags_folder, serve=args.serve, port=args.port)
@@ -142,13 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    runs = commands.add_parser("runs", help="governed runs and their state histories")
-    runs_commands = runs.add_subparsers(dest="runs_command", metavar="COMMAND", required=True)
+    runs_parser = commands.add_parser("runs", help="governed runs and their state histories")
+    runs_commands = runs_parser.add_subparsers(
+        dest="runs_command", metavar="COMMAND", required=True
+    )
     listing = runs_commands.add_parser("list", help="list runs, newest first")
     listing.add_argument("--dag-id", "--dag", dest="dag_id", help="only this DAG")
     listing.add_argument("--state", type=str.upper, help="only runs in this state (e.g. FAILED)")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    listing.add_argument("--offset", type=int, default=0, help="skip this many first")
+    listing.add_argument("--limit", type=_limit, default=50, help="at most this many (default 50)")
+    listing.add_argument("--offset", type=_offset, default=0, help="skip this many first")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.set_defaults(handler=cmd_runs_list)
     show = runs_commands.add_parser("show", help="one run: every transition and every step")
@@ -169,16 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     compensate.add_argument("--json", action="store_true", help="print the request as JSON")
     compensate.set_defaults(handler=cmd_compensate)
 
-    from airflow_wfe.cli.artifacts import add_artifact_commands
-    from airflow_wfe.cli.audit import add_audit_commands
-    from airflow_wfe.cli.policy_commands import add_governance_commands
-    from airflow_wfe.cli.workflow_commands import add_workflow_commands
-
     add_workflow_commands(commands)
     add_artifact_commands(commands)
-
-    from airflow_wfe.cli.metrics_commands import add_metrics_commands
-
     add_metrics_commands(commands)
     add_audit_commands(commands)
     add_governance_commands(commands)
@@ -222,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"wfe: error: {exc}", file=sys.stderr)
-        return EXIT_FINDING
+        return EXIT_USAGE if _is_usage_error(exc) else EXIT_FINDING
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - the contract is: no traceback without --debug

@@ -7,48 +7,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+from airflow_wfe.app.workflows import validate_files
+from airflow_wfe.cli.text import print_json, render_run
+
 __all__ = ["add_workflow_commands"]
 
 
-def _dags_folder() -> Path | None:
-    from airflow_wfe.adapters.compile.folder import configured_dags_folder
-
-    return configured_dags_folder()
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    from airflow_wfe.adapters.compile.check import check_file
-
-    checks = [
-        check_file(path, dags_folder=_dags_folder(), imports=not args.no_imports)
-        for path in args.files
-    ]
+    checks = validate_files([Path(f) for f in args.files], imports=not args.no_imports)
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "file": str(check.path),
-                        "valid": not check.errors,
-                        "errors": len(check.errors),
-                        "warnings": len(check.warnings),
-                        "problems": [p.to_dict() for p in check.problems],
-                    }
-                    for check in checks
-                ],
-                indent=2,
-            )
-        )
+        print_json(checks)
     else:
-        for check in checks:
+        for check in checks.root:
             for problem in check.problems:
                 print(problem)
-            verdict = "invalid" if check.errors else "valid"
-            print(
-                f"{check.path}: {verdict} ({len(check.errors)} error(s), "
-                f"{len(check.warnings)} warning(s))"
-            )
-    return 1 if any(check.errors for check in checks) else 0
+            verdict = "valid" if check.valid else "invalid"
+            print(f"{check.file}: {verdict} ({check.errors} error(s), {check.warnings} warning(s))")
+    return 0 if all(check.valid for check in checks.root) else 1
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -72,27 +47,24 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _conf(raw: str | None) -> dict[str, Any]:
-    from airflow_wfe.exceptions import WfeError
-
-    if not raw:
-        return {}
+def _conf(raw: str) -> dict[str, Any]:
+    """``--conf``: a JSON object (a usage error otherwise)."""
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise WfeError(f"--conf is not valid JSON: {exc}") from None
+        raise argparse.ArgumentTypeError(f"--conf is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise WfeError('--conf must be a JSON object, e.g. \'{"env": "staging"}\'')
+        raise argparse.ArgumentTypeError(
+            '--conf must be a JSON object, e.g. \'{"env": "staging"}\''
+        )
     return value
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Compiling and running a DAG imports Airflow's scheduler-side models: only `wfe run` pays.
     from airflow_wfe.cli.local_run import run_workflow_once
 
-    conf = _conf(args.conf)
-    record = run_workflow_once(Path(args.file), conf=conf, quiet=not args.verbose)
-    from airflow_wfe.cli.text import render_run
-
+    record = run_workflow_once(Path(args.file), conf=args.conf or {}, quiet=not args.verbose)
     print(render_run(record))
     return 0 if record.state == "COMPLETED" else 1
 
@@ -123,7 +95,7 @@ def add_workflow_commands(commands: argparse._SubParsersAction[argparse.Argument
         "run", help="run a workflow once, locally, through Airflow (dag.test); exit 0 if COMPLETED"
     )
     run.add_argument("file", metavar="FILE")
-    run.add_argument("--conf", help="run configuration as a JSON object")
+    run.add_argument("--conf", type=_conf, help="run configuration as a JSON object")
     run.add_argument(
         "--verbose", action="store_true", help="show Airflow's task logs instead of a log file"
     )

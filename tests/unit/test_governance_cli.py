@@ -1,5 +1,5 @@
 """``wfe policy test``, ``wfe cost`` and the decisions in ``wfe runs show``: real processes, a real
-store written through the recorder and the governance store."""
+store written through the recorder and the store contract."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 from airflow_wfe.core.metrics import NullEmitter
 from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
-from airflow_wfe.store.decisions import record_cost, record_decision
 
 WFE = str(Path(sys.executable).parent / "wfe")
 POLICY = """
@@ -91,10 +90,9 @@ def test_cost_and_decisions_in_runs_show(home: Path) -> None:
     url = f"sqlite:///{home}/wfe.db"
     store = SqlStore(url)
     Recorder(store, NullEmitter()).run_started("gen", "r1", actor="scheduler", reason="go")
-    record_cost(store, "gen", "r1", "generate", 6.5, detail="32,500 tokens")
-    record_cost(store, "gen", "r1", "images", 2.0)
-    record_decision(
-        store,
+    store.record_cost("gen", "r1", "generate", 6.5, detail="32,500 tokens")
+    store.record_cost("gen", "r1", "images", 2.0)
+    store.record_decision(
         "gen",
         "r1",
         "gate",
@@ -112,8 +110,8 @@ def test_cost_and_decisions_in_runs_show(home: Path) -> None:
         policies={"llm": "3+abc"},
         actor="gate:gate",
     )
-    record_decision(
-        store, "gen", "r1", "gate", kind="approval", outcome="approved",
+    store.record_decision(
+        "gen", "r1", "gate", kind="approval", outcome="approved",
         reasons=[{"message": "approved by alice"}], policies={"llm": "3+abc"},
         actor="user:alice", details={"comment": "fine", "answer": "approved"},
     )  # fmt: skip

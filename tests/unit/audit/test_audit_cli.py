@@ -26,6 +26,7 @@ from airflow_wfe.core.metrics import NullEmitter
 from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
 from airflow_wfe.store.audit_writer import AuditLog
+from airflow_wfe.store.engine import get_engine
 from airflow_wfe.store.tables import audit_event_table
 
 WFE = str(Path(sys.executable).parent / "wfe")
@@ -64,7 +65,8 @@ def test_verify_passes_then_names_the_deleted_event(
     ok = _wfe(tmp_path, sqlite_url, "audit", "verify")
     assert ok.returncode == 0, ok.stderr
     assert "store: OK: 26 events #1..#26" in ok.stdout
-    with cli_store.engine.begin() as connection:
+    # Tampering goes around the store on purpose: straight to its database.
+    with get_engine(sqlite_url).begin() as connection:
         connection.execute(delete(audit_event_table).where(audit_event_table.c.seq == 12))
     broken = _wfe(tmp_path, sqlite_url, "audit", "verify", "--json")
     assert broken.returncode == 1
