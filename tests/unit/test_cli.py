@@ -6,15 +6,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from airflow_wfe.core.metrics import NullEmitter
 from airflow_wfe.core.states import StepState
 from airflow_wfe.engine.recorder import Recorder
-from airflow_wfe.store import SqlStore
 from airflow_wfe.store.schema import HEAD_REVISION
+from airflow_wfe.testing import temporary_store
 
 WFE = str(Path(sys.executable).parent / "wfe")
 
@@ -27,9 +27,14 @@ def _wfe(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path}/wfe.db"
-    recorder = Recorder(SqlStore(url), NullEmitter())
+def store_url(tmp_path: Path) -> Iterator[str]:
+    # The shipped testing kit: a SQLite store in tmp_path, configured for this process meanwhile.
+    with temporary_store(tmp_path) as ctx:
+        _write_runs(ctx.recorder)
+        yield ctx.settings.store_conn
+
+
+def _write_runs(recorder: Recorder) -> None:
     recorder.run_started(
         "etl", "run-1", actor="worker", reason="task a started", facts={"run_type": "manual"}
     )
@@ -53,7 +58,6 @@ def store_url(tmp_path: Path) -> str:
     )
     recorder.run_finished("etl", "run-1", succeeded=False, actor="scheduler", reason="a failed")
     recorder.run_started("etl", "run-2", actor="scheduler", reason="scheduler started the run")
-    return url
 
 
 def test_runs_list_json(store_url: str) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_wfe.core.metrics import NullEmitter
 from airflow_wfe.engine.recorder import Recorder
-from airflow_wfe.store import SqlStore
+from airflow_wfe.store.contract import Store
+from airflow_wfe.testing import temporary_store
 
 WFE = str(Path(sys.executable).parent / "wfe")
 POLICY = """
@@ -86,10 +86,8 @@ def test_policy_test_reports_a_broken_file_with_its_line(home: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_cost_and_decisions_in_runs_show(home: Path) -> None:
-    url = f"sqlite:///{home}/wfe.db"
-    store = SqlStore(url)
-    Recorder(store, NullEmitter()).run_started("gen", "r1", actor="scheduler", reason="go")
+def _write_spending(store: Store, recorder: Recorder) -> None:
+    recorder.run_started("gen", "r1", actor="scheduler", reason="go")
     store.record_cost("gen", "r1", "generate", 6.5, detail="32,500 tokens")
     store.record_cost("gen", "r1", "images", 2.0)
     store.record_decision(
@@ -115,6 +113,12 @@ def test_cost_and_decisions_in_runs_show(home: Path) -> None:
         reasons=[{"message": "approved by alice"}], policies={"llm": "3+abc"},
         actor="user:alice", details={"comment": "fine", "answer": "approved"},
     )  # fmt: skip
+
+
+def test_cost_and_decisions_in_runs_show(home: Path) -> None:
+    with temporary_store(home) as ctx:
+        _write_spending(ctx.store, ctx.recorder)
+        url = ctx.settings.store_conn
 
     cost = _wfe(home, url, "cost", "--json")
     assert cost.returncode == 0, cost.stderr
