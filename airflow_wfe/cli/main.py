@@ -14,7 +14,6 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from airflow_wfe import exceptions
 from airflow_wfe.app import runs
 from airflow_wfe.app.compensate import compensate
 from airflow_wfe.app.context import AppContext
@@ -26,7 +25,7 @@ from airflow_wfe.cli.policy_commands import add_governance_commands
 from airflow_wfe.cli.text import print_json, render_decisions, render_run, render_run_list
 from airflow_wfe.cli.workflow_commands import add_workflow_commands
 from airflow_wfe.config import get_settings
-from airflow_wfe.exceptions import WfeError
+from airflow_wfe.exceptions import UsageError, WfeError
 from airflow_wfe.version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -34,13 +33,6 @@ __all__ = ["build_parser", "main"]
 EXIT_OK = 0
 EXIT_FINDING = 1
 EXIT_USAGE = 2
-
-
-def _is_usage_error(exc: WfeError) -> bool:
-    """A ``UsageError`` of the exception tree (exit 2). Bad arguments are refused by the parser
-    itself (also exit 2); this covers what only a use case can tell."""
-    usage = getattr(exceptions, "UsageError", None)
-    return isinstance(usage, type) and isinstance(exc, usage)
 
 
 def _context() -> AppContext:
@@ -214,7 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"wfe: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE if _is_usage_error(exc) else EXIT_FINDING
+        # Bad arguments are refused by the parser itself (exit 2); a UsageError is what only a use
+        # case can tell.
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FINDING
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - the contract is: no traceback without --debug
