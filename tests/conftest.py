@@ -2,6 +2,7 @@
 
 Airflow reads its configuration at import time, so this module sets every variable first. The
 plugin and provider are those of the installed package (entry points), exactly as in production.
+What a throw-away home is (shared with the real-cluster tests) is in ``tests/airflow_env.py``.
 """
 
 from __future__ import annotations
@@ -14,29 +15,23 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 
-_HERE = pathlib.Path(__file__).parent
-_ROOT = _HERE.parent
+from airflow_env import airflow_home_env, scenario
+
+_ROOT = pathlib.Path(__file__).parent.parent
 _HOME = pathlib.Path(tempfile.mkdtemp(prefix="wfe-test-home-"))
-# The tests' DAGs folder: the shipped examples plus the test-only shapes, so the examples are tested
-# exactly as shipped without keeping copies in the repo.
+# The tests' DAGs folder: the shipped examples plus the test-only shapes (the ``session`` scenario),
+# so the examples are tested exactly as shipped without keeping copies in the repo.
 _DAGS = _HOME / "dags"
 # Airflow puts the DAGs folder on sys.path in its components, so DAG files can import helpers there.
 sys.path.insert(0, str(_DAGS))
 shutil.copytree(_ROOT / "dags", _DAGS, ignore=shutil.ignore_patterns("__pycache__"))
 shutil.copytree(
-    _HERE / "dags", _DAGS, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+    scenario("session"), _DAGS, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
 )
 os.environ.update(
     {
-        "AIRFLOW_HOME": str(_HOME),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(_DAGS),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(_HOME / "plugins"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-secret-0123456789abcdef",
-        "AIRFLOW__API__HOST": "127.0.0.1",
+        **airflow_home_env(_HOME, _DAGS),
         "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "1",
-        "AIRFLOW__WFE__STORE_CONN": f"sqlite:///{_HOME}/wfe.db",
         # The example policies, as `make demo` uses them (dags/policies, copied with the DAGs).
         "AIRFLOW__WFE__POLICY_PATH": str(_DAGS / "policies"),
     }

@@ -7,12 +7,13 @@ blocked), DAG-run hooks firing in the scheduler and tasks talking to the API ser
 its own process group with a log file, on a copy of a DAGs folder, with a SQLite metadata database and
 a SQLite wfe store (Airflow 3.3.2 accepts LocalExecutor on SQLite, no error, no warning).
 
-Used by a test module as its ``cluster`` fixture::
+Tests get one through the ``cluster`` fixture of ``tests/integration/conftest.py``, which reads the
+module's (or test's) ``cluster`` marker: a scenario folder under ``tests/scenarios`` and the options
+of :class:`Cluster`::
 
-    @pytest.fixture
-    def cluster(tmp_path: Path) -> Iterator[Cluster]:
-        with Cluster.running(tmp_path, dags=SOME_DAGS, deadline_s=200.0) as cluster:
-            yield cluster
+    pytestmark = [pytest.mark.integration, pytest.mark.cluster("manual", deadline_s=150.0)]
+
+    def test_something(cluster: Cluster) -> None: ...
 
 Every failure goes through :meth:`Cluster.fail`, which adds the diagnostics: the phases reached and
 when, the last ``wfe`` commands, the ledger, each component log's tail, the wfe listener's complaints,
@@ -38,6 +39,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from airflow_env import airflow_home_env
 
 BIN = Path(sys.executable).parent
 #: Every component this harness knows how to start, in start order, with its ``airflow`` arguments
@@ -168,23 +170,14 @@ class Cluster:
             for key, value in os.environ.items()
             if not key.startswith(("AIRFLOW", "_AIRFLOW")) and not key.startswith("PYTEST")
         }
-        plugins = self.home / "plugins"  # empty: the plugin comes from the installed entry point
-        plugins.mkdir(parents=True, exist_ok=True)
         env.update(
             {
                 "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
                 "PYTHONUNBUFFERED": "1",
-                "AIRFLOW_HOME": str(self.home),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
-                "AIRFLOW__API_AUTH__JWT_SECRET": "wfe-integration-cluster-secret-0123456789abcdef",
-                "AIRFLOW__API__HOST": "127.0.0.1",
+                **airflow_home_env(self.home, self.dags),
                 "AIRFLOW__API__PORT": str(self.api_port),
                 "AIRFLOW__API__BASE_URL": self.base_url,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
-                "AIRFLOW__WFE__STORE_CONN": f"sqlite:///{self.home / 'wfe.db'}",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             }
         )

@@ -12,24 +12,20 @@ trigger is recorded with the user; and the chain still verifies.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cluster import Cluster
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
-
-REPO = Path(__file__).resolve().parents[2]
-DAGS = REPO / "tests" / "dags_changes"
 DAG_ID = "wfe_t_changes"
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with Cluster.running(tmp_path, dags=DAGS, deadline_s=150.0) as cluster:
-        yield cluster
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.cluster("changes", deadline_s=150.0),
+]
 
 
 def _events(cluster: Cluster) -> list[dict[str, Any]]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from airflow_env import scenario
 
 pytestmark = pytest.mark.integration
 
-FOLDER = Path(__file__).resolve().parents[1] / "dags_broken"
+FOLDER = scenario("broken")
 
 
 def test_broken_file_is_reported_and_the_rest_loads(airflow_db: None) -> None:

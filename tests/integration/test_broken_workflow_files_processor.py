@@ -1,7 +1,7 @@
 """The real ``airflow dag-processor`` reports a broken workflow file and still serves its neighbours.
 
 ``test_broken_workflow_files.py`` shows it with an in-process DagBag. Here the production path: an
-``airflow dag-processor`` parses a copy of ``tests/dags_broken`` into a throw-away metadata database
+``airflow dag-processor`` parses a copy of ``tests/scenarios/broken`` into a throw-away metadata database
 and an ``airflow api-server`` answers what it stored (both run by ``cluster.py``). The folder holds
 two DAG files: the loader (``load_workflows("workflows")``, which skips a broken workflow file) and
 the reporter (``report_workflow_errors("workflows")``, which defines no DAG and raises the broken
@@ -26,17 +26,13 @@ import contextlib
 import json
 import sqlite3
 import urllib.error
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cluster import Cluster, tail
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
-
 REPO = Path(__file__).resolve().parents[2]
-SOURCE_FOLDER = REPO / "tests" / "dags_broken"
 LOADER_FILE = "wfe_folder_with_a_broken_workflow.py"
 REPORTER_FILE = "wfe_workflow_errors.py"
 FINE_DAG = "wfe_t_fine_next_to_broken"
@@ -49,20 +45,28 @@ FIRST_PARSE_DEADLINE_S = 120.0
 REPARSE_DEADLINE_S = 60.0
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with Cluster.running(
-        tmp_path,
-        dags=SOURCE_FOLDER,
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.cluster(
+        "broken",
         deadline_s=FIRST_PARSE_DEADLINE_S,
         components=("api-server", "dag-processor"),
         extra_env={
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "2",
         },
-    ) as cluster:
-        cluster.add_diagnostics(lambda: _served_metadata(cluster))
-        yield cluster
+    ),
+]
+
+
+@pytest.fixture
+def cluster(cluster: Cluster) -> Cluster:
+    """The cluster of the marker, whose failures also show what the API serves and the dag-processor
+    stored."""
+    cluster.add_diagnostics(lambda: _served_metadata(cluster))
+    return cluster
 
 
 def _served_metadata(cluster: Cluster) -> str:

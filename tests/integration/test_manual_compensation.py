@@ -6,7 +6,7 @@ run's saga task instances the way Airflow's "clear" does, so Airflow's scheduler
 has no scheduler to re-run cleared tasks, so this test runs the production path, as
 ``test_real_scheduler.py`` and ``test_saga_killed_compensation.py`` do (through the shared harness
 ``cluster.py``): api-server, dag-processor and scheduler with LocalExecutor on 127.0.0.1 in a
-throw-away ``AIRFLOW_HOME``; the DAGs folder is a copy of ``tests/dags_manual``.
+throw-away ``AIRFLOW_HOME``; the DAGs folder is a copy of ``tests/scenarios/manual``.
 
 The DAG (``wfe_t_saga_manual_compensation``): ``a`` → ``b``, both succeed and both declare a
 compensation that writes ``undo <step> <idempotency_key>`` to a ledger. The run COMPLETES; a plain
@@ -23,9 +23,7 @@ import getpass
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,10 +31,6 @@ from cluster import Cluster, render_records
 
 from airflow_wfe.adapters.saga.tasks import idempotency_key
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
-
-REPO = Path(__file__).resolve().parents[2]
-MANUAL_DAGS = REPO / "tests" / "dags_manual"
 DAG_ID = "wfe_t_saga_manual_compensation"
 SAGA_TASKS = ["compensate__a", "compensate__b", "saga__begin", "saga__end"]
 REASON = "rollback release 42"
@@ -47,12 +41,12 @@ RUN_DEADLINE_S = 150.0
 COMPENSATION_DEADLINE_S = 120.0
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with Cluster.running(
-        tmp_path, dags=MANUAL_DAGS, deadline_s=RUN_DEADLINE_S, ledger=True
-    ) as cluster:
-        yield cluster
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.cluster("manual", deadline_s=RUN_DEADLINE_S, ledger=True),
+]
 
 
 def _ti_summary(tis: dict[str, dict[str, Any]]) -> str:

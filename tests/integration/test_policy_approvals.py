@@ -15,29 +15,28 @@ Every answer is in ``wfe runs show --json`` under ``decisions``, with who answer
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cluster import Cluster
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(360)]
-
-REPO = Path(__file__).resolve().parents[2]
-DAGS = REPO / "tests" / "dags_approvals"
 USERS = ("admin", "alice", "bob", "carol")
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    extra = {
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:admin" for u in USERS),
-        # the scheduler's sweep of awaiting-input deadlines, every second instead of 15
-        "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "1",
-    }
-    with Cluster.running(tmp_path, dags=DAGS, deadline_s=200.0, extra_env=extra) as cluster:
-        yield cluster
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(360),
+    pytest.mark.cluster(
+        "approvals",
+        deadline_s=200.0,
+        extra_env={
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:admin" for u in USERS),
+            # the scheduler's sweep of awaiting-input deadlines, every second instead of 15
+            "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "1",
+        },
+    ),
+]
 
 
 def _tokens(cluster: Cluster) -> dict[str, str]:
@@ -87,9 +86,8 @@ def _waiting(cluster: Cluster, dag_id: str, run_id: str) -> bool:
 def _decisions(cluster: Cluster, dag_id: str, run_id: str) -> list[Any]:
     """The gate's recorded decisions, read straight from the cluster's store (fast polling)."""
     from airflow_wfe.store import SqlStore
-    from airflow_wfe.store.decisions import decisions
 
-    return decisions(SqlStore(f"sqlite:///{cluster.home / 'wfe.db'}"), dag_id, run_id)
+    return SqlStore(f"sqlite:///{cluster.home / 'wfe.db'}").decisions(dag_id, run_id)
 
 
 def _answer(

@@ -18,7 +18,6 @@ a SQLite file here too.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,9 @@ from cluster import Cluster, render_records
 
 from airflow_wfe.adapters.listeners.mapping import run_end_reason
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(360)]
-
 REPO = Path(__file__).resolve().parents[2]
-DAGS_FOLDER = REPO / "dags"
+#: The shipped examples, as `make demo` runs them (not a scenario: they are the product's own).
+EXAMPLES = REPO / "dags"
 SUCCESS_DAG = "wfe_example_success"
 FAIL_DAG = "wfe_example_retry_fail"
 
@@ -39,10 +37,12 @@ FAIL_DAG = "wfe_example_retry_fail"
 RUN_DEADLINE_S = 180.0
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with Cluster.running(tmp_path, dags=DAGS_FOLDER, deadline_s=RUN_DEADLINE_S) as cluster:
-        yield cluster
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(360),
+    pytest.mark.cluster(EXAMPLES, deadline_s=RUN_DEADLINE_S),
+]
 
 
 def _wfe_show(cluster: Cluster, runs: dict[str, str]) -> dict[str, dict[str, Any]]:

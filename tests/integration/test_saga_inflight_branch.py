@@ -5,7 +5,7 @@ fails while another branch of the run is still in flight. This test runs the pro
 ``test_saga_killed_compensation.py`` does (through the shared harness ``cluster.py``): api-server,
 dag-processor and scheduler with LocalExecutor on 127.0.0.1 in a throw-away ``AIRFLOW_HOME``, with
 enough parallelism for both branches to run at once in their own task processes; the DAGs folder is a
-copy of ``tests/dags_inflight``.
+copy of ``tests/scenarios/inflight``.
 
 The DAG (``wfe_t_saga_inflight_branch``): ``provision`` → (``slow_branch``, ``fast_fail``). The
 branches meet in the ledger: ``fast_fail`` fails once ``slow_branch`` has started, and
@@ -18,10 +18,8 @@ through the ledger's order and timestamps, Airflow's REST API (states and start/
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,10 +27,6 @@ from cluster import Cluster, render_records
 
 from airflow_wfe.adapters.saga.tasks import idempotency_key
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
-
-REPO = Path(__file__).resolve().parents[2]
-INFLIGHT_DAGS = REPO / "tests" / "dags_inflight"
 DAG_ID = "wfe_t_saga_inflight_branch"
 #: Task processes the LocalExecutor may run at once (the DAG allows as many): ≥ 4, so both branches
 #: run concurrently.
@@ -42,19 +36,20 @@ PARALLELISM = 8
 RUN_DEADLINE_S = 200.0
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with Cluster.running(
-        tmp_path,
-        dags=INFLIGHT_DAGS,
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.cluster(
+        "inflight",
         deadline_s=RUN_DEADLINE_S,
         ledger=True,
         extra_env={
             "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(PARALLELISM),
         },
-    ) as cluster:
-        yield cluster
+    ),
+]
 
 
 def _wait_recorded(cluster: Cluster, dag_id: str, run_id: str) -> dict[str, Any]:

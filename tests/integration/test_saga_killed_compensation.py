@@ -3,7 +3,7 @@
 ``dag.test()`` runs every task in the test process, so a task that kills its own process would kill
 the test. This test therefore runs the production path, as ``test_real_scheduler.py`` does (through the
 shared harness ``cluster.py``): api-server, dag-processor and scheduler with LocalExecutor on
-127.0.0.1 in a throw-away ``AIRFLOW_HOME``; the DAGs folder is a copy of ``tests/dags_killed``.
+127.0.0.1 in a throw-away ``AIRFLOW_HOME``; the DAGs folder is a copy of ``tests/scenarios/killed``.
 
 The DAG (``wfe_t_saga_killed_compensation``): ``charge`` succeeds, ``ship`` fails, so
 ``compensate__charge`` runs; on try 1 its function applies the refund (ledger line ``applied <key>``)
@@ -15,18 +15,12 @@ records COMPENSATED. Checked through ``wfe runs show --json``, the ledger and Ai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cluster import Cluster, render_records
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
-
-REPO = Path(__file__).resolve().parents[2]
-KILLED_DAGS = REPO / "tests" / "dags_killed"
 DAG_ID = "wfe_t_saga_killed_compensation"
 COMPENSATION_TASK = "compensate__charge"
 
@@ -34,12 +28,12 @@ COMPENSATION_TASK = "compensate__charge"
 RUN_DEADLINE_S = 200.0
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with Cluster.running(
-        tmp_path, dags=KILLED_DAGS, deadline_s=RUN_DEADLINE_S, ledger=True
-    ) as cluster:
-        yield cluster
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.cluster("killed", deadline_s=RUN_DEADLINE_S, ledger=True),
+]
 
 
 def _attempts(lines: list[str]) -> list[dict[str, str]]:

@@ -15,7 +15,7 @@ from airflow_wfe.core.spec.models import workflow_json_schema
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_FILE = ROOT / "airflow_wfe" / "core" / "spec" / "workflow.schema.json"
 EXAMPLES = sorted(
-    [*ROOT.glob("dags/**/*.yaml"), *ROOT.glob("tests/dags/**/*.yaml")],
+    [*ROOT.glob("dags/**/*.yaml"), *ROOT.glob("tests/scenarios/session/**/*.yaml")],
 )
 
 
