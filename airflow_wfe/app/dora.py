@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from airflow_wfe.app.context import AppContext
 from airflow_wfe.app.models.metrics import DoraFigures, DoraList
-from airflow_wfe.core.metrics.dora import DEPLOYMENT_TAG, compute_dora
+from airflow_wfe.core.metrics.dora import DEPLOYMENT_TAG
+from airflow_wfe.engine.dora_metrics import dora_for
 
 __all__ = ["deployment_dag_ids", "dora", "figures_for"]
 
@@ -57,12 +58,9 @@ def deployment_dag_ids(
 def figures_for(
     ctx: AppContext, dag_id: str, *, window: timedelta, now: datetime | None = None
 ) -> DoraFigures:
-    """The DORA figures of one DAG over ``window`` ending at ``now``: two bounded store reads."""
-    end = now or datetime.now(UTC)
-    runs = ctx.store.run_histories([dag_id], end - window)
-    keys = [run.change_key for run in runs if run.change_key]
-    first_seen = ctx.store.version_first_seen(dag_id, [k for k in keys if k])
-    f = compute_dora(dag_id, runs, window_end=end, window=window, first_seen=first_seen)
+    """The DORA figures of one DAG over ``window`` ending at ``now``: two bounded store reads,
+    the same ones the gauges emitted at run end are computed from."""
+    f = dora_for(ctx.store, dag_id, window=window, now=now)
     return DoraFigures(
         dag_id=f.dag_id,
         window_start=f.window_start,

@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow_wfe.adapters.saga.tasks import SAGA_BEGIN, is_saga_task
 from airflow_wfe.core.states import RunState
-from airflow_wfe.exceptions import StateError, WfeError
+from airflow_wfe.exceptions import DagNotFoundError, StateError, WfeError
 
 __all__ = ["MANUAL_REASON_PREFIX", "request_compensation"]
 
@@ -32,7 +32,7 @@ def _saga_tasks(dag_id: str) -> list[str]:
     with create_session() as session:
         dag = DBDagBag(load_op_links=False).get_latest_version_of_dag(dag_id, session=session)
         if dag is None:
-            raise WfeError(f"DAG {dag_id!r} is not in Airflow's database (is it parsed?)")
+            raise DagNotFoundError(dag_id, "is not in Airflow's database (is it parsed?)")
         saga_tasks = sorted(task_id for task_id in dag.task_ids if is_saga_task(task_id))
     if SAGA_BEGIN not in saga_tasks:
         raise WfeError(
@@ -50,7 +50,7 @@ def _clear(dag_id: str, run_id: str, task_ids: list[str]) -> None:
     with create_session() as session:
         dag = DBDagBag(load_op_links=False).get_latest_version_of_dag(dag_id, session=session)
         if dag is None:
-            raise WfeError(f"DAG {dag_id!r} disappeared from Airflow's database")
+            raise DagNotFoundError(dag_id, "disappeared from Airflow's database")
         dag.clear(task_ids=task_ids, run_id=run_id, session=session)
 
 
