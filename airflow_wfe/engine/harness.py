@@ -11,7 +11,8 @@ import importlib
 from collections.abc import Callable
 
 from airflow_wfe.config import get_settings, reset_settings
-from airflow_wfe.core.metrics import Emitter, MetricsSettings, build_emitter, names
+from airflow_wfe.core.metrics import names
+from airflow_wfe.engine.emitter import get_emitter, metrics_settings, reset_emitter
 from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore, Store, get_store
 from airflow_wfe.store.audit_writer import AuditLog
@@ -25,43 +26,6 @@ __all__ = [
     "reset_emitter",
     "reset_runtime",
 ]
-
-_TRUE = {"true", "1", "yes", "on", "t", "y"}
-
-
-def metrics_settings() -> MetricsSettings:
-    """Airflow's ``[metrics]`` section with the ``[wfe] statsd_*`` overrides applied."""
-    from airflow.sdk import conf
-
-    def get(key: str, default: str) -> str:
-        return str(conf.get("metrics", key, fallback=default) or default)
-
-    wfe = get_settings()
-    statsd_on = get("statsd_on", "False").lower() in _TRUE
-    return MetricsSettings(
-        statsd_on=statsd_on if wfe.statsd_on is None else wfe.statsd_on,
-        host=wfe.statsd_host or get("statsd_host", "localhost"),
-        port=wfe.statsd_port or int(get("statsd_port", "8125")),
-        prefix=wfe.statsd_prefix or get("statsd_prefix", "airflow"),
-        ipv6=get("statsd_ipv6", "False").lower() in _TRUE,
-        allow_list=wfe.statsd_allow_list
-        or str(conf.get("metrics", "metrics_allow_list", fallback="") or ""),
-        block_list=str(conf.get("metrics", "metrics_block_list", fallback="") or ""),
-        tags=wfe.statsd_tags,
-        deployment_dags=wfe.deployment_dags,
-        dora_window_days=wfe.dora_window.total_seconds() / 86400,
-    )
-
-
-@functools.cache
-def get_emitter() -> Emitter:
-    """The process's emitter, built from ``[metrics]`` and ``[wfe]`` on first use."""
-    return build_emitter(metrics_settings())
-
-
-def reset_emitter() -> None:
-    """Forget the cached emitter (after changing ``[metrics]`` in the same process)."""
-    get_emitter.cache_clear()
 
 
 @functools.cache

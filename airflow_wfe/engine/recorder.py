@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from airflow_wfe.core.metrics import Emitter, names
+from airflow_wfe.core.reconciliation import RECONCILABLE, needs_reconciling
 from airflow_wfe.core.records import CompensationRequest, DecisionRecord, Move, TransitionRecord
 from airflow_wfe.core.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
 from airflow_wfe.engine.transition_metrics import emit_run_transitions, emit_step_transitions
@@ -28,18 +29,6 @@ log = logging.getLogger("airflow_wfe.engine.recorder")
 PREFLIGHT_REASON = (
     "pre-flight passed: DAG definition and version known, params validated by Airflow"
 )
-
-
-#: Where reconciliation may still move a step from: SUCCEEDED and later belong to compensation, and
-#: a terminal state is Airflow's last word already.
-RECONCILABLE: Final = frozenset({StepState.PENDING, StepState.RUNNING, StepState.RETRYING})
-
-
-def needs_reconciling(current: StepState | None, target: StepState) -> bool:
-    """The reconciliation rule: whether a step recorded at ``current`` is behind the end state
-    ``target`` Airflow reports. :meth:`Recorder.reconcile_step` plans by it inside its transaction;
-    callers may check it first against a read of every step, to skip writes that would be no-ops."""
-    return current is None or (current is not target and current in RECONCILABLE)
 
 
 class Recorder:

@@ -67,6 +67,20 @@ def test_importing_the_package_loads_nothing_heavy() -> None:
     assert loaded == []
 
 
+def test_importing_the_plugin_loads_no_store_or_recorder() -> None:
+    """Every process that loads plugins imports the plugin module, task processes included, and most
+    never record anything (ungoverned DAGs, the dag-processor): the store, SQLAlchemy's SQL layer of
+    ours and the recorder load at the first hook that writes, not at plugin import."""
+    loaded = json.loads(
+        _fresh_python(
+            "import sys, json, airflow.sdk, airflow_wfe.plugin; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith(("
+            "'airflow_wfe.store', 'airflow_wfe.engine.recorder', 'airflow_wfe.engine.harness')))))"
+        )
+    )
+    assert loaded == []
+
+
 def test_reading_settings_does_not_load_the_policy_engine() -> None:
     """Every process reads its settings (task processes at their first hook, DAG parsing through the
     cluster policy); the policy package (pydantic models, CEL) loads only where a gate runs."""

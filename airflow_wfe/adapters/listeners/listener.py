@@ -25,9 +25,9 @@ from airflow_wfe.adapters.listeners import changes
 from airflow_wfe.adapters.listeners.mapping import STEP_STATE_OF_TI, describe_error, run_end_reason
 from airflow_wfe.config import GOVERNED_TAG, GovernMode, get_settings
 from airflow_wfe.core.metrics import names
+from airflow_wfe.core.reconciliation import needs_reconciling
 from airflow_wfe.core.states import StepState
-from airflow_wfe.engine.harness import get_emitter
-from airflow_wfe.engine.recorder import needs_reconciling
+from airflow_wfe.engine.emitter import get_emitter
 
 if TYPE_CHECKING:
     from airflow_wfe.engine.recorder import Recorder

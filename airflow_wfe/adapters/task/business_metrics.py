@@ -84,7 +84,7 @@ def record_business_metric(
         dag_id, run_id, step_id, map_index = _task_identity()
     when = at or datetime.now(UTC)
     if emitter is None:
-        from airflow_wfe.engine.harness import get_emitter
+        from airflow_wfe.engine.emitter import get_emitter
 
         emitter = get_emitter()
     tags = {"dag_id": dag_id, "step": step_id or "", "unit": unit or ""}

@@ -78,7 +78,7 @@ def _report(dag_id: str, month_spent: float, context: Any) -> None:
     """``wfe.cost.spent.<dag>`` (this month) and ``wfe.cost.budget.<dag>`` (its monthly budget)."""
     from airflow_wfe.core.metrics import names
     from airflow_wfe.core.policy.models import BudgetRule, BudgetScope
-    from airflow_wfe.engine.harness import get_emitter
+    from airflow_wfe.engine.emitter import get_emitter
 
     emitter = get_emitter()
     emitter.gauge(names.cost_spent(dag_id), month_spent)
