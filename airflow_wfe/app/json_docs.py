@@ -1,7 +1,7 @@
 """docs/json.md, generated from the response models: ``python -m airflow_wfe.app.json_docs``.
 
 The document is written from the models' own fields and descriptions, so it cannot drift from what
-the CLI prints and the REST API returns (tests/unit/test_json_docs.py compares the two).
+the CLI prints and the REST API returns (tests/unit/app/test_json_docs.py compares the two).
 """
 
 from __future__ import annotations

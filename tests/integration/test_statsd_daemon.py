@@ -188,7 +188,7 @@ def test_governed_runs_reach_the_statsd_daemon(dagbag: Any, statsd_daemon: Stats
     assert gauges["airflow.wfe.business.roi.wfe_m_deploy"] == 0.25
     assert gauges["airflow.wfe.business.cost.wfe_m_deploy"] == 1.5
     # DORA gauges at the end of each deployment run: this store holds this session's runs too,
-    # so the figures are checked for shape here and for exact values in tests/unit/metrics.
+    # so the figures are checked for shape here and for exact values in tests/unit/engine and tests/unit/core.
     assert gauges["airflow.wfe.dora.deployment_frequency.wfe_m_deploy"] > 0
     assert gauges["airflow.wfe.dora.lead_time.wfe_m_deploy"] >= 0
     assert gauges["airflow.wfe.dora.change_failure_rate.wfe_m_rollback"] == 1

@@ -12,7 +12,7 @@ import yaml
 from airflow_wfe.core.spec.loader import load_spec
 from airflow_wfe.core.spec.models import workflow_json_schema
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 SCHEMA_FILE = ROOT / "airflow_wfe" / "core" / "spec" / "workflow.schema.json"
 EXAMPLES = sorted(
     [*ROOT.glob("dags/**/*.yaml"), *ROOT.glob("tests/scenarios/session/**/*.yaml")],

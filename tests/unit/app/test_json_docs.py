@@ -6,7 +6,7 @@ from pathlib import Path
 
 from airflow_wfe.app.json_docs import render
 
-DOC = Path(__file__).parents[2] / "docs" / "json.md"
+DOC = Path(__file__).parents[3] / "docs" / "json.md"
 
 
 def test_docs_json_md_is_current() -> None:

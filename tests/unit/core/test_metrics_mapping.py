@@ -17,7 +17,7 @@ import yaml
 
 from airflow_wfe.core.metrics import names
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MAPPING = ROOT / "docker" / "statsd" / "statsd_mapping.yml"
 DOCS = ROOT / "docs" / "metrics.md"
 DASHBOARD = ROOT / "docker" / "grafana" / "wfe-dashboard.json"
