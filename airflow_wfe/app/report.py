@@ -30,7 +30,6 @@ __all__ = [
     "Report",
     "build_report",
     "percentile",
-    "render_report",
     "report_for",
     "report_model",
 ]
@@ -241,56 +240,6 @@ def _advice(report: Report) -> list[str]:
         top = report.costliest_steps[0]
         advice.append(f"{top['dag_id']}.{top['step_id']} spends most ({top['cost']}).")
     return advice
-
-
-def render_report(report: Report) -> str:
-    """The report as text for a terminal.
-
-    Kept for callers of the computed report; the CLI renders the response model with
-    :func:`airflow_wfe.cli.text.render_report`, which prints the same lines.
-    """
-    lines = [
-        f"Report {report.window_start:%Y-%m-%d %H:%M} → {report.window_end:%Y-%m-%d %H:%M} UTC"
-        + (f" for {', '.join(report.dag_ids)}" if report.dag_ids else " (all DAGs)"),
-        f"  Runs: {report.runs}"
-        + (
-            " (" + ", ".join(f"{s} {n}" for s, n in report.runs_by_state.items()) + ")"
-            if report.runs_by_state
-            else ""
-        ),
-        "  Failure rate: "
-        + ("n/a" if report.failure_rate is None else f"{report.failure_rate:.1%}")
-        + "   compensated failures: "
-        + ("n/a" if report.compensation_rate is None else f"{report.compensation_rate:.1%}"),
-        "  Slowest steps (p50 / p95 of a try):",
-    ]
-    lines += [
-        f"    {r['dag_id']}.{r['step_id']}: {r['p50_seconds']}s / {r['p95_seconds']}s "
-        f"over {r['tries']} tries"
-        for r in report.slowest_steps
-    ] or ["    no step durations recorded"]
-    lines.append("  Most retried steps:")
-    for r in report.most_retried_steps:
-        lines.append(f"    {r['dag_id']}.{r['step_id']}: {r['retries']} retries")
-        lines += [f"      {e['count']}× {e['error']}" for e in r["errors"]]
-    if not report.most_retried_steps:
-        lines.append("    no retries recorded")
-    lines.append("  Gates that deny most:")
-    lines += [
-        f"    {g['policy']}: {g['deny']} of {g['decisions']} denied" for g in report.gates
-    ] or ["    no gate decisions recorded"]
-    lines.append(f"  Cost per run (business metric {COST_METRIC!r}), by day:")
-    lines += [
-        f"    {c['day']}: {c['mean_cost_per_run']} over {c['runs']} runs"
-        for c in report.cost_per_run
-    ] or ["    no costs recorded"]
-    if report.costliest_steps:
-        lines.append("  Steps that cost most:")
-        lines += [f"    {c['dag_id']}.{c['step_id']}: {c['cost']}" for c in report.costliest_steps]
-    if report.advice:
-        lines.append("  What to improve first:")
-        lines += [f"    - {a}" for a in report.advice]
-    return "\n".join(lines)
 
 
 def report_model(report: Report) -> ReportModel:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from airflow_wfe.adapters.task.business_metrics import record_business_metric
-from airflow_wfe.app.report import build_report, percentile, render_report
+from airflow_wfe.app.report import build_report, percentile, report_model
+from airflow_wfe.cli.text import render_report
 from airflow_wfe.core.metrics import RecordingEmitter
 from airflow_wfe.core.states import StepState
 from airflow_wfe.engine.recorder import Recorder
@@ -156,7 +157,7 @@ def test_report_ranks_what_to_improve(busy_store: SqlStore) -> None:
         {"day": _s(50).date().isoformat(), "runs": 3, "mean_cost_per_run": 4.0}
     ]
     assert report.costliest_steps[0] == {"dag_id": "etl", "step_id": "load", "cost": 9.0}
-    text = render_report(report)
+    text = render_report(report_model(report))
     assert "etl.load: 30.0s / 50.0s over 3 tries" in text
     assert "no gate decisions recorded" in text
     assert report.advice
