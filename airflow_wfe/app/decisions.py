@@ -9,7 +9,7 @@ from airflow_wfe.app.context import AppContext
 from airflow_wfe.app.models.runs import DecisionItem
 
 if TYPE_CHECKING:
-    from airflow_wfe.core.records import DecisionRecord
+    from airflow_wfe.core.ledger import DecisionRecord
 
 __all__ = ["decision_items", "run_decisions"]
 

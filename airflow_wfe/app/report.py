@@ -23,7 +23,7 @@ from airflow_wfe.app.models.metrics import Report as ReportModel
 from airflow_wfe.core.states import RunState, StepState
 
 if TYPE_CHECKING:
-    from airflow_wfe.core.records import BusinessMetric, RunHistory, StepHistory
+    from airflow_wfe.core.ledger import BusinessMetric, RunHistory, StepHistory
 
 __all__ = [
     "COST_METRIC",

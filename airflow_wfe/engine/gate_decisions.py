@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Final
 from airflow_wfe.core.metrics import names
 from airflow_wfe.core.policy import Approval, Decision, LoadedPolicy, Outcome, evaluate
 from airflow_wfe.core.policy.engine import SEVERITY
-from airflow_wfe.core.records import DecisionRecord
 from airflow_wfe.core.states import RunState
 from airflow_wfe.exceptions import IllegalTransitionError
 
 if TYPE_CHECKING:
+    from airflow_wfe.core.ledger import DecisionRecord
     from airflow_wfe.engine.recorder import Recorder
 
 __all__ = ["APPROVE", "REJECT", "Answer", "GateContext", "decide", "judge_answer"]

@@ -11,15 +11,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_wfe.core.metrics import Emitter, names
 from airflow_wfe.core.reconciliation import RECONCILABLE, needs_reconciling
-from airflow_wfe.core.records import CompensationRequest, DecisionRecord, Move, TransitionRecord
+from airflow_wfe.core.records import Move, TransitionRecord
 from airflow_wfe.core.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
 from airflow_wfe.engine.transition_metrics import emit_run_transitions, emit_step_transitions
 from airflow_wfe.exceptions import IllegalTransitionError
 from airflow_wfe.store.contract import RunPlan, StepPlan, Store
+
+if TYPE_CHECKING:
+    from airflow_wfe.core.ledger import CompensationRequest, DecisionRecord
 
 __all__ = ["RECONCILABLE", "Recorder", "needs_reconciling"]
 

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Connection, delete, func, insert, select
 
@@ -23,12 +23,14 @@ from airflow_wfe.core.audit.canonical import canonical_json, format_time
 from airflow_wfe.core.audit.events import AuditEvent, EventType, SealedEvent
 from airflow_wfe.core.audit.signing import Signer, checkpoint_message
 from airflow_wfe.core.audit.verify import Checkpoint, Verifier, VerifyReport
-from airflow_wfe.core.records import ArchiveResult
 from airflow_wfe.exceptions import AuditError
 from airflow_wfe.store.audit_writer import AuditLog, event_query
 from airflow_wfe.store.base import StoreBase
 from airflow_wfe.store.rows import sealed_event
 from airflow_wfe.store.tables import audit_archive_table, audit_event_table
+
+if TYPE_CHECKING:
+    from airflow_wfe.core.ledger import ArchiveResult
 
 __all__ = ["ARCHIVE_FORMAT", "AuditReads"]
 
@@ -229,6 +231,10 @@ class AuditReads(StoreBase):
             )
 
         self._write("audit archive", attempt)
+        from airflow_wfe.core.ledger import (
+            ArchiveResult,  # cold path: not loaded by task processes (core.ledger)
+        )
+
         return ArchiveResult(path, start_seq, mark.seq, len(rows), digest)
 
     def verify_audit_archive(self, path: Path, signer: Signer | None) -> VerifyReport:

@@ -9,17 +9,20 @@ exactly what ``saga__begin`` needs to know.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, ScalarSelect, func, insert, select
 
-from airflow_wfe.core.records import CompensationRequest, TransitionRecord
+from airflow_wfe.core.records import TransitionRecord
 from airflow_wfe.core.states import RunState
 from airflow_wfe.exceptions import RunNotFoundError
 from airflow_wfe.store import rows
 from airflow_wfe.store.contract import RunPlan
 from airflow_wfe.store.run_writes import Refused, RunWrites, unwrap
 from airflow_wfe.store.tables import compensation_request_table, run_table, transition_table
+
+if TYPE_CHECKING:
+    from airflow_wfe.core.ledger import CompensationRequest
 
 __all__ = ["CompensationRequests"]
 
@@ -77,6 +80,10 @@ class CompensationRequests(RunWrites):
             return records
 
         written = unwrap(self._write(f"{dag_id}/{run_id} compensation request", attempt))
+        from airflow_wfe.core.ledger import (
+            CompensationRequest,  # cold path: not loaded by task processes (core.ledger)
+        )
+
         request = CompensationRequest(
             dag_id=dag_id,
             run_id=run_id,

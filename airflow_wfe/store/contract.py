@@ -24,19 +24,16 @@ if TYPE_CHECKING:
     from airflow_wfe.core.audit.events import AuditEvent, SealedEvent
     from airflow_wfe.core.audit.signing import Signer
     from airflow_wfe.core.audit.verify import Checkpoint, VerifyReport
-    from airflow_wfe.core.records import (
+    from airflow_wfe.core.ledger import (
         ArchiveResult,
         BusinessMetric,
         CompensationRequest,
         CostEntry,
         DecisionRecord,
-        Move,
         RunHistory,
-        RunRecord,
-        RunSummary,
         StepHistory,
-        TransitionRecord,
     )
+    from airflow_wfe.core.records import Move, RunRecord, RunSummary, TransitionRecord
     from airflow_wfe.core.states import RunState, StepState
     from airflow_wfe.store.audit_writer import AuditLog
 

@@ -8,15 +8,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, insert, select
 
 from airflow_wfe.core.audit.events import AuditEvent, EventType
-from airflow_wfe.core.records import BusinessMetric, CostEntry
 from airflow_wfe.store.base import StoreBase, run_pk
 from airflow_wfe.store.rows import utc
 from airflow_wfe.store.tables import cost_entry_table, run_table
+
+if TYPE_CHECKING:
+    from airflow_wfe.core.ledger import BusinessMetric, CostEntry
 
 __all__ = ["CostLedger"]
 
@@ -88,6 +90,10 @@ class CostLedger(StoreBase):
             )
 
         self._write(f"{dag_id}/{run_id}/{step_id} cost", attempt)
+        from airflow_wfe.core.ledger import (
+            CostEntry,  # cold path: not loaded by task processes (core.ledger)
+        )
+
         return CostEntry(
             dag_id, run_id, step_id, float(amount), currency, clean_detail, now, tuple(tags)
         )
@@ -187,6 +193,10 @@ class CostLedger(StoreBase):
         self, *, dag_ids: Sequence[str] | None = None, since: datetime | None = None
     ) -> list[BusinessMetric]:
         """The ledger's entries as ``cost`` business metrics (what ``wfe report`` sums per run)."""
+        from airflow_wfe.core.ledger import (
+            BusinessMetric,  # cold path: not loaded by task processes (core.ledger)
+        )
+
         query = select(
             cost_entry_table.c.dag_id,
             run_table.c.run_id,

@@ -12,18 +12,21 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select
 
 from airflow_wfe.core.audit.events import AuditEvent, EventType
-from airflow_wfe.core.records import DecisionRecord, TransitionRecord
+from airflow_wfe.core.records import TransitionRecord
 from airflow_wfe.exceptions import RunNotFoundError
 from airflow_wfe.store import rows
 from airflow_wfe.store.base import run_pk
 from airflow_wfe.store.contract import RunPlan
 from airflow_wfe.store.run_writes import Refused, RunWrites, unwrap
 from airflow_wfe.store.tables import decision_table, run_table
+
+if TYPE_CHECKING:
+    from airflow_wfe.core.ledger import DecisionRecord
 
 __all__ = ["Decisions"]
 
@@ -78,6 +81,10 @@ class _Draft:
         )
 
     def record(self) -> DecisionRecord:
+        from airflow_wfe.core.ledger import (
+            DecisionRecord,  # cold path: not loaded by task processes (core.ledger)
+        )
+
         return DecisionRecord(
             self.step_id,
             self.kind,

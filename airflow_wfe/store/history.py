@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, insert, select
 
-from airflow_wfe.core.records import BusinessMetric, RunHistory, StepHistory, TransitionRecord
+from airflow_wfe.core.records import TransitionRecord
 from airflow_wfe.store import rows
 from airflow_wfe.store.base import StoreBase, run_pk
 from airflow_wfe.store.rows import utc
 from airflow_wfe.store.tables import run_metric_table, run_table, step_table, transition_table
+
+if TYPE_CHECKING:
+    from airflow_wfe.core.ledger import BusinessMetric, RunHistory, StepHistory
 
 __all__ = ["History"]
 
@@ -36,6 +39,10 @@ class History(StoreBase):
     def run_histories(self, dag_ids: Sequence[str] | None, since: datetime) -> list[RunHistory]:
         """Runs that changed state at or after ``since`` (all DAGs when ``dag_ids`` is None),
         oldest first, each with its run-level transitions: one query."""
+        from airflow_wfe.core.ledger import (
+            RunHistory,  # cold path: not loaded by task processes (core.ledger)
+        )
+
         query = (
             select(
                 run_table.c.id,
@@ -92,6 +99,10 @@ class History(StoreBase):
     def step_histories(self, dag_ids: Sequence[str] | None, since: datetime) -> list[StepHistory]:
         """Steps of runs that changed state at or after ``since``, with their transitions: one
         query."""
+        from airflow_wfe.core.ledger import (
+            StepHistory,  # cold path: not loaded by task processes (core.ledger)
+        )
+
         query = (
             select(
                 step_table.c.id,

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_wfe.core.artifact_records import ArtifactVersion
 from airflow_wfe.core.audit.events import SealedEvent
 from airflow_wfe.core.audit.verify import Checkpoint, Head
-from airflow_wfe.core.records import (
-    BusinessMetric,
-    CompensationRequest,
-    DecisionRecord,
-    RunSummary,
-    TransitionRecord,
-)
+from airflow_wfe.core.records import RunSummary, TransitionRecord
+
+if TYPE_CHECKING:
+    from airflow_wfe.core.artifact_records import ArtifactVersion
+    from airflow_wfe.core.ledger import BusinessMetric, CompensationRequest, DecisionRecord
 
 __all__ = [
     "artifact_version",
@@ -80,6 +77,10 @@ def run_summary(row: Any) -> RunSummary:
 
 
 def decision(row: Any) -> DecisionRecord:
+    from airflow_wfe.core.ledger import (
+        DecisionRecord,  # cold path: not loaded by task processes (core.ledger)
+    )
+
     return DecisionRecord(
         step_id=row.step_id,
         kind=row.kind,
@@ -94,6 +95,10 @@ def decision(row: Any) -> DecisionRecord:
 
 def business_metric(row: Any) -> BusinessMetric:
     """A business-metric row joined with its run (``dag_id``, ``run_id``)."""
+    from airflow_wfe.core.ledger import (
+        BusinessMetric,  # cold path: not loaded by task processes (core.ledger)
+    )
+
     return BusinessMetric(
         dag_id=row.dag_id,
         run_id=row.run_id,
@@ -107,6 +112,10 @@ def business_metric(row: Any) -> BusinessMetric:
 
 
 def compensation_request(row: Any) -> CompensationRequest:
+    from airflow_wfe.core.ledger import (
+        CompensationRequest,  # cold path: not loaded by task processes (core.ledger)
+    )
+
     return CompensationRequest(
         dag_id=row.dag_id,
         run_id=row.run_id,
@@ -159,6 +168,10 @@ def head(row: Any) -> Head:
 
 def artifact_version(row: Any, *, with_content: bool = False) -> ArtifactVersion:
     """An artifact row (``size`` computed by the query; ``content`` only when selected)."""
+    from airflow_wfe.core.artifact_records import (
+        ArtifactVersion,  # cold path: not loaded by task processes (artifact records)
+    )
+
     return ArtifactVersion(
         name=row.name,
         version=row.version,

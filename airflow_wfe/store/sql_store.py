@@ -12,7 +12,8 @@ events; nothing outside this package sees a connection.
 
 from __future__ import annotations
 
-from airflow_wfe.store.artifacts import ArtifactRegistry
+from typing import TYPE_CHECKING
+
 from airflow_wfe.store.audit_reader import AuditReads
 from airflow_wfe.store.audit_writer import AuditLog
 from airflow_wfe.store.change_imports import ChangeImports
@@ -24,6 +25,9 @@ from airflow_wfe.store.history import History
 from airflow_wfe.store.run_reads import RunReads
 from airflow_wfe.store.run_writes import RUN_FACTS
 from airflow_wfe.store.step_writes import StepWrites
+
+if TYPE_CHECKING:
+    from airflow_wfe.store.artifacts import ArtifactRegistry
 
 __all__ = ["RUN_FACTS", "RunPlan", "SqlStore", "StepPlan", "Store"]
 
@@ -53,9 +57,16 @@ class SqlStore(
 
     def __init__(self, url: str, *, audit: AuditLog | None = None) -> None:
         super().__init__(url, audit=audit)
-        self._artifacts = ArtifactRegistry(self)
+        self._artifacts: ArtifactRegistry | None = None
 
     @property
     def artifacts(self) -> ArtifactRegistry:
-        """Versioned artifacts, in this store's database and audit trail."""
+        """Versioned artifacts, in this store's database and audit trail.
+
+        Built on first use: task processes that never touch an artifact do not load its modules
+        (measured ~3 ms of import per process)."""
+        if self._artifacts is None:
+            from airflow_wfe.store.artifacts import ArtifactRegistry
+
+            self._artifacts = ArtifactRegistry(self)
         return self._artifacts
