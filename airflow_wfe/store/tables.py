@@ -73,6 +73,9 @@ run_table = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("dag_id", "run_id", name="uq_wfe_run_dag_id_run_id"),
+    # The run list pages newest first by keyset, overall and per DAG (migration 0007).
+    Index("ix_wfe_run_created_at_id", "created_at", "id"),
+    Index("ix_wfe_run_dag_id_created_at_id", "dag_id", "created_at", "id"),
 )
 
 step_table = Table(
