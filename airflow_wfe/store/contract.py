@@ -9,7 +9,7 @@ the store package.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -114,7 +114,29 @@ class Store(Protocol):
         offset: int = 0,
     ) -> list[RunSummary]: ...
 
-    def count_runs(self, *, dag_id: str | None = None, state: str | None = None) -> int: ...
+    def page_runs(
+        self,
+        *,
+        dag_ids: Collection[str] | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[builtins.list[RunSummary], str | None]:
+        """A page of runs newest first and the opaque cursor of the next (``None``: last page);
+        ``dag_ids`` ``None`` is every DAG, empty is none."""
+        ...
+
+    def count_runs(
+        self,
+        *,
+        dag_id: str | None = None,
+        state: str | None = None,
+        dag_ids: Collection[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int: ...
 
     def step_states(self, dag_id: str, run_id: str) -> dict[tuple[str, int], StepState]: ...
 
