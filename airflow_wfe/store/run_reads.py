@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import base64
+import binascii
+import json
+from collections.abc import Collection, Iterable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import Select, func, select, tuple_
 
 from airflow_wfe.core.records import RunRecord, RunSummary, StepRecord, TransitionRecord
 from airflow_wfe.core.states import StepState
-from airflow_wfe.exceptions import RunNotFoundError
+from airflow_wfe.exceptions import RunNotFoundError, UsageError
 from airflow_wfe.store import rows
 from airflow_wfe.store.base import StoreBase
 from airflow_wfe.store.rows import utc
@@ -85,14 +89,80 @@ class RunReads(StoreBase):
             found = connection.execute(query.limit(limit).offset(offset)).all()
         return [rows.run_summary(row) for row in found]
 
-    def count_runs(self, *, dag_id: str | None = None, state: str | None = None) -> int:
-        """How many runs match the filters of :meth:`list_runs`."""
-        query = select(func.count()).select_from(run_table)
+    def page_runs(
+        self,
+        *,
+        dag_ids: Collection[str] | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[RunSummary], str | None]:
+        """A page of runs newest first, and the cursor of the next page (``None``: no more).
+
+        Keyset pagination over ``(created_at, id)`` (index ``ix_wfe_run_created_at_id``, or
+        ``ix_wfe_run_dag_id_created_at_id`` within DAGs): a page costs the same wherever it is,
+        and runs recorded meanwhile neither repeat nor shift the pages that follow. ``dag_ids``
+        ``None`` means every DAG and an empty collection none (so a caller allowed on no DAG
+        gets an empty page, never everything); ``since`` is inclusive, ``until`` exclusive, both
+        on the run's creation time.
+
+        Raises:
+            UsageError: ``cursor`` is not one this method returned.
+        """
+        query = self._filtered(select(run_table), dag_ids, state, since, until)
+        if query is None:
+            return [], None
+        if cursor is not None:
+            at, pk = _decode_cursor(cursor)
+            query = query.where(tuple_(run_table.c.created_at, run_table.c.id) < (at, pk))
+        query = query.order_by(run_table.c.created_at.desc(), run_table.c.id.desc())
+        with self._read() as connection:
+            found = connection.execute(query.limit(limit + 1)).all()
+        following = _encode_cursor(found[limit - 1]) if len(found) > limit else None
+        return [rows.run_summary(row) for row in found[:limit]], following
+
+    def count_runs(
+        self,
+        *,
+        dag_id: str | None = None,
+        state: str | None = None,
+        dag_ids: Collection[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many runs match the filters of :meth:`list_runs` and :meth:`page_runs`."""
         if dag_id is not None:
-            query = query.where(run_table.c.dag_id == dag_id)
+            dag_ids = [dag_id] if dag_ids is None else [d for d in dag_ids if d == dag_id]
+        query = self._filtered(
+            select(func.count()).select_from(run_table), dag_ids, state, since, until
+        )
+        return 0 if query is None else int(self._scalar(query))
+
+    @staticmethod
+    def _filtered(
+        query: Select[Any],
+        dag_ids: Collection[str] | None,
+        state: str | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> Select[Any] | None:
+        """``query`` narrowed by the run-list filters; ``None`` when ``dag_ids`` is empty."""
+        if dag_ids is not None:
+            wanted = sorted(set(dag_ids))
+            if not wanted:
+                return None
+            column = run_table.c.dag_id
+            query = query.where(column == wanted[0] if len(wanted) == 1 else column.in_(wanted))
         if state is not None:
             query = query.where(run_table.c.state == state)
-        return int(self._scalar(query))
+        # In UTC, as stored: SQLite compares the text of the time and would ignore an offset.
+        if since is not None:
+            query = query.where(run_table.c.created_at >= utc(since))
+        if until is not None:
+            query = query.where(run_table.c.created_at < utc(until))
+        return query
 
     def step_states(self, dag_id: str, run_id: str) -> dict[tuple[str, int], StepState]:
         """``{(step_id, map_index): state}`` of one run (empty when the run is unknown)."""
@@ -141,3 +211,24 @@ class RunReads(StoreBase):
         )
         with self._read() as connection:
             return {(row.dag_id, row.run_id): row.state for row in connection.execute(query)}
+
+
+def _encode_cursor(row: Any) -> str:
+    """The opaque cursor after ``row``: its creation time and primary key, as the store holds
+    them (the clients must not build one; its layout may change)."""
+    raw = json.dumps([row.created_at.isoformat(), row.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, pk = json.loads(raw)
+        if not isinstance(pk, int) or isinstance(pk, bool):
+            raise TypeError(pk)
+        return datetime.fromisoformat(at), pk
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise UsageError(
+            "not a cursor of this API; pass back the next cursor of a previous page as it was",
+            argument="cursor",
+        ) from exc
