@@ -93,6 +93,48 @@ OPTIONS: Final[tuple[Option, ...]] = (
         sensitive=True,
     ),
     Option(
+        "store_connect_timeout",
+        "float",
+        "3",
+        "Seconds a hook waits to open a connection to the store (PostgreSQL ``connect_timeout``, "
+        "at least 2 s by libpq's rule). When it runs out the transition goes to the spool "
+        "(fail_closed = False) or the task fails (fail_closed = True); see docs/reliability.md.",
+        "5",
+    ),
+    Option(
+        "store_statement_timeout",
+        "float",
+        "5",
+        "Seconds one statement of the store may run (PostgreSQL ``statement_timeout``; a SQLite "
+        "statement only ever waits for the write lock, bounded by store_lock_timeout).",
+        "10",
+    ),
+    Option(
+        "store_lock_timeout",
+        "float",
+        "3",
+        "Seconds a write waits for a lock held by another writer, retries included (PostgreSQL "
+        "``lock_timeout``, SQLite ``busy_timeout``).",
+        "5",
+    ),
+    Option(
+        "spool_path",
+        "string",
+        "",
+        "Folder of the local spool, where transitions the store could not take wait (one file per "
+        "host and store, fsynced) until a later hook or ``wfe spool flush`` writes them. Empty "
+        "means ``$AIRFLOW_HOME/wfe_spool``; use a local disk.",
+        "/var/lib/airflow/wfe_spool",
+    ),
+    Option(
+        "spool_max_mb",
+        "integer",
+        "64",
+        "Size bound of one spool file, in MiB. A transition that finds the spool full is lost, "
+        "with an error saying so (logged and counted as ``wfe.spool.full``).",
+        "256",
+    ),
+    Option(
         "policy_path",
         "string",
         "",
@@ -229,6 +271,12 @@ class Settings:
     statsd_tags: bool = False
     deployment_dags: tuple[str, ...] = ()
     dora_window: timedelta = timedelta(days=30)
+    # Bounded waits on the store and the local spool (docs/reliability.md).
+    store_connect_timeout: float = 3.0
+    store_statement_timeout: float = 5.0
+    store_lock_timeout: float = 3.0
+    spool_path: Path = Path()
+    spool_max_mb: int = 64
 
     @classmethod
     def from_getter(cls, get: Callable[[str], str | None], airflow_home: Path) -> Settings:
@@ -266,6 +314,15 @@ class Settings:
                 part.strip() for part in raw("audit_redact").split(",") if part.strip()
             ),
             airflow_home=airflow_home,
+            store_connect_timeout=_parse_seconds(
+                "store_connect_timeout", raw("store_connect_timeout")
+            ),
+            store_statement_timeout=_parse_seconds(
+                "store_statement_timeout", raw("store_statement_timeout")
+            ),
+            store_lock_timeout=_parse_seconds("store_lock_timeout", raw("store_lock_timeout")),
+            spool_path=Path(raw("spool_path") or airflow_home / "wfe_spool"),
+            spool_max_mb=_parse_count("spool_max_mb", raw("spool_max_mb")),
         )
 
 
@@ -293,6 +350,16 @@ def _parse_count(name: str, value: str) -> int:
         number = -1
     if number < 0:
         raise ConfigError(name, value, "expected a whole number, 0 or more")
+    return number
+
+
+def _parse_seconds(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 < number < 86_400:
+        raise ConfigError(name, value, "expected a number of seconds, more than 0 (e.g. 3 or 0.5)")
     return number
 
 

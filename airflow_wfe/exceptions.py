@@ -20,6 +20,8 @@ switch on) and ``http_status`` (what the REST layer answers with). The CLI exits
     ├── PolicyError                  policy_error        422   a policy cannot be loaded or evaluated
     │   └── BudgetExceededError      budget_exceeded     422   a run spent more than its budget allows
     ├── SpecError                    invalid_spec        422   a workflow file is invalid (every problem)
+    ├── SpoolError                   spool_error         500   the local spool cannot be read or written
+    │   └── SpoolFullError           spool_full          503   the local spool reached [wfe] spool_max_mb
     ├── StateError                   state_error         409   (base of the run and step state errors)
     │   ├── IllegalTransitionError   illegal_transition  409   the state machine refuses a transition
     │   └── RunNotFoundError         run_not_found       404   no run (or step) with that key
@@ -53,6 +55,8 @@ __all__ = [
     "RunNotFoundError",
     "SchemaOutdatedError",
     "SpecError",
+    "SpoolError",
+    "SpoolFullError",
     "StateError",
     "StoreError",
     "StoreUnavailableError",
@@ -222,6 +226,47 @@ class SpecError(WfeError):
         )
 
 
+class SpoolError(WfeError):
+    """The local spool (transitions waiting for the store, see docs/reliability.md) cannot be
+    read or written: a corrupt line, a folder that cannot be created.
+
+    Attributes:
+        path: the spool file or folder.
+        problem: what is wrong, and what to do.
+    """
+
+    code = "spool_error"
+    http_status = HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"spool {path}: {problem}")
+
+
+class SpoolFullError(SpoolError):
+    """A transition could not be written to the store nor to the spool, which is at its size bound.
+
+    Attributes:
+        path: the spool file.
+        size: its size in bytes.
+        limit: ``[wfe] spool_max_mb`` in bytes.
+    """
+
+    code = "spool_full"
+    http_status = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, path: str, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            path,
+            f"full ({size} bytes, bound {limit} bytes by [wfe] spool_max_mb); the transition was "
+            "not recorded. Bring the store back and run `wfe spool flush`, or raise "
+            "[wfe] spool_max_mb",
+        )
+
+
 class StateError(WfeError):
     """Base for errors about run and step states."""
 
@@ -295,13 +340,16 @@ class StoreUnavailableError(StoreError):
 
     Attributes:
         url: the store URL with its password masked.
+        bound: which configured wait ran out (``"connect"``, ``"statement"``, ``"lock"``), or
+            ``None`` when the store failed without a wait (refused, read-only, missing folder).
     """
 
     code = "store_unavailable"
     http_status = HTTPStatus.SERVICE_UNAVAILABLE
 
-    def __init__(self, url: str, problem: str) -> None:
+    def __init__(self, url: str, problem: str, *, bound: str | None = None) -> None:
         self.url = url
+        self.bound = bound
         super().__init__(f"state store {url} is unavailable: {problem}")
 
 

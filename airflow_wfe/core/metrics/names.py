@@ -35,9 +35,14 @@ __all__ = [
     "LISTENER_ERRORS",
     "RUN_DURATION",
     "RUN_STATE",
+    "SPOOL_FULL",
+    "SPOOL_REPLAYED",
+    "SPOOL_SUPERSEDED",
+    "SPOOL_WRITTEN",
     "STEP_DURATION",
     "STEP_RETRIES",
     "STEP_STATE",
+    "STORE_TIMEOUT",
     "TRANSITIONS_REFUSED",
     "MetricSpec",
     "approval_wait",
@@ -54,6 +59,7 @@ __all__ = [
     "segment",
     "step_duration",
     "step_state",
+    "store_timeout",
 ]
 
 # -- runs and steps ------------------------------------------------------------------------------
@@ -98,6 +104,19 @@ LISTENER_ERRORS: Final = "wfe.listener.errors"
 #: Counter: the state machine refused a reported transition.
 TRANSITIONS_REFUSED: Final = "wfe.transition.refused"
 
+# -- bounded waits and the local spool (docs/reliability.md) -------------------------------------
+
+#: Counter: a wait on the store ran out its bound: ``wfe.store.timeout.<connect|statement|lock>``.
+STORE_TIMEOUT: Final = "wfe.store.timeout"
+#: Counter: a transition the store could not take was written to the local spool.
+SPOOL_WRITTEN: Final = "wfe.spool.written"
+#: Counter: a spooled transition was replayed into the store.
+SPOOL_REPLAYED: Final = "wfe.spool.replayed"
+#: Counter: a spooled transition was dropped at replay: the store already held a later state.
+SPOOL_SUPERSEDED: Final = "wfe.spool.superseded"
+#: Counter: a transition was lost because the spool was at its size bound.
+SPOOL_FULL: Final = "wfe.spool.full"
+
 # -- DORA and business metrics -------------------------------------------------------------------
 
 #: Gauge, seconds: mean lead time for changes of a deployment DAG: ``wfe.dora.lead_time.<dag_id>``.
@@ -138,6 +157,7 @@ class MetricSpec:
             "decision": "deny",
             "dag_id": "example.dag_1",
             "metric": "roi",
+            "bound": "connect",
         }
         return ".".join([self.name, *(samples[s] for s in self.segments)])
 
@@ -161,6 +181,11 @@ ALL_METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec(AUDIT_EVENTS, "counter"),
     MetricSpec(LISTENER_ERRORS, "counter"),
     MetricSpec(TRANSITIONS_REFUSED, "counter"),
+    MetricSpec(STORE_TIMEOUT, "counter", "bound"),
+    MetricSpec(SPOOL_WRITTEN, "counter"),
+    MetricSpec(SPOOL_REPLAYED, "counter"),
+    MetricSpec(SPOOL_SUPERSEDED, "counter"),
+    MetricSpec(SPOOL_FULL, "counter"),
     MetricSpec(DORA_LEAD_TIME, "gauge", "dag_id"),
     MetricSpec(DORA_DEPLOYMENT_FREQUENCY, "gauge", "dag_id"),
     MetricSpec(DORA_MTTR, "gauge", "dag_id"),
@@ -242,6 +267,11 @@ def cost_budget(dag_id: str) -> str:
 def dora(base: str, dag_id: str) -> str:
     """One of the ``DORA_*`` gauges for a deployment DAG."""
     return f"{base}.{_dag(dag_id)}"
+
+
+def store_timeout(bound: str) -> str:
+    """Counter of waits on the store that ran out their bound (``connect``, ``statement``, ``lock``)."""
+    return f"{STORE_TIMEOUT}.{segment(bound)}"
 
 
 def business(metric: str, dag_id: str) -> str:
