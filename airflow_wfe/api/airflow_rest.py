@@ -20,7 +20,7 @@ from fastapi import HTTPException, Request  # noqa: TID253 - loaded only by the 
 
 from airflow_wfe.api.lazy import AIRFLOW_APP_SCOPE_KEY
 
-__all__ = ["call_airflow", "hitl_path"]
+__all__ = ["answer_gate", "call_airflow", "hitl_path", "run_gates"]
 
 #: Only what identifies the caller crosses over; nothing else of the original request does.
 _FORWARDED: Final = ("authorization", "cookie")
@@ -62,3 +62,34 @@ async def call_airflow(request: Request, method: str, path: str, body: Any = Non
         message = detail if isinstance(detail, str) else f"Airflow answered {answer.status_code}"
         raise HTTPException(answer.status_code, message)
     return data
+
+
+async def answer_gate(
+    request: Request,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    *,
+    chosen_options: list[str],
+    params_input: dict[str, Any],
+    map_index: int = -1,
+) -> Any:
+    """Answer a pending gate through Airflow's ``PATCH .../hitlDetails``, as the caller.
+
+    The one way both faces answer (the REST action and the run page's form): Airflow checks the
+    caller's HITL rights, the assigned users, the options and that nobody answered already.
+    """
+    payload = {"chosen_options": chosen_options, "params_input": params_input}
+    return await call_airflow(
+        request, "PATCH", hitl_path(dag_id, run_id, task_id, map_index), payload
+    )
+
+
+async def run_gates(request: Request, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """The run's HITL details as Airflow shows them to the caller (pending and answered).
+
+    Raises:
+        HTTPException: as :func:`call_airflow`.
+    """
+    found = await call_airflow(request, "GET", hitl_path(dag_id, run_id))
+    return list(found.get("hitl_details", ())) if isinstance(found, dict) else []

@@ -107,6 +107,20 @@ class DagScope:
             return True
         return dag_id is not None and dag_id in self.dag_ids
 
+    def readable(self, asked: Iterable[str]) -> frozenset[str] | None:
+        """The DAG set to filter a list by: ``asked`` (all must be readable), else the scope's
+        own (``None``: every DAG; it may be empty, and the list then is too).
+
+        Raises:
+            HTTPException: 403 when ``asked`` names a DAG the user may not read.
+        """
+        wanted = frozenset(asked)
+        if not wanted:
+            return self.dag_ids
+        if self.dag_ids is not None and not wanted <= self.dag_ids:
+            raise HTTPException(403, "Forbidden: you may not read every DAG asked for")
+        return wanted
+
     def narrow(self, asked: Iterable[str]) -> list[str] | None:
         """The DAG ids to ask the application layer for: ``asked`` within the scope, or ``None``
         for "all" (only when nothing was asked and the user may read every DAG).

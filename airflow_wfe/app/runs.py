@@ -1,12 +1,15 @@
 """Runs: the list (with filters and paging) and one run's whole story.
 
-The store's contract pages by ``limit``/``offset`` and filters by DAG and state; a time window or an
-opaque cursor would need new store queries, so the REST API pages the same way.
+Two ways to page the list: ``limit``/``offset`` (what ``wfe runs list`` prints), and keyset pages
+with an opaque cursor (:func:`page_runs`, what the REST API and the pages use): filtered in SQL by
+a set of DAGs (the ones a user may read), a state and a creation-time window, each page one index
+range scan however deep it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime
 
 from airflow_wfe.app.context import AppContext
 from airflow_wfe.app.decisions import decision_items
@@ -21,8 +24,17 @@ from airflow_wfe.app.models.runs import (
 from airflow_wfe.core.records import RunRecord, StepRecord, TransitionRecord
 from airflow_wfe.core.records import RunSummary as RunSummaryRecord
 from airflow_wfe.core.states import RunState, StepState
+from airflow_wfe.exceptions import UsageError
 
-__all__ = ["MAX_LIMIT", "compensations", "list_runs", "run_detail", "summary"]
+__all__ = [
+    "MAX_LIMIT",
+    "compensations",
+    "count_runs",
+    "list_runs",
+    "page_runs",
+    "run_detail",
+    "summary",
+]
 
 #: The most runs one request may ask for (the REST API applies it too).
 MAX_LIMIT = 10_000
@@ -57,6 +69,63 @@ def list_runs(
         dag_id=dag_id, state=state.upper() if state else None, limit=limit, offset=offset
     )
     return RunList([summary(run) for run in runs])
+
+
+def _window(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise UsageError(
+            f"the window is empty: since {since.isoformat()} is not before until "
+            f"{until.isoformat()}",
+            argument="since",
+        )
+
+
+def page_runs(
+    ctx: AppContext,
+    *,
+    dag_ids: Collection[str] | None = None,
+    state: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[RunList, str | None]:
+    """A page of runs newest first and the cursor of the next page (``None`` on the last).
+
+    ``dag_ids`` ``None`` is every DAG, an empty collection none (a caller allowed on no DAG gets
+    an empty page). ``since`` is inclusive, ``until`` exclusive (creation time; naive is UTC).
+
+    Raises:
+        UsageError: ``limit`` outside 1..MAX_LIMIT, an empty window, or a cursor the store did
+            not make.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise UsageError(f"must be between 1 and {MAX_LIMIT}, got {limit}", argument="limit")
+    _window(since, until)
+    found, following = ctx.store.page_runs(
+        dag_ids=dag_ids,
+        state=state.upper() if state else None,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
+    return RunList([summary(run) for run in found]), following
+
+
+def count_runs(
+    ctx: AppContext,
+    *,
+    dag_ids: Collection[str] | None = None,
+    state: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> int:
+    """How many runs :func:`page_runs` would page through with the same filters."""
+    _window(since, until)
+    return ctx.store.count_runs(
+        dag_ids=dag_ids, state=state.upper() if state else None, since=since, until=until
+    )
 
 
 def _transition(record: TransitionRecord) -> Transition:

@@ -8,31 +8,41 @@ are pages too (the API answers JSON). Pictures are SVG drawn in the templates fr
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import quote, quote_plus
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Final
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
-from fastapi import FastAPI, Request  # noqa: TID253 - loaded only by the lazily built pages app
+from fastapi import FastAPI, Query, Request  # noqa: TID253 - loaded only by the lazily built pages app
 from fastapi.exceptions import RequestValidationError  # noqa: TID253 - loaded only by the lazily built pages app
-from fastapi.responses import HTMLResponse  # noqa: TID253 - loaded only by the lazily built pages app
+from fastapi.responses import HTMLResponse, RedirectResponse  # noqa: TID253 - loaded only by the lazily built pages app
 from fastapi.staticfiles import StaticFiles  # noqa: TID253 - loaded only by the lazily built pages app
 from jinja2 import Environment, PackageLoader, StrictUndefined  # noqa: TID253 - loaded only by the lazily built pages app
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from airflow_wfe.api import airflow_rest
 from airflow_wfe.api.deps import ContextDep
 from airflow_wfe.api.headers import SecurityHeaders
-from airflow_wfe.api.routes.runs import visible_runs
-from airflow_wfe.api.security import READ_RUN, DagScopeDep, GetUserDep
+from airflow_wfe.api.routes.runs import PAGE_MAX
+from airflow_wfe.api.security import EDIT_RUN, READ_RUN, DagScopeDep, GetUserDep
 from airflow_wfe.app import audit, costs, dora, runs
 from airflow_wfe.app.models import AuditStory
-from airflow_wfe.exceptions import WfeError
+from airflow_wfe.core.states import RUN_MACHINE, RunState
+from airflow_wfe.exceptions import UsageError, WfeError
+from airflow_wfe.ui import csrf
 from airflow_wfe.ui.diagram import run_machine, timeline
+
+if TYPE_CHECKING:
+    from airflow.api_fastapi.auth.managers.base_auth_manager import ResourceMethod
 
 __all__ = ["OVERVIEW_RUNS", "build_app", "templates"]
 
 #: How many of the latest runs the overview counts by state.
 OVERVIEW_RUNS = 500
+#: The most a page's form may send (an answer is an option and a comment).
+_FORM_MAX_BYTES: Final = 16_384
 
 
 def templates() -> Environment:
@@ -50,6 +60,17 @@ def templates() -> Environment:
     return env
 
 
+async def _form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (no multipart: the pages' forms send none)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise HTTPException(415, "The page's forms post application/x-www-form-urlencoded")
+    body = await request.body()
+    if len(body) > _FORM_MAX_BYTES:
+        raise HTTPException(413, f"A form of at most {_FORM_MAX_BYTES} bytes")
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
 class _Pages:
     """Renders a template with what every page needs (links, who is signed in)."""
 
@@ -65,15 +86,37 @@ class _Pages:
         return HTMLResponse(html, status_code=http_status)
 
 
-def _may_read_audit(user: Any, dag_id: str) -> bool:
+def _may(user: Any, dag_id: str, method: ResourceMethod, entity: DagAccessEntity) -> bool:
     return bool(
         get_auth_manager().is_authorized_dag(
-            method="GET",
-            access_entity=DagAccessEntity.AUDIT_LOG,
-            details=DagDetails(id=dag_id),
-            user=user,
+            method=method, access_entity=entity, details=DagDetails(id=dag_id), user=user
         )
     )
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    """A filter's time from the form (``datetime-local`` sends no offset: UTC); blank is none."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise UsageError(
+            f"{value!r} is not a time; use ISO 8601, e.g. 2026-12-01T09:30", argument=name
+        ) from exc
+
+
+async def _pending_gates(request: Request, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """The run's gates still waiting for a person, as Airflow shows them to the caller.
+
+    Asked only while the run waits for approval; when Airflow refuses the caller the HITL
+    details, the page shows no form (the answer would be refused the same way).
+    """
+    try:
+        found = await airflow_rest.run_gates(request, dag_id, run_id)
+    except HTTPException:
+        return []
+    return [gate for gate in found if not gate.get("response_received")]
 
 
 def build_app() -> FastAPI:
@@ -83,32 +126,74 @@ def build_app() -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def overview(request: Request, ctx: ContextDep, scope: DagScopeDep, user: GetUserDep) -> Any:
-        latest = visible_runs(ctx, scope, state=None, limit=OVERVIEW_RUNS, offset=0).root
+        latest, _ = runs.page_runs(ctx, dag_ids=scope.dag_ids, limit=OVERVIEW_RUNS)
         counts: dict[str, int] = {}
-        for run in latest:
+        for run in latest.root:
             counts[run.state] = counts.get(run.state, 0) + 1
         by_state = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         spend = [c for c in costs.cost_by_dag(ctx).root if scope.allows(c.dag_id)]
         figures = [f for f in dora.dora(ctx).root if scope.allows(f.dag_id)]
+        waiting = [r for r in latest.root if r.state == RunState.WAITING_APPROVAL]
         return pages.render(
             request,
             "overview.html",
             user.get_name(),
-            runs=latest,
+            runs=latest.root,
+            waiting=waiting,
             by_state=by_state,
             most=max(counts.values(), default=1),
             costs=spend,
             dora=figures,
         )
 
-    @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[READ_RUN])
-    def run_page(
-        request: Request, dag_id: str, run_id: str, ctx: ContextDep, user: GetUserDep
+    @app.get("/runs", response_class=HTMLResponse)
+    def run_list(
+        request: Request,
+        ctx: ContextDep,
+        scope: DagScopeDep,
+        user: GetUserDep,
+        dag_id: str = "",
+        state: str = "",
+        since: str = "",
+        until: str = "",
+        limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
+        cursor: Annotated[str, Query(max_length=200)] = "",
     ) -> Any:
-        run = runs.run_detail(ctx, dag_id, run_id)
+        dag_ids = scope.readable([dag_id] if dag_id else ())
+        window = {"since": _time(since, "since"), "until": _time(until, "until")}
+        page, following = runs.page_runs(
+            ctx, dag_ids=dag_ids, state=state or None, limit=limit, cursor=cursor or None, **window
+        )
+        asked = {"dag_id": dag_id, "state": state, "since": since, "until": until, "limit": limit}
+        return pages.render(
+            request,
+            "runs.html",
+            user.get_name(),
+            runs=page.root,
+            total=runs.count_runs(ctx, dag_ids=dag_ids, state=state or None, **window),
+            asked=asked,
+            states=[str(s) for s in RunState],
+            following=None if following is None else urlencode({**asked, "cursor": following}),
+            first=urlencode(asked) if cursor else None,
+        )
+
+    @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[READ_RUN])
+    async def run_page(
+        request: Request,
+        dag_id: str,
+        run_id: str,
+        ctx: ContextDep,
+        user: GetUserDep,
+        answered: str = "",
+    ) -> Any:
+        # The store reads block: off the event loop, as FastAPI runs a plain ``def`` route.
+        run = await run_in_threadpool(runs.run_detail, ctx, dag_id, run_id)
         story: AuditStory | None = None
-        if _may_read_audit(user, dag_id):
-            story = audit.run_story(ctx, dag_id, run_id)
+        if _may(user, dag_id, "GET", DagAccessEntity.AUDIT_LOG):
+            story = await run_in_threadpool(audit.run_story, ctx, dag_id, run_id)
+        gates: list[dict[str, Any]] = []
+        if run.state == RunState.WAITING_APPROVAL:
+            gates = await _pending_gates(request, dag_id, run_id)
         return pages.render(
             request,
             "run.html",
@@ -118,7 +203,44 @@ def build_app() -> FastAPI:
             machine=run_machine(run.transitions, run.state),
             current=run.state,
             timeline=timeline(run),
+            gates=gates,
+            may_act=_may(user, dag_id, "PUT", DagAccessEntity.RUN),
+            csrf_field=csrf.FIELD,
+            csrf_token=csrf.token_for(request),
+            answered=answered,
+            terminal=run.state in RUN_MACHINE.terminal,
         )
+
+    @app.post(
+        "/runs/{dag_id}/{run_id}/gates/{task_id}/answer",
+        response_class=RedirectResponse,
+        dependencies=[EDIT_RUN],
+    )
+    async def answer_gate(request: Request, dag_id: str, run_id: str, task_id: str) -> Any:
+        """The run page's Approve/Reject form: checked against CSRF, then answered exactly as
+        ``POST /wfe/api/v1/runs/.../gates/{task_id}/answer`` does (Airflow's HITL API)."""
+        form = await _form(request)
+        csrf.check(request, form.get(csrf.FIELD, ""))
+        choice = form.get("choice", "")
+        if not choice:
+            raise UsageError("choose one of the gate's options", argument="choice")
+        try:
+            map_index = int(form.get("map_index", "-1"))
+        except ValueError as exc:
+            raise UsageError("must be a whole number", argument="map_index") from exc
+        comment = form.get("comment", "").strip()
+        await airflow_rest.answer_gate(
+            request,
+            dag_id,
+            run_id,
+            task_id,
+            chosen_options=[choice],
+            params_input={"comment": comment} if comment else {},
+            map_index=map_index,
+        )
+        base = str(request.scope.get("root_path", "")).rstrip("/")
+        target = f"{base}/runs/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
+        return RedirectResponse(f"{target}?{urlencode({'answered': task_id})}", status_code=303)
 
     async def error_page(request: Request, exc: Exception) -> HTMLResponse:
         if isinstance(exc, RequestValidationError):

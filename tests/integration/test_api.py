@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -274,9 +275,63 @@ def test_the_list_is_the_json_wfe_runs_list_prints(
     capsys.readouterr()
     assert main(["runs", "list", "--limit", "1", "--json"]) == 0
     assert answer.json() == json.loads(capsys.readouterr().out)
-    assert 'rel="next"' in answer.headers["link"]
-    second = api.call("GET", f"{API}/runs?limit=1&offset=1", "viewer").json()
+    cursor = answer.headers["x-next-cursor"]
+    assert answer.headers["link"] == (
+        f'<http://testserver{API}/runs?limit=1&cursor={cursor}>; rel="next"'
+    )
+    second = api.call("GET", f"{API}/runs?limit=1&cursor={cursor}", "viewer").json()
     assert second[0]["run_id"] != answer.json()[0]["run_id"]
+
+
+def _pages(api: Api, user: str, query: str) -> list[list[dict[str, Any]]]:
+    """Every page of ``GET /runs?query`` as ``user``, following the Link header."""
+    pages, url = [], f"{API}/runs?{query}"
+    while url:
+        answer = api.call("GET", url, user)
+        assert answer.status_code == 200, answer.text
+        pages.append(answer.json())
+        link = answer.headers.get("link")
+        url = link[link.index("/wfe") : link.index(">")] if link else ""
+    return pages
+
+
+def test_cursor_pages_hold_only_the_readable_runs(api: Api) -> None:
+    everything = [r for page in _pages(api, "viewer", "limit=1") for r in page]
+    assert len(everything) == len({(r["dag_id"], r["run_id"]) for r in everything}) == 3
+    assert [r["created_at"] for r in everything] == sorted(
+        (r["created_at"] for r in everything), reverse=True
+    )
+    # The outsider's pages are full pages of the DAG it may read (filtered in SQL, not after).
+    pages = _pages(api, "outsider", "limit=1")
+    assert [len(page) for page in pages] == [1, 1]
+    assert {r["dag_id"] for page in pages for r in page} == {OPEN_DAG}
+    assert [r for r in everything if r["dag_id"] == OPEN_DAG] == [r for p in pages for r in p]
+    # Filters: DAG (repeatable), state, time window.
+    both = _pages(api, "viewer", f"dag_id={OPEN_DAG}&dag_id={SECRET_DAG}&limit=10")
+    assert both == [everything]
+    failed = api.call("GET", f"{API}/runs?state=failed", "viewer").json()
+    assert {r["run_id"] for r in failed} == {
+        r["run_id"] for r in everything if r["state"] == "FAILED"
+    }
+    newest = everything[0]["created_at"]
+    assert api.call("GET", f"{API}/runs?since={quote(newest)}", "viewer").json() == everything[:1]
+    older = api.call("GET", f"{API}/runs?until={quote(newest)}", "viewer").json()
+    assert older == everything[1:]
+
+
+def test_bad_list_requests_say_which_parameter(api: Api) -> None:
+    mixed = api.call("GET", f"{API}/runs?dag_id={OPEN_DAG}&dag_id={SECRET_DAG}", "outsider")
+    assert mixed.status_code == 403, mixed.text
+    cursor = api.call("GET", f"{API}/runs?cursor=not-ours", "viewer")
+    assert cursor.status_code == 400
+    assert cursor.json()["code"] == "usage_error"
+    assert cursor.json()["detail"]["argument"] == "cursor"
+    window = api.call(
+        "GET", f"{API}/runs?since=2026-12-02T00:00:00Z&until=2026-12-01T00:00:00Z", "viewer"
+    )
+    assert (window.status_code, window.json()["detail"]["argument"]) == (400, "since")
+    assert api.call("GET", f"{API}/runs?limit=1001", "viewer").status_code == 422
+    assert api.call("GET", f"{API}/runs?since=yesterday", "viewer").status_code == 422
 
 
 def test_the_export_streams_jsonl_and_csv(api: Api) -> None:
@@ -340,3 +395,70 @@ def test_markup_in_ids_and_reasons_is_shown_as_text(api: Api) -> None:
     overview = api.call("GET", "/wfe/ui/", "viewer").text
     assert HOSTILE_RUN not in overview
     assert quote(HOSTILE_RUN, safe="") in overview  # the link to it, encoded
+
+
+def test_the_runs_page_filters_and_pages_within_the_readable_dags(api: Api) -> None:
+    import html
+
+    page = api.call("GET", "/wfe/ui/runs?limit=1", "outsider")
+    assert page.status_code == 200, page.text
+    assert SECRET_DAG not in page.text
+    assert "2 runs match" in page.text
+    following = re.search(r'href="([^"]+)" rel="next"', page.text)
+    assert following is not None
+    second = api.call("GET", html.unescape(following.group(1)), "outsider")
+    assert second.status_code == 200, second.text
+    assert SECRET_DAG not in second.text
+    assert 'rel="next"' not in second.text  # the outsider's last page
+    hidden = api.call("GET", f"/wfe/ui/runs?dag_id={SECRET_DAG}", "outsider")
+    assert hidden.status_code == 403
+    mine = api.call("GET", f"/wfe/ui/runs?dag_id={SECRET_DAG}&state=compensated", "viewer")
+    assert "1 run matches" in mine.text
+    assert api.runs[SECRET_DAG] in mine.text
+    blank = api.call("GET", "/wfe/ui/runs?since=&until=&state=&dag_id=", "viewer")
+    assert "3 runs match" in blank.text
+    bad = api.call("GET", "/wfe/ui/runs?since=yesterday", "viewer")
+    assert bad.status_code == 400
+    assert "since: &#39;yesterday&#39; is not a time" in bad.text
+
+
+def _form_token(api: Api, user: str) -> str:
+    from starlette.requests import Request
+
+    from airflow_wfe.ui import csrf
+
+    header = (b"authorization", f"Bearer {api.tokens[user]}".encode())
+    return csrf.token_for(Request({"type": "http", "headers": [header]}))
+
+
+def test_the_gate_form_is_csrf_safe_and_goes_to_airflow(api: Api) -> None:
+    run = api.runs[OPEN_DAG]
+    path = f"/wfe/ui/runs/{OPEN_DAG}/{run}/gates/no_such_gate/answer"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def post(user: str, body: str, **headers: str) -> Any:
+        return api.call("POST", path, user, content=body.encode(), headers={**form, **headers})
+
+    token = _form_token(api, "user")
+    good = f"csrf_token={token}&choice=Approve&comment=fine"
+    assert post("user", "choice=Approve").status_code == 403
+    assert post("user", f"csrf_token={_form_token(api, 'admin')}&choice=Approve").status_code == 403
+    assert post("user", good, **{"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert post("user", good, Origin="https://evil.example").status_code == 403
+    json_post = api.call("POST", path, "user", body={"csrf_token": token, "choice": "Approve"})
+    assert json_post.status_code == 415
+    viewer = post("viewer", f"csrf_token={_form_token(api, 'viewer')}&choice=Approve")
+    assert viewer.status_code == 403  # edit rights on the DAG's runs are checked first
+    # Past every check the answer reaches Airflow's HITL API, which knows no such gate.
+    through = post("user", good, **{"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"})
+    assert through.status_code == 404, through.text
+    assert "text/html" in through.headers["content-type"]
+    assert "no_such_gate" in through.text or "not found" in through.text.lower()
+
+
+def test_a_finished_run_page_offers_no_gate_and_stops_watching(api: Api) -> None:
+    done = api.call("GET", f"/wfe/ui/runs/{OPEN_DAG}/{api.runs[OPEN_DAG]}", "user")
+    assert done.status_code == 200
+    assert "Waiting for approval" not in done.text
+    assert "data-watch" not in done.text
+    assert api.client.get("/wfe/ui/static/live.js").status_code == 200

@@ -15,7 +15,7 @@ from airflow.api_fastapi.core_api.datamodels.hitl import HITLDetailResponse
 from fastapi import APIRouter, Depends, Request  # noqa: TID253 - loaded only by the lazily built API app
 from pydantic import BaseModel, ConfigDict, Field
 
-from airflow_wfe.api.airflow_rest import call_airflow, hitl_path
+from airflow_wfe.api import airflow_rest
 from airflow_wfe.api.deps import ActorDep, ContextDep
 from airflow_wfe.api.security import EDIT_EVERY_DAG, EDIT_RUN, require_json
 from airflow_wfe.app import artifacts, audit
@@ -77,9 +77,15 @@ async def answer_gate(
     dag_id: str, run_id: str, task_id: str, body: GateAnswer, request: Request
 ) -> Any:
     """Airflow's ``PATCH .../hitlDetails`` as the caller: its rules, its answer, its errors."""
-    payload = {"chosen_options": body.chosen_options, "params_input": body.params_input}
-    path = hitl_path(dag_id, run_id, task_id, body.map_index)
-    return await call_airflow(request, "PATCH", path, payload)
+    return await airflow_rest.answer_gate(
+        request,
+        dag_id,
+        run_id,
+        task_id,
+        chosen_options=body.chosen_options,
+        params_input=body.params_input,
+        map_index=body.map_index,
+    )
 
 
 @router.post(

@@ -1,77 +1,90 @@
-"""Runs: ``GET /runs`` (the JSON of ``wfe runs list --json``) and one run's story.
+"""Runs: ``GET /runs`` (the objects of ``wfe runs list --json``) and one run's story.
 
-The list pages by ``limit``/``offset``, as the application layer does, newest first; a full page
-carries a ``Link: <...>; rel="next"`` header. A user allowed on some DAGs only sees runs of those.
+The list pages by cursor, newest first: a page that has a successor carries its opaque cursor in
+``X-Next-Cursor`` and the whole next URL in ``Link: <...>; rel="next"``. Filters (DAGs, state, a
+creation-time window) and the caller's readable DAGs are applied by the store in SQL, so a user
+allowed on some DAGs gets full pages of theirs and never a run of another.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response  # noqa: TID253 - loaded only by the lazily built API app
+from fastapi import APIRouter, Query, Request, Response  # noqa: TID253 - loaded only by the lazily built API app
 
 from airflow_wfe.api.deps import ContextDep
-from airflow_wfe.api.security import READ_RUN, READ_RUN_AUDIT, DagScope, DagScopeDep
+from airflow_wfe.api.security import READ_RUN, READ_RUN_AUDIT, DagScopeDep
 from airflow_wfe.app import audit, decisions, runs
-from airflow_wfe.app.context import AppContext
-from airflow_wfe.app.models import AuditStory, DecisionItem, RunDetail, RunList, RunSummary
+from airflow_wfe.app.models import AuditStory, DecisionItem, RunDetail, RunList
 
-__all__ = ["PAGE_MAX", "router", "visible_runs"]
+__all__ = ["NEXT_CURSOR_HEADER", "PAGE_MAX", "router"]
 
 #: The most runs one page holds through the API (the application layer allows more, for the CLI).
-PAGE_MAX = 1000
+PAGE_MAX: Final = 1000
+#: The response header holding the next page's cursor.
+NEXT_CURSOR_HEADER: Final = "X-Next-Cursor"
 
 router = APIRouter(tags=["runs"])
 
-
-def visible_runs(
-    ctx: AppContext, scope: DagScope, *, state: str | None, limit: int, offset: int
-) -> RunList:
-    """A page of the runs of the DAGs in ``scope`` only, paged within those runs.
-
-    The application layer filters by one DAG at most, so a user allowed on several (not all) DAGs
-    is served by reading every run newest first and keeping theirs: correct, but linear in the
-    runs before the page. A ``dag_ids`` filter in ``list_runs`` would make it one indexed query.
-    """
-    if scope.dag_ids is None:
-        return runs.list_runs(ctx, state=state, limit=limit, offset=offset)
-    if len(scope.dag_ids) <= 1:
-        if not scope.dag_ids:
-            return RunList([])
-        (only,) = scope.dag_ids
-        return runs.list_runs(ctx, dag_id=only, state=state, limit=limit, offset=offset)
-    wanted, batch, cursor = offset + limit, max(4 * limit, 500), 0
-    kept: list[RunSummary] = []
-    while len(kept) < wanted:
-        page = runs.list_runs(ctx, state=state, limit=batch, offset=cursor).root
-        kept.extend(run for run in page if scope.allows(run.dag_id))
-        if len(page) < batch:
-            break
-        cursor += batch
-    return RunList(kept[offset:wanted])
+_PAGE_HEADERS: Final[dict[str, Any]] = {
+    NEXT_CURSOR_HEADER: {
+        "description": "the cursor of the next page (absent on the last page)",
+        "schema": {"type": "string"},
+    },
+    "Link": {
+        "description": 'the next page\'s URL, as <URL>; rel="next" (absent on the last page)',
+        "schema": {"type": "string"},
+    },
+}
 
 
-@router.get("/runs", response_model=RunList, summary="List governed runs, newest first")
+@router.get(
+    "/runs",
+    response_model=RunList,
+    summary="List governed runs, newest first, a page at a time",
+    responses={200: {"headers": _PAGE_HEADERS}},
+)
 def list_runs(
     request: Request,
     response: Response,
     ctx: ContextDep,
     scope: DagScopeDep,
-    dag_id: Annotated[str | None, Query(description="only this DAG")] = None,
+    dag_id: Annotated[
+        list[str] | None, Query(description="only these DAGs (repeat the parameter for several)")
+    ] = None,
     state: Annotated[str | None, Query(description="only runs in this state, e.g. FAILED")] = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="only runs created at or after this time (ISO 8601; no offset: UTC)"),
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="only runs created before this time (ISO 8601)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX, description="page size")] = 50,
-    offset: Annotated[int, Query(ge=0, description="runs to skip")] = 0,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description=f"where to continue: a previous {NEXT_CURSOR_HEADER}"),
+    ] = None,
 ) -> RunList:
-    """The same objects as ``wfe runs list --json``, of the DAGs the caller may read."""
-    if dag_id is not None:
-        if not scope.allows(dag_id):
-            raise HTTPException(403, "Forbidden")
-        page = runs.list_runs(ctx, dag_id=dag_id, state=state, limit=limit, offset=offset)
-    else:
-        page = visible_runs(ctx, scope, state=state, limit=limit, offset=offset)
-    if len(page.root) == limit:
-        following = request.url.include_query_params(offset=offset + limit, limit=limit)
-        response.headers["Link"] = f'<{following}>; rel="next"'
+    """The same objects as ``wfe runs list --json``, of the DAGs the caller may read.
+
+    Asking for a DAG the caller may not read is 403; without ``dag_id`` the list holds the runs of
+    the readable DAGs only (empty when there is none).
+    """
+    page, following = runs.page_runs(
+        ctx,
+        dag_ids=scope.readable(dag_id or ()),
+        state=state,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
+    if following is not None:
+        response.headers[NEXT_CURSOR_HEADER] = following
+        link = request.url.include_query_params(cursor=following)
+        response.headers["Link"] = f'<{link}>; rel="next"'
     return page
 
 
