@@ -1,0 +1,224 @@
+"""The pages in a real browser: Debian's chromium driven by Playwright's Python package, against a
+real ``airflow api-server`` (with its scheduler and dag-processor) on a free loopback port.
+
+One governed run of ``wfe_t_approval_one`` waits at its approval gate. The operator (a
+SimpleAuthManager ``user``) signs in on Airflow's own login page, opens **Browse → Governed runs**
+from Airflow's navigation (our overview in Airflow's iframe, the waiting run listed), opens the
+run's **Governance** tab on Airflow's DAG-run page, approves the pending gate with a comment full
+of markup, and watches the tab follow the run to COMPLETED with no reload by hand. A run whose DAG
+id, run id, step id and reasons are markup renders as text: no dialog opens, no script element
+beyond the page's own two.
+
+Playwright never downloads a browser here: it launches ``/usr/bin/chromium``. Without Playwright or
+chromium the test is skipped, saying which is missing; with ``WFE_REQUIRE_BROWSER=1`` (CI) that is
+a failure instead. ``WFE_SCREENSHOTS=1`` writes the screenshots into docs/images (what docs/ui.md
+and the README show); otherwise they go to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from cluster import Cluster
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.timeout(420),
+    pytest.mark.cluster(
+        "approvals",
+        deadline_s=180.0,
+        extra_env={
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer,operator:user"
+        },
+    ),
+]
+
+CHROMIUM = Path("/usr/bin/chromium")
+#: Launch flags: headless, no sandbox (CI runs as root), nothing that phones home or updates.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+DAG_ID = "wfe_t_approval_one"
+GATE = "approve"
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+#: No "/" in the ids that go into the URL path (Airflow allows none in DAG and run ids either).
+HOSTILE_DAG = '<svg onload=alert("dag")>'
+HOSTILE_RUN = "\"'><img src=x onerror=alert(1)>"
+HOSTILE_STEP = "<script>alert('step')</script>"
+HOSTILE_REASON = '<img src=x onerror="alert(2)"> "double" & \'single\''
+HOSTILE_COMMENT = "<script>alert('comment')</script> \"approved\" & 'fine'"
+
+
+def _unavailable() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright's Python package is not installed (pip install -e '.[dev]')"
+    if not CHROMIUM.is_file():
+        return f"{CHROMIUM} is missing (Debian: apt-get install chromium)"
+    return None
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Chromium through Playwright, or a skip (a failure under WFE_REQUIRE_BROWSER=1)."""
+    missing = _unavailable()
+    if missing:
+        if os.environ.get("WFE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"WFE_REQUIRE_BROWSER=1 but {missing}", pytrace=False)
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    if os.environ.get("WFE_SCREENSHOTS") == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        return DOCS_IMAGES
+    return tmp_path
+
+
+def _parked(cluster: Cluster, run_id: str) -> bool:
+    """The gate awaits input and the scheduler saw its workload end (an earlier answer races
+    Airflow 3.3's late "finished" event, see test_policy_approvals.py)."""
+    ti = cluster.task_instances(DAG_ID, run_id).get(GATE, {})
+    if ti.get("state") != "awaiting_input":
+        return False
+    log = (cluster.logs / "scheduler.log").read_text(errors="replace")
+    return any(
+        "TaskInstance Finished" in line and f"ti_id={ti['id']}" in line for line in log.splitlines()
+    )
+
+
+def _record_hostile_run(cluster: Cluster) -> None:
+    """A run whose every id and reason is markup, written straight into the cluster's store."""
+    from airflow_wfe.core.records import Move
+    from airflow_wfe.store import SqlStore
+
+    store = SqlStore(f"sqlite:///{cluster.home / 'wfe.db'}")
+    run_moves = [Move("CREATED", HOSTILE_REASON), Move("VALIDATED", None), Move("RUNNING", None)]
+    store.advance_run(HOSTILE_DAG, HOSTILE_RUN, lambda _c: run_moves, actor="<b>scheduler</b>")
+    for to, why in (("PENDING", None), ("RUNNING", None), ("FAILED", HOSTILE_REASON)):
+        store.advance_step(
+            HOSTILE_DAG,
+            HOSTILE_RUN,
+            HOSTILE_STEP,
+            -1,
+            lambda _state, _try, to=to, why=why: [Move(to, why)],
+            actor="worker",
+        )
+    store.advance_run(
+        HOSTILE_DAG, HOSTILE_RUN, lambda _c: [Move("FAILED", HOSTILE_REASON)], actor="scheduler"
+    )
+
+
+def _sign_in(page: Any, cluster: Cluster, user: str) -> None:
+    passwords = json.loads(
+        (cluster.home / "simple_auth_manager_passwords.json.generated").read_text()
+    )
+    page.goto(cluster.base_url + "/")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(passwords[user])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(cluster.base_url + "/", timeout=30_000)
+
+
+def test_approve_a_gate_from_the_airflow_ui(browser: Any, cluster: Cluster, shots: Path) -> None:
+    from playwright.sync_api import expect
+
+    cluster.login()
+    run_id = cluster.trigger(DAG_ID)
+    _record_hostile_run(cluster)
+    cluster.wait_until("the gate to wait for an answer", lambda: _parked(cluster, run_id))
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    _sign_in(page, cluster, "operator")
+
+    # Airflow's navigation: Browse -> Governed runs, our overview in Airflow's iframe.
+    page.get_by_role("button", name="Browse").click()
+    page.get_by_role("menuitem", name="Governed runs").click()
+    overview = page.frame_locator("iframe")
+    expect(overview.get_by_role("heading", name="Governed runs", level=1)).to_be_visible()
+    waiting = overview.get_by_role("region", name="Waiting for approval")
+    expect(waiting.get_by_role("link", name=f"{DAG_ID} / {run_id}")).to_be_visible()
+    page.screenshot(path=str(shots / "ui-overview.png"))
+
+    # The run's tab on Airflow's DAG-run page: the pending gate, with the gate's options.
+    page.goto(f"{cluster.base_url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")
+    page.get_by_role("link", name="Governance").click()
+    tab = page.frame_locator("iframe")
+    gate = tab.get_by_role("region", name="Waiting for approval")
+    expect(gate).to_be_visible(timeout=30_000)
+    expect(tab.locator("h1 .badge")).to_have_text("WAITING_APPROVAL")
+    expect(gate.get_by_role("button", name="Reject")).to_be_visible()
+    page.screenshot(path=str(shots / "ui-run-gate.png"))
+
+    gate.get_by_label("Comment").fill(HOSTILE_COMMENT)
+    gate.get_by_role("button", name="Approve").click()
+    expect(tab.get_by_role("status")).to_contain_text("handed to Airflow")
+    # The tab follows the run (live.js) as the gate resumes and the run completes.
+    started = time.monotonic()
+    expect(tab.locator("h1 .badge")).to_have_text("COMPLETED", timeout=120_000)
+    resumed_s = time.monotonic() - started
+    decisions = tab.get_by_role("region", name="Decisions and approvals")
+    expect(decisions).to_contain_text("approved")
+    expect(decisions).to_contain_text(HOSTILE_COMMENT)  # as text, not markup
+    expect(tab.get_by_role("region", name="Waiting for approval")).to_have_count(0)
+    page.screenshot(path=str(shots / "ui-run-completed.png"))
+    cluster.verify(lambda: cluster.show_run(DAG_ID, run_id)["state"] == "COMPLETED")
+    approvals = [
+        d for d in cluster.show_run(DAG_ID, run_id)["decisions"] if d["kind"] == "approval"
+    ]
+    assert [(d["outcome"], d["comment"]) for d in approvals] == [("approved", HOSTILE_COMMENT)]
+    assert "operator" in approvals[0]["actor"]
+
+    # Markup in every id and reason renders as text.
+    hostile = f"{cluster.base_url}/wfe/ui/runs/{quote(HOSTILE_DAG, safe='')}/{quote(HOSTILE_RUN, safe='')}"
+    page.goto(hostile)
+    expect(page.locator("h1")).to_contain_text(HOSTILE_RUN)
+    expect(page.locator("h1")).to_contain_text(HOSTILE_DAG)
+    expect(page.get_by_role("region", name="Steps")).to_contain_text(HOSTILE_STEP)
+    expect(page.get_by_role("region", name="Run transitions")).to_contain_text(HOSTILE_REASON)
+    assert page.locator("script").count() == 2  # theme.js and live.js, nothing injected
+    assert page.locator("img").count() == 0
+    page.goto(f"{cluster.base_url}/wfe/ui/")
+    expect(page.get_by_role("region", name="Recent runs")).to_contain_text(HOSTILE_RUN)
+    assert page.locator("script").count() == 2
+    assert dialogs == [], dialogs
+
+    # Light and dark, as the pages follow the browser's (and Airflow's) theme.
+    run_page = f"{cluster.base_url}/wfe/ui/runs/{DAG_ID}/{quote(run_id, safe='')}"
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        page.goto(run_page)
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == ("rgb(255, 255, 255)" if scheme == "light" else "rgb(24, 24, 27)")
+        page.screenshot(path=str(shots / f"ui-run-{scheme}.png"), full_page=True)
+    page.emulate_media(color_scheme="dark")
+    page.goto(f"{cluster.base_url}/wfe/ui/")
+    page.screenshot(path=str(shots / "ui-overview-dark.png"), full_page=True)
+    assert resumed_s < 120
