@@ -462,3 +462,44 @@ def test_a_finished_run_page_offers_no_gate_and_stops_watching(api: Api) -> None
     assert "Waiting for approval" not in done.text
     assert "data-watch" not in done.text
     assert api.client.get("/wfe/ui/static/live.js").status_code == 200
+
+
+def test_every_endpoint_hides_a_dag_from_a_user_without_it(api: Api) -> None:
+    """Generated from the schema: for the outsider (no right on SECRET_DAG) a route naming the DAG
+    is 403, and a route listing many DAGs answers without a trace of it; acting is 403 anywhere."""
+    checked = {}
+    for method, path in api.endpoints():
+        filled = api.fill(path, SECRET_DAG)
+        answer = api.call(method, filled, "outsider", body={})
+        if method != "GET" or "{dag_id}" in path:
+            assert answer.status_code == 403, (method, path, answer.text)
+        elif "/artifacts" in path or path.endswith(("/audit/export", "/audit/verify")):
+            # An artifact serves every DAG, the trail holds every DAG: rights on every DAG.
+            assert answer.status_code == 403, (path, answer.text)
+        else:
+            assert answer.status_code == 200, (path, answer.text)
+            assert SECRET_DAG not in answer.text, (path, answer.text)
+        checked[(method, path)] = answer.status_code
+    assert len(checked) >= 15
+
+
+def test_every_page_needs_a_login(api: Api) -> None:
+    """The pages have no OpenAPI schema: their routes are read from the app itself, so a new page
+    cannot skip Airflow's authentication either."""
+    from fastapi.routing import APIRoute
+
+    from airflow_wfe.ui.app import build_app
+
+    routes = [r for r in build_app().routes if isinstance(r, APIRoute)]
+    assert len(routes) >= 4
+    for route in routes:
+        for method in route.methods:
+            filled = api.fill(route.path, OPEN_DAG)
+            answer = api.call(method, f"/wfe/ui{filled}", None)
+            assert answer.status_code == 401, (method, route.path, answer.status_code)
+            secret = api.call(method, f"/wfe/ui{api.fill(route.path, SECRET_DAG)}", "outsider")
+            if "{dag_id}" in route.path:
+                assert secret.status_code == 403, (method, route.path, secret.text)
+            else:
+                assert secret.status_code == 200, (method, route.path, secret.text)
+                assert SECRET_DAG not in secret.text
