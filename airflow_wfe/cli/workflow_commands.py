@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,14 @@ def cmd_render(args: argparse.Namespace) -> int:
     from airflow_wfe.core.spec.loader import load_spec
     from airflow_wfe.core.states import RUN_MACHINE, STEP_MACHINE
 
+    # A drawing of a broken workflow (a cycle, an unknown need) would look like a plan that can run:
+    # render refuses what validate refuses (imports aside: drawing needs none of the callables).
+    check = validate_files([Path(args.file)], imports=False).root[0]
+    if not check.valid:
+        for problem in check.problems:
+            print(problem, file=sys.stderr)
+        print(f"{check.file}: invalid, not drawn ({check.errors} error(s))", file=sys.stderr)
+        return 1
     loaded = load_spec(args.file)
     mermaid = args.format == "mermaid"
     parts: list[str] = []

@@ -121,6 +121,30 @@ def test_render_draws_steps_and_state_machines(tmp_path: Path) -> None:
     assert '"greet" -> "loud"' in dot.stdout
 
 
+def test_render_refuses_a_workflow_validate_refuses(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "cycle.yaml",
+        """
+        name: wfe_t_cli_cycle
+        version: "1"
+        owner: platform
+        steps:
+          a:
+            run: os:getcwd
+            needs: [b]
+          b:
+            run: os:getcwd
+            needs: [a]
+        """,
+    )
+    result = _wfe("render", str(path))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"{path}:7: steps.a.needs[0]: cycle: a → b → a" in result.stderr
+    assert "invalid, not drawn" in result.stderr
+
+
 def test_run_executes_once_through_airflow_and_prints_the_history(
     tmp_path: Path, airflow_db: None
 ) -> None:

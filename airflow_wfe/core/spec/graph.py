@@ -1,4 +1,4 @@
-"""The step graph and the algorithms on it: ancestors, reachability, cycles, a stable order.
+"""The step graph and the algorithms on it: strong components, reachability, cycles, a stable order.
 
 Nothing here knows what a step is; a graph is built from names and what each one needs, so the
 algorithms are tested and reused apart from the spec rules (:mod:`airflow_wfe.core.spec.validate`)
@@ -6,8 +6,14 @@ that read their answers. Edges run the way a run does, from a need to the step t
 declaration order breaks every tie, so the same file always gives the same answers::
 
     graph = DependencyGraph.build({"build": [], "test": ["build"], "ship": ["test"]})
-    graph.ancestors["ship"]        # frozenset({"build", "test"})
+    graph.ancestors_of("ship")     # frozenset({"build", "test"})
     stable_order(graph)            # ["build", "test", "ship"]
+
+The same code runs in Airflow's DAG processor on every parse, so nothing here may grow with the
+square of a workflow's size: building the graph, finding cycles and finding the steps a cycle or an
+unknown name blocks are linear. Reachability questions ("does a wait for b?") use one bit set of
+ancestors per strong component, built only when a rule asks: n²/8 bytes, 12.5 MB at the
+10,000-step limit (:data:`airflow_wfe.core.spec.limits.MAX_STEPS`), and word-wide operations.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import functools
 import heapq
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["DependencyGraph", "closure", "cycle_text", "simple_cycles", "stable_order"]
@@ -30,7 +36,6 @@ class DependencyGraph:
         index: position of each node in ``order``.
         needs: each node's known needs, in the order written.
         downstream: each node's dependants (nodes that need it), in declaration order.
-        ancestors: every node each one waits for, transitively; a node in a cycle is its own ancestor.
         unknown: each node's needs that name no node, in the order written.
     """
 
@@ -38,7 +43,6 @@ class DependencyGraph:
     index: Mapping[str, int]
     needs: Mapping[str, tuple[str, ...]]
     downstream: Mapping[str, tuple[str, ...]]
-    ancestors: Mapping[str, frozenset[str]]
     unknown: Mapping[str, tuple[str, ...]]
 
     @classmethod
@@ -54,48 +58,161 @@ class DependencyGraph:
                     dependants[need].append(step)
         downstream = {s: tuple(dependants[s]) for s in order}
         index = {s: i for i, s in enumerate(order)}
-        return cls(order, index, known, downstream, _ancestors(order, known), unknown)
+        return cls(order, index, known, downstream, unknown)
+
+    @functools.cached_property
+    def components(self) -> tuple[tuple[str, ...], ...]:
+        """The strong components, each needs-first: a component comes after every one it needs."""
+        return tuple(strong_components(self.order, self.needs))
+
+    @functools.cached_property
+    def _component_of(self) -> dict[str, int]:
+        return {node: i for i, members in enumerate(self.components) for node in members}
+
+    @functools.cached_property
+    def cyclic(self) -> frozenset[str]:
+        """Nodes on a cycle: in a component of several nodes, or needing themselves."""
+        return frozenset(
+            node
+            for members in self.components
+            for node in members
+            if len(members) > 1 or node in self.needs[node]
+        )
 
     def in_cycle(self, step: str) -> bool:
-        return step in self.ancestors[step]
+        return step in self.cyclic
 
     @functools.cached_property
     def blockers(self) -> frozenset[str]:
         """Nodes that can never start by themselves: in a cycle, or needing an unknown node."""
-        return frozenset(s for s in self.order if self.in_cycle(s) or self.unknown[s])
+        return frozenset(s for s in self.order if s in self.cyclic or self.unknown[s])
+
+    @functools.cached_property
+    def blocked(self) -> frozenset[str]:
+        """Nodes that are not blockers but wait, directly or not, for one: they never start either."""
+        reached = closure(sorted(self.blockers, key=self.index.__getitem__), self.downstream)
+        return frozenset(reached) - self.blockers
 
     def can_start(self, step: str) -> bool:
         """Whether the scheduler could ever start the node (nothing it waits for is blocked)."""
-        blockers = self.blockers
-        return step not in blockers and not self.ancestors[step] & blockers
+        return step not in self.blockers and step not in self.blocked
+
+    @functools.cached_property
+    def _ancestor_bits(self) -> list[int]:
+        """Per component, the bit set (bit i = ``order[i]``) of every node its members wait for.
+
+        Components come needs-first, so each set is the union of its needs' sets and bits, built in
+        one pass; a component on a cycle waits for its own members too.
+        """
+        bits: list[int] = []
+        component_of = self._component_of
+        for members in self.components:
+            total = 0
+            own = component_of[members[0]]
+            for node in members:
+                for need in self.needs[node]:
+                    total |= 1 << self.index[need]
+                    if component_of[need] != own:
+                        total |= bits[component_of[need]]
+            bits.append(total)
+        return bits
+
+    @functools.cached_property
+    def _descendant_bits(self) -> list[int]:
+        """Per component, the bit set of every node that waits for its members (the mirror)."""
+        bits: list[int] = [0] * len(self.components)
+        component_of = self._component_of
+        for i in range(len(self.components) - 1, -1, -1):
+            total = 0
+            for node in self.components[i]:
+                for dependant in self.downstream[node]:
+                    total |= 1 << self.index[dependant]
+                    if component_of[dependant] != i:
+                        total |= bits[component_of[dependant]]
+            bits[i] = total
+        return bits
+
+    def ancestor_bits(self, step: str) -> int:
+        """Every node ``step`` waits for, transitively, as a bit set over :attr:`order`."""
+        return self._ancestor_bits[self._component_of[step]]
+
+    def descendant_bits(self, step: str) -> int:
+        """Every node that waits for ``step``, transitively, as a bit set over :attr:`order`."""
+        return self._descendant_bits[self._component_of[step]]
+
+    def waits_for(self, step: str, other: str) -> bool:
+        """Whether ``step`` waits, directly or not, for ``other`` (a node on a cycle waits for
+        itself)."""
+        return bool(self.ancestor_bits(step) >> self.index[other] & 1)
+
+    def ancestors_of(self, step: str) -> frozenset[str]:
+        """Every node ``step`` waits for, transitively, as names."""
+        return frozenset(self.names(self.ancestor_bits(step)))
+
+    def names(self, bits: int, limit: int | None = None) -> Iterator[str]:
+        """The nodes of a bit set in declaration order, the first ``limit`` of them."""
+        count = 0
+        while bits and (limit is None or count < limit):
+            low = bits & -bits
+            yield self.order[low.bit_length() - 1]
+            bits ^= low
+            count += 1
+
+    def bits(self, nodes: Iterable[str]) -> int:
+        """The bit set of ``nodes``."""
+        total = 0
+        for node in nodes:
+            total |= 1 << self.index[node]
+        return total
 
 
-def _ancestors(
-    order: Sequence[str], needs: Mapping[str, tuple[str, ...]]
-) -> dict[str, frozenset[str]]:
-    """Every node each one waits for, transitively.
+def strong_components(
+    order: Sequence[str], edges: Mapping[str, Sequence[str]]
+) -> list[tuple[str, ...]]:
+    """Tarjan's strong components, iterative (a long chain cannot hit the recursion limit).
 
-    Nodes outside any cycle get theirs in dependency order, as the union of their needs' sets (one
-    pass, instead of a graph walk per node); the nodes left over (in or after a cycle) are walked.
+    A component is listed after every component it has an edge to, so with edges pointing at needs
+    the result runs needs-first. Members keep declaration order.
     """
-    ancestors: dict[str, frozenset[str]] = {}
-    waiting = {s: len(needs[s]) for s in order}
-    dependants: dict[str, list[str]] = {s: [] for s in order}
-    for step in order:
-        for need in needs[step]:
-            dependants[need].append(step)
-    ready = deque(s for s in order if not waiting[s])
-    while ready:
-        step = ready.popleft()
-        ancestors[step] = frozenset(needs[step]).union(*(ancestors[n] for n in needs[step]))
-        for dependant in dependants[step]:
-            waiting[dependant] -= 1
-            if not waiting[dependant]:
-                ready.append(dependant)
-    for step in order:
-        if step not in ancestors:
-            ancestors[step] = frozenset(closure(needs[step], needs))
-    return {s: ancestors[s] for s in order}
+    position = {node: i for i, node in enumerate(order)}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[tuple[str, ...]] = []
+    for root in order:
+        if root in index:
+            continue
+        work = [(root, iter(edges[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, pending = work[-1]
+            nxt = next(pending, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(edges[nxt])))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                members = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    members.append(member)
+                    if member == node:
+                        break
+                found.append(tuple(sorted(members, key=position.__getitem__)))
+    return found
 
 
 def closure(start: Iterable[str], edges: Mapping[str, Sequence[str]]) -> list[str]:
@@ -121,21 +238,39 @@ def simple_cycles(graph: DependencyGraph, limit: int) -> list[tuple[str, ...]]:
     Edges run the way the run does (from a need to the node that needs it), so ``a → b`` reads "a,
     then b". Each cycle starts at its earliest-declared node, which is what makes it appear once
     rather than once per member, and cycles come out ordered by that start.
+
+    As in Johnson's algorithm, each round takes the strong components of the nodes not yet used as
+    a start and searches only from the earliest node that is on a cycle among them, so every round
+    finds a cycle and the work is linear per cycle found (a ring of 100,000 nodes takes one round,
+    not 100,000).
     """
     found: list[tuple[str, ...]] = []
-    for first, start in enumerate(graph.order):
-        if not graph.in_cycle(start):  # no cycle goes through a node that is not its own ancestor
-            continue
-        later = set(graph.order[first:])
-        # Only the strongly connected part around ``start`` can close a cycle through it.
-        reach = closure([start], {n: [d for d in graph.downstream[n] if d in later] for n in later})
-        back = closure([start], {n: [u for u in graph.needs[n] if u in later] for n in later})
-        component = set(reach) & set(back)
-        edges = {n: [d for d in graph.downstream[n] if d in component] for n in component}
-        found += _cycles_through(start, edges, limit - len(found))
-        if len(found) >= limit:
+    remaining = [s for s in graph.order if graph.in_cycle(s)]
+    while remaining and len(found) < limit:
+        alive = set(remaining)
+        edges = {n: [d for d in graph.downstream[n] if d in alive] for n in remaining}
+        start, component = _first_cyclic_component(remaining, edges)
+        if start is None:
             break
+        inside = {n: [d for d in edges[n] if d in component] for n in component}
+        found += _cycles_through(start, inside, limit - len(found))
+        remaining = [s for s in remaining if graph.index[s] > graph.index[start]]
     return found
+
+
+def _first_cyclic_component(
+    nodes: Sequence[str], edges: Mapping[str, Sequence[str]]
+) -> tuple[str | None, set[str]]:
+    """The earliest node (in ``nodes`` order) on a cycle of ``edges``, and its strong component."""
+    best: tuple[str | None, set[str]] = (None, set())
+    position = {n: i for i, n in enumerate(nodes)}
+    for members in strong_components(nodes, edges):
+        first = members[0]
+        if len(members) == 1 and first not in edges[first]:
+            continue
+        if best[0] is None or position[first] < position[best[0]]:
+            best = (first, set(members))
+    return best
 
 
 def _cycles_through(

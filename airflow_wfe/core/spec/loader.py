@@ -34,7 +34,7 @@ from airflow_wfe.core.spec.models import WorkflowSpec
 from airflow_wfe.core.spec.problems import KeyPath, Problem
 from airflow_wfe.exceptions import SpecError
 
-__all__ = ["LoadedSpec", "load_spec", "parse_document", "parse_spec"]
+__all__ = ["MAX_SPEC_BYTES", "MAX_STEPS", "LoadedSpec", "load_spec", "parse_document", "parse_spec"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -59,6 +59,12 @@ _CONSTRUCT_ERRORS: Final = (yaml.YAMLError, ValueError, TypeError, AttributeErro
 #: Aliases can make a small file expand to a huge value ("billion laughs"); validating, dumping and
 #: hashing walk the expanded value, so anything far beyond a real workflow is refused.
 _MAX_VALUES: Final = 100_000
+#: The largest workflow file read (bytes). A real workflow is tens of kilobytes; the DAG processor
+#: parses every file on every loop, so a runaway generated file is refused before it is composed.
+MAX_SPEC_BYTES: Final = 4 * 1024 * 1024
+#: The most steps a workflow may have: far beyond any real one (Airflow itself struggles long before),
+#: and a bound on what validation may spend (its reachability sets take n²/8 bytes: 12.5 MB here).
+MAX_STEPS: Final = 10_000
 
 
 @dataclass(frozen=True)
@@ -95,9 +101,12 @@ def load_spec(path: str | Path) -> LoadedSpec:
     """
     file = str(path)
     try:
-        data = Path(path).read_bytes()
+        with Path(path).open("rb") as stream:
+            data = stream.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise SpecError(file, [Problem(_io_message(exc), code="unreadable", file=file)]) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(file, [_too_large(file)]) from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -113,6 +122,8 @@ def parse_spec(text: str, *, file: str = "<string>", path: Path | None = None) -
     Raises:
         SpecError: the text is not YAML or not a valid workflow spec; carries every problem found.
     """
+    if len(text) > MAX_SPEC_BYTES:  # characters, at most as many as the bytes
+        raise SpecError(file, [_too_large(file)])
     problems, loaded = _parse_spec(text, path if path is not None else Path(file))
     if loaded is not None and not problems:
         return loaded
@@ -141,8 +152,34 @@ def parse_document(
     raise SpecError(file, sorted(located, key=lambda p: p.line or 0))
 
 
+def _too_large(file: str) -> Problem:
+    limit = f"{MAX_SPEC_BYTES // (1024 * 1024)} MiB"
+    return Problem(
+        f"the file is larger than {limit}, the limit for a workflow file; split the workflow",
+        code="too-large",
+        file=file,
+        line=1,
+    )
+
+
+def _step_count(data: Any, lines: Mapping[KeyPath, int]) -> Problem | None:
+    """Refuse a workflow with more than :data:`MAX_STEPS` steps before its models are built."""
+    steps = data.get("steps") if isinstance(data, dict) else None
+    if not isinstance(steps, dict) or len(steps) <= MAX_STEPS:
+        return None
+    return Problem(
+        f"the workflow has {len(steps):,} steps; the limit is {MAX_STEPS:,}: split it into "
+        "several workflows",
+        path=("steps",),
+        code="too-large",
+        line=lines.get(("steps",), 1),
+    )
+
+
 def _parse_spec(text: str, path: Path) -> tuple[list[Problem], LoadedSpec | None]:
-    problems, found = _parse(text, path, WorkflowSpec, "a workflow needs name, owner and steps")
+    problems, found = _parse(
+        text, path, WorkflowSpec, "a workflow needs name, owner and steps", _step_count
+    )
     if found is None:
         return problems, None
     spec, content_hash, lines = found
@@ -150,7 +187,11 @@ def _parse_spec(text: str, path: Path) -> tuple[list[Problem], LoadedSpec | None
 
 
 def _parse(
-    text: str, path: Path, model: type[M], what: str
+    text: str,
+    path: Path,
+    model: type[M],
+    what: str,
+    precheck: Callable[[Any, Mapping[KeyPath, int]], Problem | None] | None = None,
 ) -> tuple[list[Problem], tuple[M, str, Mapping[KeyPath, int]] | None]:
     loader = None
     try:
@@ -179,6 +220,9 @@ def _parse(
     if builder.aliased and _expanded_size(root) > _MAX_VALUES:
         message = f"aliases expand the document to more than {_MAX_VALUES} values"
         return _fail(message, "too-large", problems=builder.problems)
+    refused = precheck(data, builder.lines) if precheck is not None else None
+    if refused is not None:
+        return [*builder.problems, refused], None
     try:
         spec = model.model_validate(data)
         canonical = json.dumps(

@@ -38,14 +38,20 @@ __all__ = ["topological_order", "validate_spec"]
 #: Cycles named before the rest are summed up: a tangled graph has exponentially many, and past a
 #: handful more names do not help anyone untangle it.
 MAX_CYCLES_REPORTED = 20
+#: Steps named in one message before the rest are counted: a message listing thousands of names
+#: helps no one, and listing every one for every step would grow with the square of the workflow.
+MAX_NAMES = 10
 
 
 def _graph_of(spec: WorkflowSpec) -> DependencyGraph:
     return DependencyGraph.build({step_id: step.needs for step_id, step in spec.steps.items()})
 
 
-def _names(steps: Sequence[str]) -> str:
+def _names(steps: Sequence[str], more: int = 0) -> str:
+    """``'a', 'b' and 'c'``; past :data:`MAX_NAMES`, ``'a', ... and 9,990 more``."""
     quoted = [repr(s) for s in steps]
+    if more > 0:
+        quoted.append(f"{more:,} more")
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
@@ -158,18 +164,22 @@ def _unreachable(spec: WorkflowSpec, graph: DependencyGraph) -> list[Problem]:
     """Steps downstream of a cycle or of an unknown need would wait forever in the scheduler.
 
     The blocked steps themselves are already reported (as ``cycle`` or ``unknown-step``); this names
-    the ones that only inherit the problem, pointing at the need through which they do.
+    the ones that only inherit the problem, pointing at the need through which they do and at the
+    blocker at the end of that path. Blocked steps form no cycle (a step on one is a blocker), so
+    one pass in dependency order finds every path: linear, however long the chain behind a cycle.
     """
-    blockers = graph.blockers
+    blockers, blocked = graph.blockers, graph.blocked
+    if not blocked:
+        return []
+    root: dict[str, str] = {}
     problems = []
-    for step_id in graph.order:
-        if step_id in blockers or not graph.ancestors[step_id] & blockers:
+    for members in graph.components:  # needs first, so a need's root is known before its own
+        step_id = members[0]
+        if step_id not in blocked:
             continue
         needs = spec.steps[step_id].needs
-        via = next(
-            n for n in graph.needs[step_id] if n in blockers or graph.ancestors[n] & blockers
-        )
-        blocker = next(s for s in closure([via], graph.needs) if s in blockers)
+        via = next(n for n in graph.needs[step_id] if n in blockers or n in blocked)
+        blocker = root[step_id] = via if via in blockers else root[via]
         why = "is in a cycle"
         if not graph.in_cycle(blocker):
             why = f"needs unknown step {graph.unknown[blocker][0]!r}"
@@ -183,7 +193,7 @@ def _unreachable(spec: WorkflowSpec, graph: DependencyGraph) -> list[Problem]:
                 code="unreachable",
             )
         )
-    return problems
+    return sorted(problems, key=lambda p: graph.index[str(p.path[1])])
 
 
 def _fan_out_sources(spec: WorkflowSpec, graph: DependencyGraph) -> list[Problem]:
@@ -193,7 +203,7 @@ def _fan_out_sources(spec: WorkflowSpec, graph: DependencyGraph) -> list[Problem
         if not isinstance(step.for_each, ForEachFrom):
             continue
         source = step.for_each.from_step
-        if source not in spec.steps or source in graph.ancestors[step_id]:
+        if source not in spec.steps or (source != step_id and graph.waits_for(step_id, source)):
             continue
         if source == step_id:
             message, suggestion = "fans out over its own result, which does not exist yet", None
@@ -285,23 +295,29 @@ def _irreversible_on_failure_path(spec: WorkflowSpec, graph: DependencyGraph) ->
     neither fail nor succeed, and their errors are already reported.
     """
     runnable = [s for s in graph.order if graph.can_start(s)]
-    irreversible = [s for s in runnable if spec.steps[s].irreversible]
+    irreversible = graph.bits(s for s in runnable if spec.steps[s].irreversible)
     problems = []
-    for step_id in runnable:
-        before = [r for r in irreversible if r != step_id and step_id not in graph.ancestors[r]]
-        if not before:
+    for step_id in runnable if irreversible else ():
+        # Irreversible steps other than this one that do not wait for it (bit sets, so a long
+        # chain of irreversible steps costs word operations, not a pass per pair).
+        before_bits = irreversible & ~graph.descendant_bits(step_id) & ~graph.bits([step_id])
+        if not before_bits:
             continue
-        parallel = [r for r in before if r not in graph.ancestors[step_id]]
+        count = before_bits.bit_count()
+        before = _names(list(graph.names(before_bits, MAX_NAMES)), count - MAX_NAMES)
+        parallel_bits = before_bits & ~graph.ancestor_bits(step_id)
         suggestion = None
-        if parallel:
+        if parallel_bits:
+            parallel = list(graph.names(parallel_bits, MAX_NAMES))
             suggestion = (
-                f"make {_names(parallel)} need this step so it runs only after this succeeds"
+                f"make {_names(parallel, parallel_bits.bit_count() - MAX_NAMES)} need this step "
+                "so it runs only after this succeeds"
             )
         problems.append(
             Problem(
-                f"if this step fails after {_names(before)} succeeded, the run cannot be fully "
-                f"compensated and ends {RunState.COMPENSATION_FAILED} ({_names(before)} "
-                f"{'is' if len(before) == 1 else 'are'} irreversible)",
+                f"if this step fails after {before} succeeded, the run cannot be fully "
+                f"compensated and ends {RunState.COMPENSATION_FAILED} ({before} "
+                f"{'is' if count == 1 else 'are'} irreversible)",
                 path=("steps", step_id),
                 severity=Severity.WARNING,
                 code="irreversible-on-failure-path",

@@ -15,7 +15,9 @@ from airflow_wfe.core.spec.graph import (
 
 def test_ancestors_downstream_and_unknown_needs() -> None:
     graph = DependencyGraph.build({"a": [], "b": ["a"], "c": ["b", "ghost"], "d": ["a"]})
-    assert graph.ancestors["c"] == {"a", "b"}
+    assert graph.ancestors_of("c") == {"a", "b"}
+    assert graph.waits_for("c", "a")
+    assert not graph.waits_for("a", "c")
     assert graph.downstream["a"] == ("b", "d")
     assert graph.unknown["c"] == ("ghost",)
     assert graph.blockers == {"c"}
