@@ -418,15 +418,30 @@ class PolicyError(WfeError):
     Attributes:
         where: the policy and rule (or file) concerned.
         problem: what went wrong.
+        policy: the policy's name, when one rule of a loaded policy failed.
+        rule: that rule's id.
+        file: the file the policy was read from, so the decision recorded names it.
     """
 
     code = "policy_error"
     http_status = HTTPStatus.UNPROCESSABLE_ENTITY
 
-    def __init__(self, where: str, problem: str) -> None:
+    def __init__(
+        self,
+        where: str,
+        problem: str,
+        *,
+        policy: str | None = None,
+        rule: str | None = None,
+        file: str | None = None,
+    ) -> None:
         self.where = where
         self.problem = problem
-        super().__init__(f"{where}: {problem}")
+        self.policy = policy
+        self.rule = rule
+        self.file = file
+        located = f" ({file})" if file and file not in where else ""
+        super().__init__(f"{where}{located}: {problem}")
 
 
 class BudgetExceededError(PolicyError):

@@ -148,5 +148,25 @@ def test_a_policy_that_cannot_be_evaluated_fails_the_gate_closed(dagbag: Any, le
     assert decision.outcome == "deny"
     message = decision.reasons[0]["message"]
     assert message.startswith("policies could not be evaluated, failing closed: ")
-    assert "policy 'needs-latency' rule 'slow': cannot evaluate" in message
+    assert (
+        "policy 'needs-latency' rule 'slow' (wfe_t_gate_fail_closed.latency_gate[0]): cannot "
+        "evaluate" in message
+    )
     assert store.get_run("wfe_t_gate_fail_closed", dag_run.run_id).state == "REJECTED"
+
+
+def test_any_evaluation_error_is_a_recorded_deny_naming_policy_rule_and_file(
+    dagbag: Any, ledger: Path
+) -> None:
+    dag_run = dagbag.get_dag("wfe_t_gate_division").test()
+    assert dag_run.state == "failed"
+    assert _lines(ledger) == []
+    store = get_runtime_store()
+    (decision,) = store.decisions("wfe_t_gate_division", dag_run.run_id)
+    assert decision.outcome == "deny"
+    (reason,) = decision.reasons
+    assert reason["policy"] == "error-ratio"
+    assert reason["rule"] == "ratio"
+    assert "wfe_t_gate_division.ratio_gate[0]" in reason["message"]
+    assert "division by zero" in reason["message"]
+    assert store.get_run("wfe_t_gate_division", dag_run.run_id).state == "REJECTED"

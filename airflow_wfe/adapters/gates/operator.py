@@ -149,11 +149,13 @@ class PolicyGateOperator(HITLOperator):
         from airflow_wfe.core.states import RunState
 
         reason = f"policies could not be evaluated, failing closed: {exc}"
+        policy = getattr(exc, "policy", None) or "-"
+        rule = getattr(exc, "rule", None) or "-"
         try:
             gate.record(
                 kind="policy",
                 outcome="deny",
-                reasons=[{"policy": "-", "rule": "-", "outcome": "deny", "message": reason}],
+                reasons=[{"policy": policy, "rule": rule, "outcome": "deny", "message": reason}],
                 policies={},
                 move_to=RunState.REJECTED,
                 reason=f"gate {self.task_id}: {reason}",

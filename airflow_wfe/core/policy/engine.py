@@ -200,10 +200,11 @@ class _Step:
 class _Plan:
     """A policy ready to evaluate: its version, its rules' steps, the facts its expressions read."""
 
-    __slots__ = ("name", "steps", "variables", "version")
+    __slots__ = ("name", "source", "steps", "variables", "version")
 
     def __init__(self, loaded: LoadedPolicy) -> None:
         self.name = loaded.policy.name
+        self.source = loaded.source
         self.version = loaded.version
         self.steps = tuple(_Step(self.name, rule) for rule in loaded.policy.rules)
         tests = [t for step in self.steps for t in (step.when, step.auto) if t is not None]
@@ -260,7 +261,7 @@ class _Evaluator:
             if context is None:  # a fact CEL cannot hold fails here, like any other fact problem
                 context = self._context = self._build()
             result = test.program.execute(context)
-        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure (division by zero too) fails closed
             raise PolicyError(where, f"cannot evaluate {expression!r}: {exc}") from None
         if result is not True and result is not False:
             raise PolicyError(where, f"{expression!r} gave {result!r}, not true or false")
@@ -294,38 +295,16 @@ def _budget(step: _Step, facts: Mapping[str, Any]) -> tuple[Outcome, str]:
     return Outcome.ALLOW, f"budget {step.label} holds: {figures}"
 
 
-@functools.lru_cache(maxsize=256)
-def _cron_fields(expression: str) -> tuple[frozenset[int] | None, ...]:
-    """The allowed values of each of the 5 cron fields (``None``: any), expanded once: matching a
-    minute is then five set lookups instead of building a croniter per evaluation."""
+def _cron_matches(expression: str, moment: datetime) -> bool:
+    """Whether ``moment`` (a local, naive minute) is one of the expression's minutes.
+
+    croniter's own matcher, so every form it accepts at load means what cron means: ``mon#2`` the
+    second Monday, ``L`` the last day of the month, a restricted day of month or of week matching
+    either (a hand-written expansion of the fields lost ``#`` and crashed on ``L``).
+    """
     from croniter import croniter
 
-    fields, _ = croniter.expand(expression)
-    expanded: list[frozenset[int] | None] = []
-    for values in fields[:5]:
-        if values == ["*"]:
-            expanded.append(None)
-        else:
-            expanded.append(frozenset(int(v) for v in values))
-    return tuple(expanded)
-
-
-def _cron_matches(expression: str, moment: datetime) -> bool:
-    """Whether ``moment`` (a local, naive minute) is one of the expression's minutes, with cron's
-    rule that a restricted day of month and day of week match either."""
-    minute, hour, day, month, weekday = _cron_fields(expression)
-    if minute is not None and moment.minute not in minute:
-        return False
-    if hour is not None and moment.hour not in hour:
-        return False
-    if month is not None and moment.month not in month:
-        return False
-    cron_weekday = (moment.weekday() + 1) % 7  # cron: Sunday is 0 (and 7)
-    day_ok = day is None or moment.day in day
-    weekday_ok = weekday is None or cron_weekday in weekday or (cron_weekday == 0 and 7 in weekday)
-    if day is not None and weekday is not None:
-        return day_ok or weekday_ok
-    return day_ok and weekday_ok
+    return bool(croniter.match(expression, moment))
 
 
 def _window(step: _Step, facts: Mapping[str, Any]) -> tuple[Outcome, str]:
@@ -408,24 +387,25 @@ def evaluate(policies: Sequence[LoadedPolicy], facts: Mapping[str, Any]) -> Deci
         name, version = plan.name, plan.version
         versions[name] = version
         for step in plan.steps:
-            kind = step.kind
-            if kind is _EXPRESSION:
-                rule = step.rule
-                if evaluator.test(step.when, step.where) and rule.reason:  # type: ignore[arg-type]
-                    reasons.append(Reason(name, version, rule.id, rule.decision, rule.reason))
+            try:
+                found = _evaluate_rule(step, facts, evaluator)
+            except PolicyError as exc:
+                raise PolicyError(
+                    exc.where, exc.problem, policy=name, rule=step.rule.id, file=plan.source
+                ) from exc.__cause__
+            except Exception as exc:
+                raise PolicyError(
+                    step.where,
+                    f"cannot be evaluated: {type(exc).__name__}: {exc}",
+                    policy=name,
+                    rule=step.rule.id,
+                    file=plan.source,
+                ) from exc
+            if found is None:
                 continue
-            if kind is _BUDGET:
-                outcome, message = _budget(step, facts)
-            elif kind is _WINDOW:
-                outcome, message = _window(step, facts)
-            elif step.when is None or evaluator.test(step.when, step.where):
-                if step.auto is not None and evaluator.test(step.auto, step.where):
-                    outcome, message = Outcome.ALLOW, "auto-approved: the policy rates it low risk"
-                else:
-                    outcome, message = Outcome.NEEDS_APPROVAL, step.rule.reason
-                    approval = _merge(approval, _approval(step.rule))
-            else:
-                continue
+            outcome, message, asked = found
+            if asked is not None:
+                approval = _merge(approval, asked)
             if message:
                 reasons.append(Reason(name, version, step.rule.id, outcome, message))
     outcome = max((r.outcome for r in reasons), key=SEVERITY.__getitem__, default=Outcome.ALLOW)
@@ -437,3 +417,24 @@ def evaluate(policies: Sequence[LoadedPolicy], facts: Mapping[str, Any]) -> Deci
         policies=versions,
         approval=approval if outcome is Outcome.NEEDS_APPROVAL else None,
     )
+
+
+def _evaluate_rule(
+    step: _Step, facts: Mapping[str, Any], evaluator: _Evaluator
+) -> tuple[Outcome, str, Approval | None] | None:
+    """One rule's outcome, message and approval request; ``None`` when it does not apply."""
+    kind = step.kind
+    rule = step.rule
+    if kind is _EXPRESSION:
+        if evaluator.test(step.when, step.where) and rule.reason:  # type: ignore[arg-type]
+            return rule.decision, rule.reason, None
+        return None
+    if kind is _BUDGET:
+        return (*_budget(step, facts), None)
+    if kind is _WINDOW:
+        return (*_window(step, facts), None)
+    if step.when is not None and not evaluator.test(step.when, step.where):
+        return None
+    if step.auto is not None and evaluator.test(step.auto, step.where):
+        return Outcome.ALLOW, "auto-approved: the policy rates it low risk", None
+    return Outcome.NEEDS_APPROVAL, rule.reason, _approval(rule)

@@ -168,3 +168,26 @@ with DAG(
 
     # No gate here measures latency: the policy cannot be evaluated, so the gate fails closed.
     PolicyGateOperator(task_id="latency_gate", inline_policies=[BROKEN]) >> ship()
+
+
+RATIO = """
+name: error-ratio
+rules:
+  - {id: ratio, when: 'int(run.params.errors) / int(run.params.calls) > 0', decision: deny,
+     reason: errors}
+"""
+
+with DAG(
+    dag_id="wfe_t_gate_division",
+    start_date=datetime(2026, 1, 1),
+    schedule=None,
+    params={"errors": 0, "calls": 0},
+    tags=["wfe", "test"],
+):
+
+    @task
+    def ship_ratio() -> None:
+        _ledger("shipped despite a division by zero")
+
+    # calls = 0: CEL raises ZeroDivisionError, which used to escape the gate without a decision.
+    PolicyGateOperator(task_id="ratio_gate", inline_policies=[RATIO]) >> ship_ratio()

@@ -145,7 +145,9 @@ def test_change_windows(now: datetime, outcome: Outcome, message: str | None) ->
 def test_an_expression_that_cannot_be_evaluated_fails_closed() -> None:
     broken = facts()
     del broken["metrics"]
-    with pytest.raises(PolicyError, match="policy 'rules' rule 'error-rate': cannot evaluate"):
+    with pytest.raises(
+        PolicyError, match=r"policy 'rules' rule 'error-rate' \(<string>\): cannot evaluate"
+    ):
         evaluate([parse_policy(RULES)], broken)
 
 
@@ -157,7 +159,9 @@ def test_only_the_facts_expressions_name_are_handed_to_cel() -> None:
     policy = parse_policy(
         "name: p\nrules:\n  - {id: r, when: 'extra == 1', decision: deny, reason: x}\n"
     )
-    with pytest.raises(PolicyError, match="policy 'p' rule 'r': cannot evaluate 'extra == 1'"):
+    with pytest.raises(
+        PolicyError, match=r"policy 'p' rule 'r' \(<string>\): cannot evaluate 'extra == 1'"
+    ):
         evaluate([policy], odd)
     # the same policy object, evaluated again on other facts, decides from those facts
     rules = parse_policy(RULES)
@@ -256,3 +260,40 @@ def test_cron_windows_match_croniter_minute_by_minute() -> None:
         moment = start + timedelta(minutes=step)
         for expression in expressions:
             assert _cron_matches(expression, moment) == croniter.match(expression, moment)
+
+
+@pytest.mark.parametrize(
+    ("allow", "now", "outcome"),
+    [
+        # December 2026 starts on a Tuesday: its Mondays are the 7th, 14th, 21st and 28th.
+        ("* 9-17 * * mon#2", datetime(2026, 12, 14, 10, 0, tzinfo=UTC), Outcome.ALLOW),
+        ("* 9-17 * * mon#2", datetime(2026, 12, 7, 10, 0, tzinfo=UTC), Outcome.DENY),
+        ("* 9-17 * * mon#2", datetime(2026, 12, 21, 10, 0, tzinfo=UTC), Outcome.DENY),
+        ("* * L * *", datetime(2026, 12, 31, 23, 59, tzinfo=UTC), Outcome.ALLOW),
+        ("* * L * *", datetime(2026, 12, 30, 12, 0, tzinfo=UTC), Outcome.DENY),
+        ("* * L * *", datetime(2026, 2, 28, 12, 0, tzinfo=UTC), Outcome.ALLOW),
+    ],
+)
+def test_change_windows_mean_what_cron_means(allow: str, now: datetime, outcome: Outcome) -> None:
+    """``#`` (nth weekday) and ``L`` (last day) were accepted at load, then ``mon#2`` allowed every
+    Monday and ``L`` crashed the gate; croniter's own matcher gives cron's meaning."""
+    policy = parse_policy(
+        f"name: w\nrules:\n  - {{id: w, kind: change_window, allow: ['{allow}']}}\n"
+    )
+    assert evaluate([policy], facts(now=now)).outcome is outcome
+
+
+def test_an_arithmetic_error_fails_closed_naming_policy_rule_and_file() -> None:
+    policy = parse_policy(
+        "name: ratio\nrules:\n  - {id: r, when: 'int(run.params.a) / int(run.params.b) > 0',"
+        " decision: deny, reason: x}\n",
+        file="ratio.yaml",
+    )
+    with pytest.raises(PolicyError, match="division by zero") as caught:
+        evaluate([policy], facts(run={"params": {"a": 1, "b": 0}}))
+    assert (caught.value.policy, caught.value.rule, caught.value.file) == (
+        "ratio",
+        "r",
+        "ratio.yaml",
+    )
+    assert str(caught.value).startswith("policy 'ratio' rule 'r' (ratio.yaml): cannot evaluate")
