@@ -18,8 +18,7 @@ from airflow_wfe.core.policy import (
     LoadedPolicy,
     evaluate,
     load_policy_file,
-    load_policy_folder,
-    select,
+    load_policy_set,
 )
 
 __all__ = ["decision_model", "dry_run", "load_policies", "parse_facts"]
@@ -64,7 +63,7 @@ def load_policies(names: Sequence[str], policy_path: Path) -> list[LoadedPolicy]
     chosen = [load_policy_file(Path(n)) for n in names if Path(n).is_file()]
     named = [n for n in names if not Path(n).is_file()]
     if named or not names:
-        chosen += select(load_policy_folder(policy_path), named)
+        chosen += load_policy_set(policy_path).select(named)
     return chosen
 
 

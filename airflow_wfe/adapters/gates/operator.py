@@ -123,10 +123,10 @@ class PolicyGateOperator(HITLOperator):
     def _decide(self, gate: Any, context: Any) -> Any:
         from airflow_wfe.adapters.gates.facts import gather_facts
         from airflow_wfe.config import get_settings
-        from airflow_wfe.core.policy import load_policy_folder, parse_policy, select
+        from airflow_wfe.core.policy import load_policy_set, parse_policy
         from airflow_wfe.engine.gate_decisions import decide
 
-        policies = select(load_policy_folder(get_settings().policy_path), self.policies)
+        policies = load_policy_set(get_settings().policy_path).select(self.policies)
         policies += [
             parse_policy(text, file=f"{self.dag_id}.{self.task_id}[{index}]")
             for index, text in enumerate(self.inline_policies)

@@ -6,7 +6,14 @@ Imported by gates when they run, never by DAG files at parse time (CEL and croni
 from __future__ import annotations
 
 from airflow_wfe.core.policy.engine import Approval, Decision, LoadedPolicy, Reason, evaluate
-from airflow_wfe.core.policy.files import load_policy_file, load_policy_folder, parse_policy, select
+from airflow_wfe.core.policy.files import (
+    PolicySet,
+    load_policy_file,
+    load_policy_folder,
+    load_policy_set,
+    parse_policy,
+    select,
+)
 from airflow_wfe.core.policy.models import Outcome, Policy
 
 __all__ = [
@@ -15,10 +22,12 @@ __all__ = [
     "LoadedPolicy",
     "Outcome",
     "Policy",
+    "PolicySet",
     "Reason",
     "evaluate",
     "load_policy_file",
     "load_policy_folder",
+    "load_policy_set",
     "parse_policy",
     "select",
 ]

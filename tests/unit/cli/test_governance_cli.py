@@ -73,7 +73,8 @@ def test_policy_test_shows_what_a_gate_would_decide(home: Path) -> None:
 def test_policy_test_fails_closed_on_a_missing_fact(home: Path) -> None:
     result = _wfe(home, f"sqlite:///{home}/wfe.db", "policy", "test", "--facts", "{}")
     assert result.returncode == 1
-    assert "policy 'llm' rule 'prod': cannot evaluate" in result.stderr
+    assert "policy 'llm' rule 'prod' (" in result.stderr
+    assert "llm.yaml): cannot evaluate" in result.stderr
 
 
 def test_policy_test_reports_a_broken_file_with_its_line(home: Path) -> None:
