@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from airflow_wfe.durations import parse_window
 from airflow_wfe.exceptions import ConfigError
 
 __all__ = [
@@ -383,27 +384,6 @@ def _metrics_options(raw: Callable[[str], str]) -> dict[str, Any]:
         "deployment_dags": tuple(p.strip() for p in raw("deployment_dags").split(",") if p.strip()),
         "dora_window": dora_window,
     }
-
-
-_WINDOW_UNITS: Final = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def parse_window(text: str) -> timedelta:
-    """A window such as ``30d``, ``12h``, ``90m``, ``2w`` or ``3600s`` (a bare number is days).
-
-    Raises:
-        ValueError: the text is not a positive number, optionally followed by ``w d h m s``.
-    """
-    value = text.strip().lower()
-    unit = value[-1:] if value[-1:] in _WINDOW_UNITS else "d"
-    number = value[:-1] if value[-1:] in _WINDOW_UNITS else value
-    try:
-        amount = float(number)
-    except ValueError:
-        raise ValueError("expected a duration such as 30d, 12h, 90m or 2w") from None
-    if amount <= 0:
-        raise ValueError("expected a positive duration")
-    return timedelta(seconds=amount * _WINDOW_UNITS[unit])
 
 
 def _parse_bool(name: str, value: str) -> bool:

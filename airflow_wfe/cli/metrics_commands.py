@@ -16,7 +16,7 @@ from airflow_wfe.app.context import AppContext
 from airflow_wfe.app.dora import dora
 from airflow_wfe.app.report import report_for
 from airflow_wfe.cli.text import print_json, render_dora, render_report
-from airflow_wfe.config import parse_window
+from airflow_wfe.durations import parse_window
 
 __all__ = ["add_metrics_commands", "cmd_dora", "cmd_report"]
 
@@ -27,7 +27,7 @@ def _window(text: str) -> timedelta:
     try:
         return parse_window(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _note(message: str) -> None:

@@ -9,7 +9,6 @@ committed as ``workflow.schema.json``; a test keeps the two in sync.
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Final
@@ -25,6 +24,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from airflow_wfe.durations import DURATION_HINT, parse_duration_text
 
 __all__ = [
     "CALLABLE_PATH",
@@ -53,19 +54,16 @@ DAG_ID: Final = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 CALLABLE_PATH: Final = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 CLASS_PATH: Final = r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$"
 
-_DURATION = re.compile(
-    r"^\s*(?:(?P<d>\d+(?:\.\d+)?)d)?\s*(?:(?P<h>\d+(?:\.\d+)?)h)?\s*"
-    r"(?:(?P<m>\d+(?:\.\d+)?)m)?\s*(?:(?P<s>\d+(?:\.\d+)?)s)?\s*$"
-)
-
 
 def parse_duration(value: Any) -> Any:
-    """Read ``90``, ``"90s"``, ``"5m"``, ``"1h30m"``, ``"2d"`` (or a timedelta) as a timedelta.
+    """Read ``90``, ``"90s"``, ``"5m"``, ``"1h30m"``, ``"2d"``, ``"2w"`` (or a timedelta) as a
+    timedelta: the one syntax of :func:`airflow_wfe.config.parse_duration_text`, shared by every
+    key, flag and option.
 
     Anything else is handed on unchanged, so pydantic reports it with the key's location.
     """
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 1h30m, 2d or seconds")
+        raise ValueError(f"{value!r} is not a duration; {DURATION_HINT}")
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float):
@@ -76,19 +74,7 @@ def parse_duration(value: Any) -> Any:
         except (OverflowError, ValueError):
             raise ValueError(f"{value!r} seconds is out of range for a duration") from None
     if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match and any(match.groupdict().values()):
-            parts = {k: float(v) for k, v in match.groupdict().items() if v}
-            try:
-                return timedelta(
-                    days=parts.get("d", 0),
-                    hours=parts.get("h", 0),
-                    minutes=parts.get("m", 0),
-                    seconds=parts.get("s", 0),
-                )
-            except OverflowError:
-                raise ValueError(f"{value!r} is out of range for a duration") from None
-        raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 1h30m, 2d or seconds")
+        return parse_duration_text(value)
     return value
 
 

@@ -200,4 +200,4 @@ def test_cli_window_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit) as exit_info:
         main(["dora", "--window", "soon"])
     assert exit_info.value.code == 2
-    assert "expected a duration" in capsys.readouterr().err
+    assert "'soon' is not a duration; write e.g. 30s" in capsys.readouterr().err
