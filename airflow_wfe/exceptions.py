@@ -15,6 +15,7 @@ switch on) and ``http_status`` (what the REST layer answers with). The CLI exits
     │   └── ArtifactConflictError    artifact_conflict   409   nothing to roll back to, hash collision
     ├── AuditError                   audit_error         422   an archive file or window is unusable
     ├── ConfigError                  config_error        500   a [wfe] option has a value we cannot use
+    ├── CurrencyMismatchError        currency_mismatch   409   a cost in another currency than the run's
     ├── DagNotFoundError             dag_not_found       404   no DAG by that id in Airflow's database
     ├── HarnessError                 harness_error       500   fail_closed: a governed task not recorded
     ├── PolicyError                  policy_error        422   a policy cannot be loaded or evaluated
@@ -48,6 +49,7 @@ __all__ = [
     "BudgetExceededError",
     "ConcurrentUpdateError",
     "ConfigError",
+    "CurrencyMismatchError",
     "DagNotFoundError",
     "HarnessError",
     "IllegalTransitionError",
@@ -145,6 +147,29 @@ class ArtifactConflictError(ArtifactError):
 
     code = "artifact_conflict"
     http_status = HTTPStatus.CONFLICT
+
+
+class CurrencyMismatchError(WfeError):
+    """A cost in one currency for a run that already spent in another: amounts are never converted,
+    so a sum across currencies (and a budget judged on it) would mean nothing.
+
+    Attributes:
+        where: the run (``dag_id/run_id``) or budget concerned.
+        currency: the currency refused.
+        held: the currency (or currencies) already there.
+    """
+
+    code = "currency_mismatch"
+    http_status = HTTPStatus.CONFLICT
+
+    def __init__(self, where: str, currency: str, held: Sequence[str]) -> None:
+        self.where = where
+        self.currency = currency
+        self.held = tuple(held)
+        super().__init__(
+            f"{where}: a cost in {currency} cannot join amounts in {', '.join(self.held)}; "
+            "amounts are never converted: record every cost of a run in one currency"
+        )
 
 
 class ConfigError(WfeError):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, func, insert, select
 
 from airflow_wfe.core.audit.events import AuditEvent, EventType
+from airflow_wfe.exceptions import CurrencyMismatchError
 from airflow_wfe.store.base import StoreBase, run_pk
 from airflow_wfe.store.rows import utc
 from airflow_wfe.store.tables import cost_entry_table, run_table
@@ -50,17 +51,29 @@ class CostLedger(StoreBase):
 
         Raises:
             RunNotFoundError: the run is not in the store.
-            ValueError: a negative or non-finite amount.
+            CurrencyMismatchError: the run already spent in another currency (nothing is written).
+            ValueError: a negative or non-finite amount, or a currency that is not a 3-letter code.
         """
         if not (amount >= 0 and amount != float("inf")):
             raise ValueError(f"a cost is a finite amount of 0 or more, not {amount!r}")
+        if not (len(currency) == 3 and currency.isascii() and currency.isalpha()):
+            raise ValueError(f"a currency is a 3-letter code such as USD or EUR, not {currency!r}")
+        currency = currency.upper()
         now = datetime.now(UTC)
         clean_detail = self.audit.redactor.text(detail)
 
         def attempt(connection: Connection) -> None:
+            pk = run_pk(connection, dag_id, run_id)
+            held = connection.execute(
+                select(cost_entry_table.c.currency)
+                .where(cost_entry_table.c.run_pk == pk, cost_entry_table.c.currency != currency)
+                .limit(1)
+            ).scalar_one_or_none()
+            if held is not None:
+                raise CurrencyMismatchError(f"run {dag_id}/{run_id}", currency, [held])
             connection.execute(
                 insert(cost_entry_table).values(
-                    run_pk=run_pk(connection, dag_id, run_id),
+                    run_pk=pk,
                     dag_id=dag_id,
                     step_id=step_id,
                     amount=float(amount),
@@ -107,43 +120,61 @@ class CostLedger(StoreBase):
         now: datetime | None = None,
     ) -> dict[str, Any]:
         """What budgets compare with: ``run``, ``dag_day``, ``dag_month``, and ``tag_day`` /
-        ``tag_month`` per tag (days and months in UTC)."""
+        ``tag_month`` per tag (days and months in UTC), plus ``currencies``: the currencies each of
+        those sums holds (same keys), so a budget in EUR is never judged on dollars."""
         moment = utc(now or datetime.now(UTC))
         day, month = _day_start(moment), _month_start(moment)
-        total = func.coalesce(func.sum(cost_entry_table.c.amount), 0.0)
+        amount, currency = cost_entry_table.c.amount, cost_entry_table.c.currency
         result: dict[str, Any] = {"run": 0.0, "dag_day": 0.0, "dag_month": 0.0}
+        currencies: dict[str, Any] = {"run": [], "dag_day": [], "dag_month": []}
+
+        def add(key: str, rows: Any) -> None:
+            for held, total in rows:
+                result[key] += float(total or 0.0)
+                currencies[key] = sorted({*currencies[key], held})
+
         with self._read() as connection:
             if run_id is not None:
-                result["run"] = float(
+                add(
+                    "run",
                     connection.execute(
-                        select(total)
+                        select(currency, func.sum(amount))
                         .select_from(cost_entry_table.join(run_table))
                         .where(run_table.c.dag_id == dag_id, run_table.c.run_id == run_id)
-                    ).scalar_one()
+                        .group_by(currency)
+                    ),
                 )
             for key, since in (("dag_day", day), ("dag_month", month)):
-                result[key] = float(
+                add(
+                    key,
                     connection.execute(
-                        select(total).where(
-                            cost_entry_table.c.dag_id == dag_id, cost_entry_table.c.at >= since
-                        )
-                    ).scalar_one()
+                        select(currency, func.sum(amount))
+                        .where(cost_entry_table.c.dag_id == dag_id, cost_entry_table.c.at >= since)
+                        .group_by(currency)
+                    ),
                 )
             by_tag_day: dict[str, float] = dict.fromkeys(tags, 0.0)
             by_tag_month: dict[str, float] = dict.fromkeys(tags, 0.0)
+            held_day: dict[str, set[str]] = {tag: set() for tag in tags}
+            held_month: dict[str, set[str]] = {tag: set() for tag in tags}
             if tags:
                 rows = connection.execute(
-                    select(
-                        cost_entry_table.c.amount, cost_entry_table.c.tags, cost_entry_table.c.at
-                    ).where(cost_entry_table.c.at >= month)
+                    select(amount, currency, cost_entry_table.c.tags, cost_entry_table.c.at).where(
+                        cost_entry_table.c.at >= month
+                    )
                 )
                 wanted = set(tags)
-                for amount, raw_tags, at in rows:
+                for spent, held, raw_tags, at in rows:
                     for tag in wanted & set(json.loads(raw_tags)):
-                        by_tag_month[tag] += float(amount)
+                        by_tag_month[tag] += float(spent)
+                        held_month[tag].add(held)
                         if utc(at) >= day:
-                            by_tag_day[tag] += float(amount)
+                            by_tag_day[tag] += float(spent)
+                            held_day[tag].add(held)
             result["tag_day"], result["tag_month"] = by_tag_day, by_tag_month
+            currencies["tag_day"] = {tag: sorted(held) for tag, held in held_day.items()}
+            currencies["tag_month"] = {tag: sorted(held) for tag, held in held_month.items()}
+        result["currencies"] = currencies
         return result
 
     def cost_by_dag(

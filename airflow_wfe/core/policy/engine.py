@@ -279,11 +279,22 @@ def _spent(facts: Mapping[str, Any], rule: BudgetRule, where: str) -> tuple[floa
     cost = facts.get("cost") or {}
     try:
         spent = cost["spent"][rule.scope.value]
+        held = (cost["spent"].get("currencies") or {}).get(rule.scope.value) or []
         if rule.tag is not None:
             spent = spent.get(rule.tag, 0.0)
-        return float(spent or 0.0), float(cost.get("reserve") or 0.0)
+            held = held.get(rule.tag, []) if isinstance(held, Mapping) else []
+        total, reserve = float(spent or 0.0), float(cost.get("reserve") or 0.0)
     except (KeyError, TypeError, AttributeError, ValueError):
         raise PolicyError(where, f"the facts lack cost.spent.{rule.scope.value}") from None
+    others = sorted(set(held) - {rule.currency})
+    if others:  # amounts are never converted: a sum in another currency says nothing here
+        raise PolicyError(
+            where,
+            f"this budget is in {rule.currency} but the ledger's {rule.scope.value} spending is in "
+            f"{', '.join(sorted(set(held)))}; amounts are never converted: keep a DAG's costs and "
+            "its budgets in one currency",
+        )
+    return total, reserve
 
 
 def _budget(step: _Step, facts: Mapping[str, Any]) -> tuple[Outcome, str]:
