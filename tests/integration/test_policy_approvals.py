@@ -6,8 +6,9 @@ Four runs wait at their gates at once (Airflow 3.3 parks them in ``awaiting_inpu
 * ``wfe_t_approval_reject``: admin rejects; the run ends REJECTED and ``deploy`` never runs;
 * ``wfe_t_approval_two`` (two-person rule, triggerer excluded): admin, who triggered it, is refused;
   alice approves (one more needed); alice again is refused; bob approves; the run COMPLETES;
-* ``wfe_t_approval_timeout``: nobody answers: escalated to bob after 3 s, then approved by the
-  policy's default after 8 s.
+* ``wfe_t_approval_timeout``: the request is assigned to carol and bob in Airflow, so admin's answer
+  is refused by Airflow itself (403); nobody else answers: escalated to bob after 6 s (the gate's
+  notifier is called again), then approved by the policy's default after 12 s.
 
 Every answer is in ``wfe runs show --json`` under ``decisions``, with who answered and the comment.
 """
@@ -117,6 +118,33 @@ def _answer(
     )
 
 
+def _assignees(cluster: Cluster, tokens: dict[str, str], run_id: str) -> list[list[str]]:
+    """The timeout run's assignees when its request opens (the approvers and, since Airflow keeps
+    a request's assignees for its life, the escalation's users); admin, not assigned, tries to
+    answer and Airflow refuses."""
+    dag_id = "wfe_t_approval_timeout"
+
+    def assigned() -> list[str] | None:
+        status, body = _hitl(cluster, dag_id, run_id)
+        if status != 200:
+            return None
+        return [user["id"] for user in body.get("assigned_users") or []]
+
+    seen = []
+    cluster.wait_until("the timeout run's request to open", lambda: assigned() is not None)
+    seen.append(assigned() or [])
+    saved, cluster.token = cluster.token, tokens["admin"]
+    try:
+        path = f"{cluster.run_path(dag_id, run_id)}/taskInstances/approve/-1/hitlDetails"
+        status, _body = cluster.request(
+            "PATCH", path, {"chosen_options": ["Approve"], "params_input": {}}
+        )
+    finally:
+        cluster.token = saved
+    seen.append([f"admin answered: {status}"])
+    return seen
+
+
 def _answers(decisions: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(d["actor"], d["outcome"]) for d in decisions if d["kind"] == "approval"]
 
@@ -133,11 +161,13 @@ def test_approvals_rejections_two_person_rule_and_timeouts(cluster: Cluster) -> 
             "wfe_t_approval_timeout",
         )
     }
-    one, reject, two = (
+    one, reject, two, late = (
         runs["wfe_t_approval_one"],
         runs["wfe_t_approval_reject"],
         runs["wfe_t_approval_two"],
+        runs["wfe_t_approval_timeout"],
     )
+    assignees = _assignees(cluster, tokens, late)
 
     _answer(cluster, tokens, "admin", "wfe_t_approval_one", one, "Approve", "ship it")
     _answer(cluster, tokens, "admin", "wfe_t_approval_reject", reject, "Reject", "not today")
@@ -194,6 +224,10 @@ def test_approvals_rejections_two_person_rule_and_timeouts(cluster: Cluster) -> 
             ("gate:approve", "escalated"),
             ("timeout", "approved"),
         ]
+        assert assignees == [["carol", "bob"], ["admin answered: 403"]]
+        notified = (cluster.home / "notified-wfe_t_approval_timeout.txt").read_text()
+        assert notified.splitlines() == ["carol,bob", "carol,bob"]  # opened, then escalated
+        assert (cluster.home / "notified-wfe_t_approval_one.txt").read_text() == "\n"
 
     cluster.verify(
         check,

@@ -79,6 +79,8 @@ class PolicyGateOperator(HITLOperator):
         self.op_args = tuple(op_args)
         self.op_kwargs = dict(op_kwargs or {})
         self.reserve = float(reserve)
+        #: the author's own HITL assignees; the policy's approvers are added to them when asking
+        self._assigned_by_author = list(self.assigned_users or [])
 
     # -- first run: decide ------------------------------------------------------------------
 
@@ -166,7 +168,24 @@ class PolicyGateOperator(HITLOperator):
     # -- waiting for people -----------------------------------------------------------------
 
     def _ask(self, context: Any, approval: Any, *, escalated: bool) -> Any:
-        """(Re)open the approval request in Airflow; parks the task in ``awaiting_input``."""
+        """(Re)open the approval request in Airflow; parks the task in ``awaiting_input``.
+
+        The policy's approvers and its ``escalate_to`` users become the request's assigned users,
+        so Airflow itself refuses anyone else (and its UI shows whose turn it is). Airflow keeps a
+        request's assignees for its whole life (asking again does not change them), so the
+        escalation's users are assigned from the start; the policy refuses their answers until
+        the request has escalated. Airflow calls the gate's ``notifiers`` when the request opens
+        and again when it escalates. A policy naming no approvers assigns no one: any user with
+        the DAG's HITL right answers.
+        """
+        from airflow.sdk.execution_time.hitl import HITLUser
+
+        if approval.approvers:
+            assigned = list(self._assigned_by_author)
+            known = {user["id"] for user in assigned}
+            people = dict.fromkeys([*approval.approvers, *approval.escalate_to])
+            assigned += [HITLUser(id=p, name=p) for p in people if p not in known]
+            self.assigned_users = assigned
         wait = approval.timeout_s
         if approval.escalate_after_s and not escalated:
             wait = approval.escalate_after_s

@@ -2,15 +2,19 @@
 
 Each DAG: ``prepare`` >> gate >> ``deploy``. The policies are inline: always ask one person
 (``wfe_t_approval_one``); ask two distinct people, never the run's triggerer
-(``wfe_t_approval_two``); ask carol, escalate to bob after 3 s, approve by default after 8 s
+(``wfe_t_approval_two``); ask carol (assigned in Airflow), escalate to bob after 6 s, approve by default after 12 s; every gate
+notifies through a notifier that writes down the assignees
 (``wfe_t_approval_timeout``). Airflow DAGs for the test suite only.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, BaseNotifier, task
 
 from airflow_wfe.adapters.gates import PolicyGateOperator
 
@@ -40,12 +44,22 @@ rules:
   - id: ask-carol
     kind: approval
     approvers: [carol]
-    escalate_after: 3s
+    escalate_after: 6s
     escalate_to: [bob]
-    timeout: 8s
+    timeout: 12s
     on_timeout: approve
     reason: the on-call engineer approves
 """
+
+
+class AssigneesToFile(BaseNotifier):
+    """Appends who the request is assigned to, each time Airflow notifies (open, escalation)."""
+
+    def notify(self, context: Any) -> None:
+        users = context["task"].assigned_users or []
+        path = Path(os.environ["AIRFLOW_HOME"]) / f"notified-{context['dag'].dag_id}.txt"
+        with path.open("a") as file:
+            file.write(",".join(u["id"] for u in users) + "\n")
 
 
 def _dag(dag_id: str, policy: str) -> None:
@@ -59,7 +73,12 @@ def _dag(dag_id: str, policy: str) -> None:
         def deploy() -> None:
             return None
 
-        gate = PolicyGateOperator(task_id="approve", inline_policies=[policy], subject="Release?")
+        gate = PolicyGateOperator(
+            task_id="approve",
+            inline_policies=[policy],
+            subject="Release?",
+            notifiers=[AssigneesToFile()],
+        )
         prepare() >> gate >> deploy()
 
 
