@@ -18,8 +18,9 @@ from airflow_wfe.version import __version__
 
 if TYPE_CHECKING:
     from airflow_wfe.adapters.compile.folder import load_workflows, report_workflow_errors
-    from airflow_wfe.adapters.gates.decorator import policy_gate
+    from airflow_wfe.adapters.gates.decorator import policy_gate, quality_gate
     from airflow_wfe.adapters.gates.operator import PolicyGateOperator
+    from airflow_wfe.adapters.gates.quality import QualityGateOperator
     from airflow_wfe.adapters.saga.declare import compensate, irreversible
     from airflow_wfe.adapters.task.artifacts import use_artifact
     from airflow_wfe.adapters.task.business_metrics import record_business_metric
@@ -32,6 +33,7 @@ __all__ = [
     "GOVERNED_TAG",
     "IllegalTransitionError",
     "PolicyGateOperator",
+    "QualityGateOperator",
     "RunState",
     "Settings",
     "StepState",
@@ -42,6 +44,7 @@ __all__ = [
     "irreversible",
     "load_workflows",
     "policy_gate",
+    "quality_gate",
     "record_business_metric",
     "record_cost",
     "report_workflow_errors",
@@ -62,6 +65,8 @@ _LAZY = {
     "irreversible": "airflow_wfe.adapters.saga.declare",
     "PolicyGateOperator": "airflow_wfe.adapters.gates.operator",
     "policy_gate": "airflow_wfe.adapters.gates.decorator",
+    "QualityGateOperator": "airflow_wfe.adapters.gates.quality",
+    "quality_gate": "airflow_wfe.adapters.gates.decorator",
     "record_cost": "airflow_wfe.adapters.task.cost",
     "record_business_metric": "airflow_wfe.adapters.task.business_metrics",
     "use_artifact": "airflow_wfe.adapters.task.artifacts",

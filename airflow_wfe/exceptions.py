@@ -18,6 +18,7 @@ switch on) and ``http_status`` (what the REST layer answers with). The CLI exits
     ├── CurrencyMismatchError        currency_mismatch   409   a cost in another currency than the run's
     ├── DagNotFoundError             dag_not_found       404   no DAG by that id in Airflow's database
     ├── HarnessError                 harness_error       500   fail_closed: a governed task not recorded
+    ├── MissingExtraError            missing_extra       500   an optional dependency is not installed
     ├── PolicyError                  policy_error        422   a policy cannot be loaded or evaluated
     │   └── BudgetExceededError      budget_exceeded     422   a run spent more than its budget allows
     ├── SpecError                    invalid_spec        422   a workflow file is invalid (every problem)
@@ -53,6 +54,7 @@ __all__ = [
     "DagNotFoundError",
     "HarnessError",
     "IllegalTransitionError",
+    "MissingExtraError",
     "PolicyError",
     "RunNotFoundError",
     "SchemaOutdatedError",
@@ -434,6 +436,27 @@ class AuditError(WfeError):
         self.subject = subject
         self.problem = problem
         super().__init__(f"{subject}: {problem}")
+
+
+class MissingExtraError(WfeError):
+    """A feature needs an optional dependency that is not installed (Great Expectations for the
+    quality gate): the message names the pip extra that brings it.
+
+    Attributes:
+        feature: what needs it, e.g. ``quality gate``.
+        extra: the extra to install, e.g. ``quality``.
+    """
+
+    code = "missing_extra"
+    http_status = HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def __init__(self, feature: str, extra: str, cause: str) -> None:
+        self.feature = feature
+        self.extra = extra
+        super().__init__(
+            f"the {feature} needs an optional dependency ({cause}): "
+            f"pip install 'airflow-wfe[{extra}]'"
+        )
 
 
 class PolicyError(WfeError):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["PolicyGateOperator", "policy_gate"]
+__all__ = ["PolicyGateOperator", "QualityGateOperator", "policy_gate", "quality_gate"]
 
 if TYPE_CHECKING:
-    from airflow_wfe.adapters.gates.decorator import policy_gate
+    from airflow_wfe.adapters.gates.decorator import policy_gate, quality_gate
     from airflow_wfe.adapters.gates.operator import PolicyGateOperator
+    from airflow_wfe.adapters.gates.quality import QualityGateOperator
 
 
 def __getattr__(name: str) -> Any:
@@ -24,4 +25,12 @@ def __getattr__(name: str) -> Any:
         from airflow_wfe.adapters.gates.decorator import policy_gate
 
         return policy_gate
+    if name == "quality_gate":
+        from airflow_wfe.adapters.gates.decorator import quality_gate
+
+        return quality_gate
+    if name == "QualityGateOperator":
+        from airflow_wfe.adapters.gates.quality import QualityGateOperator
+
+        return QualityGateOperator
     raise AttributeError(name)

@@ -1,4 +1,6 @@
-"""``@policy_gate``: a gate written as a TaskFlow-style function that returns extra facts.
+"""``@policy_gate`` and ``@quality_gate``: gates written as TaskFlow-style functions.
+
+``@policy_gate``'s function returns extra facts; ``@quality_gate``'s returns the data to validate.
 
 Example::
 
@@ -20,7 +22,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["policy_gate"]
+__all__ = ["policy_gate", "quality_gate"]
 
 
 def policy_gate(
@@ -40,6 +42,50 @@ def policy_gate(
                 task_id=task_id or function.__name__,
                 policies=policies,
                 facts_callable=function,
+                op_args=args,
+                op_kwargs=kwargs,
+                **gate_kwargs,
+            )
+
+        return factory
+
+    return decorate
+
+
+def quality_gate(
+    *,
+    expectations: Sequence[Mapping[str, Any]] = (),
+    suite: str | None = None,
+    severity: str = "deny",
+    task_id: str | None = None,
+    **gate_kwargs: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Turn a function that returns data into a
+    :class:`~airflow_wfe.adapters.gates.quality.QualityGateOperator` factory.
+
+    Example::
+
+        @quality_gate(expectations=[{"expect_column_values_to_not_be_null": {"column": "id"}}])
+        def orders(path: str) -> pandas.DataFrame:
+            return pandas.read_csv(path)
+
+        orders(download()) >> load
+
+    The function runs inside the gate (its DataFrame never goes through XCom); its arguments may be
+    other tasks' results.
+    """
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def factory(*args: Any, **kwargs: Any) -> Any:
+            from airflow_wfe.adapters.gates.quality import QualityGateOperator
+
+            return QualityGateOperator(
+                task_id=task_id or function.__name__,
+                expectations=expectations,
+                suite=suite,
+                severity=severity,
+                data_callable=function,
                 op_args=args,
                 op_kwargs=kwargs,
                 **gate_kwargs,

@@ -94,6 +94,10 @@ APPROVAL_WAIT: Final = "wfe.approval.wait"
 COST_SPENT: Final = "wfe.cost.spent"
 #: Gauge: the DAG's budget for that window: ``wfe.cost.budget.<dag_id>``.
 COST_BUDGET: Final = "wfe.cost.budget"
+#: Counter per data-quality verdict: ``wfe.quality.decision.<allow|deny|warn>``.
+QUALITY_DECISION: Final = "wfe.quality.decision"
+#: Gauge: expectations the DAG's last checked data failed: ``wfe.quality.failed.<dag_id>``.
+QUALITY_FAILED: Final = "wfe.quality.failed"
 
 # -- audit and the harness itself ----------------------------------------------------------------
 
@@ -178,6 +182,8 @@ ALL_METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec(APPROVAL_WAIT, "timer", "outcome"),
     MetricSpec(COST_SPENT, "gauge", "dag_id"),
     MetricSpec(COST_BUDGET, "gauge", "dag_id"),
+    MetricSpec(QUALITY_DECISION, "counter", "decision"),
+    MetricSpec(QUALITY_FAILED, "gauge", "dag_id"),
     MetricSpec(AUDIT_EVENTS, "counter"),
     MetricSpec(LISTENER_ERRORS, "counter"),
     MetricSpec(TRANSITIONS_REFUSED, "counter"),
@@ -252,6 +258,16 @@ def gate_decision(policy: str, decision: str) -> str:
 def approval_wait(outcome: str) -> str:
     """Timer of a human approval, by ``approved``, ``rejected`` or ``expired``."""
     return f"{APPROVAL_WAIT}.{segment(outcome)}"
+
+
+def quality_decision(decision: str) -> str:
+    """Counter of a quality gate's verdict, by ``allow``, ``deny`` or ``warn``."""
+    return f"{QUALITY_DECISION}.{segment(decision)}"
+
+
+def quality_failed(dag_id: str) -> str:
+    """Gauge of the expectations a DAG's last checked data failed."""
+    return f"{QUALITY_FAILED}.{_dag(dag_id)}"
 
 
 def cost_spent(dag_id: str) -> str:
