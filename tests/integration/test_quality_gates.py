@@ -129,3 +129,18 @@ def test_a_csv_file_against_a_gx_suite_file(dagbag: Any, ledger: Path, tmp_path:
     assert _messages(decision) == [
         "expect_column_values_to_not_be_null(column='amount'): 1 of 3 values unexpected, e.g. None"
     ]
+
+
+def test_a_yaml_quality_key_checks_the_steps_result_before_its_dependants(
+    dagbag: Any, ledger: Path
+) -> None:
+    dag = dagbag.get_dag("wfe_t_yaml_quality")
+    assert dag.get_task("load").upstream_task_ids == {"quality__extract"}
+    assert dag.get_task("quality__extract").upstream_task_ids == {"extract"}
+    decision = _denied(dagbag, "wfe_t_yaml_quality", ledger)
+    assert decision.step_id == "quality__extract"
+    assert decision.details["source"] == "result of extract"
+    assert [r["rule"] for r in decision.reasons] == [
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_between",
+    ]

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow_wfe.adapters.compile.gates import budget_policy, cost_hook, gate_task
+from airflow_wfe.adapters.compile.gates import budget_policy, cost_hook, gate_task, quality_task
 from airflow_wfe.adapters.compile.provenance import SpecInfo, register_spec
 from airflow_wfe.adapters.compile.resolve import (
     ResolveError,
@@ -132,6 +132,34 @@ def _declare_compensation(task: Any, step_id: str, step: StepSpec) -> None:
         compensate(task, resolve_callable(step.compensate, ("steps", step_id, "compensate")))
 
 
+def _wire(
+    spec: WorkflowSpec,
+    step_id: str,
+    task: Any,
+    budget: str | None,
+    exits: dict[str, Any],
+    folder: Path,
+) -> None:
+    """Put the step's gate in front of it and its quality gate after it, and make it wait for its
+    needs (for each need, what that need's dependants wait for)."""
+    step = spec.steps[step_id]
+    entry = task
+    if step.gate is not None:
+        entry = gate_task(spec, step_id, step, budget)
+        entry >> task
+    exits[step_id] = task
+    if step.quality is not None:
+        exits[step_id] = quality_task(step_id, step, folder)
+        task >> exits[step_id]
+    for need in step.needs:
+        if need in exits:
+            exits[need] >> entry
+    if isinstance(step.for_each, ForEachFrom) and step.for_each.from_step not in step.needs:
+        source = exits.get(step.for_each.from_step)
+        if source is not None:
+            source >> entry
+
+
 def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
     """The Airflow DAG for a loaded spec.
 
@@ -180,6 +208,8 @@ def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
         from airflow_wfe.core.policy.files import parse_policy
 
         budget_policies = [parse_policy(budget, file=f"{file} (budget)")]
+    # What a step's dependants wait for: the step itself, or its quality gate when it has one.
+    exits: dict[str, Any] = {}
     with dag, search_path(folders):
         for step_id in topological_order(spec):
             step = spec.steps[step_id]
@@ -196,17 +226,7 @@ def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
             if hook is not None:
                 hook.existing = task._post_execute_hook
                 task._post_execute_hook = hook
-            entry = task
-            if step.gate is not None:
-                entry = gate_task(spec, step_id, step, budget)
-                entry >> task
-            for need in step.needs:
-                if need in tasks:
-                    tasks[need] >> entry
-            if isinstance(step.for_each, ForEachFrom) and step.for_each.from_step not in step.needs:
-                source = tasks.get(step.for_each.from_step)
-                if source is not None:
-                    source >> entry
+            _wire(spec, step_id, task, budget, exits, loaded.path.parent)
     if build_problems:
         raise SpecError(file, [p.located(file, loaded.line_of(p.path)) for p in build_problems])
     from airflow_wfe.adapters.saga.wiring import wire_saga

@@ -5,21 +5,32 @@
 * ``gate:`` becomes a :class:`~airflow_wfe.adapters.gates.PolicyGateOperator` task ``gate__<step>`` between the
   step and what it needs: it evaluates the workflow's and the gate's policies, the budget with the
   step's reserved cost, and (``approval: true``) asks a person;
+* ``quality:`` becomes a :class:`~airflow_wfe.adapters.gates.quality.QualityGateOperator` task
+  ``quality__<step>`` after the step, checking its result; the step's dependants wait for it;
 * ``cost:`` becomes a post-execute hook that writes ``fixed + per_second x duration`` to the ledger.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 import yaml
 
 from airflow_wfe.core.spec.models import StepSpec, WorkflowSpec
 
-__all__ = ["GATE_PREFIX", "budget_policy", "cost_hook", "gate_task"]
+__all__ = [
+    "GATE_PREFIX",
+    "QUALITY_PREFIX",
+    "budget_policy",
+    "cost_hook",
+    "gate_task",
+    "quality_task",
+]
 
 GATE_PREFIX: Final = "gate__"
+QUALITY_PREFIX: Final = "quality__"
 
 
 def budget_policy(spec: WorkflowSpec) -> str | None:
@@ -83,6 +94,23 @@ def gate_task(spec: WorkflowSpec, step_id: str, step: StepSpec, budget: str | No
         step={"id": step_id, "description": step.description or ""},
         reserve=reserve,
         subject=f"{spec.name}: run {step_id}?",
+    )
+
+
+def quality_task(step_id: str, step: StepSpec, folder: Path) -> Any:
+    """The quality gate after ``step_id``, checking its result (a suite path is relative to the
+    workflow file's folder)."""
+    from airflow_wfe.adapters.gates.quality import QualityGateOperator
+
+    quality = step.quality
+    assert quality is not None
+    suite = None if quality.suite is None else str((folder / quality.suite).resolve())
+    return QualityGateOperator(
+        task_id=f"{QUALITY_PREFIX}{step_id}",
+        data_from=step_id,
+        expectations=quality.expectations,
+        suite=suite,
+        severity=quality.severity,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -40,6 +40,7 @@ __all__ = [
     "GateSpec",
     "OperatorSpec",
     "PositiveDuration",
+    "QualitySpec",
     "RetrySpec",
     "StepDefaults",
     "StepSpec",
@@ -182,6 +183,35 @@ class GateSpec(_Strict):
     on_timeout: TimeoutOutcome = Field(default=TimeoutOutcome.REJECT)
 
 
+class QualitySpec(_Strict):
+    """Great Expectations checks on the step's result, before any step that needs it runs."""
+
+    expectations: tuple[dict[str, Any], ...] = Field(
+        default=(),
+        description="GX expectations: {expect_...: {kwargs}} or {type: expect_..., kwargs: {...}}",
+    )
+    suite: str | None = Field(
+        default=None, description="a GX suite file (JSON), relative to the workflow file"
+    )
+    severity: Literal["deny", "warn"] = Field(
+        default="deny", description="deny rejects the run; warn records and goes on"
+    )
+
+    @model_validator(mode="after")
+    def _checks(self) -> QualitySpec:
+        from airflow_wfe.core.quality import normalize_expectations
+        from airflow_wfe.exceptions import SpecError
+
+        if not self.expectations and self.suite is None:
+            raise ValueError("give expectations, a suite file, or both")
+        if self.expectations:
+            try:
+                normalize_expectations(self.expectations)
+            except SpecError as exc:
+                raise ValueError("; ".join(p.message for p in exc.problems)) from None
+        return self
+
+
 class CostSpec(_Strict):
     """What running the step costs, for budgets (the ledger arrives with the policy engine)."""
 
@@ -230,6 +260,9 @@ class StepSpec(_Strict):
     irreversible: bool = Field(default=False, description="the step cannot be undone")
     side_effects: bool = Field(default=False, description="the step changes the outside world")
     gate: GateSpec | None = None
+    quality: QualitySpec | None = Field(
+        default=None, description="data-quality checks on the step's result (Great Expectations)"
+    )
     cost: CostSpec | None = None
     for_each: tuple[Any, ...] | ForEachFrom | None = Field(
         default=None, description="fan out: a list, or {from: step} for a previous step's result"

@@ -57,3 +57,12 @@ def cancel_never(result: str) -> None:
 
 def fail(reason: str) -> None:
     raise RuntimeError(reason)
+
+
+def orders() -> list[dict[str, Any]]:
+    """Orders as records (XCom-friendly); one has no id, one a negative amount."""
+    return [
+        {"order_id": 1, "amount": 12.5},
+        {"order_id": None, "amount": 3.0},
+        {"order_id": 3, "amount": -4.0},
+    ]
