@@ -18,6 +18,7 @@ from airflow_wfe.version import __version__
 
 if TYPE_CHECKING:
     from airflow_wfe.adapters.compile.folder import load_workflows, report_workflow_errors
+    from airflow_wfe.adapters.gates.canary import CanaryGateOperator
     from airflow_wfe.adapters.gates.decorator import policy_gate, quality_gate
     from airflow_wfe.adapters.gates.operator import PolicyGateOperator
     from airflow_wfe.adapters.gates.quality import QualityGateOperator
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GOVERNED_TAG",
+    "CanaryGateOperator",
     "IllegalTransitionError",
     "PolicyGateOperator",
     "QualityGateOperator",
@@ -66,6 +68,7 @@ _LAZY = {
     "PolicyGateOperator": "airflow_wfe.adapters.gates.operator",
     "policy_gate": "airflow_wfe.adapters.gates.decorator",
     "QualityGateOperator": "airflow_wfe.adapters.gates.quality",
+    "CanaryGateOperator": "airflow_wfe.adapters.gates.canary",
     "quality_gate": "airflow_wfe.adapters.gates.decorator",
     "record_cost": "airflow_wfe.adapters.task.cost",
     "record_business_metric": "airflow_wfe.adapters.task.business_metrics",

@@ -35,6 +35,7 @@ def _fresh_python(code: str) -> str:
 def test_public_api_is_pinned() -> None:
     assert airflow_wfe.__all__ == [
         "GOVERNED_TAG",
+        "CanaryGateOperator",
         "IllegalTransitionError",
         "PolicyGateOperator",
         "QualityGateOperator",

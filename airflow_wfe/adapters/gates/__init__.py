@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["PolicyGateOperator", "QualityGateOperator", "policy_gate", "quality_gate"]
+__all__ = [
+    "CanaryGateOperator",
+    "PolicyGateOperator",
+    "QualityGateOperator",
+    "policy_gate",
+    "quality_gate",
+]
 
 if TYPE_CHECKING:
+    from airflow_wfe.adapters.gates.canary import CanaryGateOperator
     from airflow_wfe.adapters.gates.decorator import policy_gate, quality_gate
     from airflow_wfe.adapters.gates.operator import PolicyGateOperator
     from airflow_wfe.adapters.gates.quality import QualityGateOperator
@@ -29,6 +36,10 @@ def __getattr__(name: str) -> Any:
         from airflow_wfe.adapters.gates.decorator import quality_gate
 
         return quality_gate
+    if name == "CanaryGateOperator":
+        from airflow_wfe.adapters.gates.canary import CanaryGateOperator
+
+        return CanaryGateOperator
     if name == "QualityGateOperator":
         from airflow_wfe.adapters.gates.quality import QualityGateOperator
 

@@ -186,10 +186,12 @@ class QualityGateOperator(BaseOperator):
         from airflow.sdk import BaseHook
         from sqlalchemy import create_engine
 
+        from airflow_wfe.adapters.gates.connections import sqlalchemy_url
+
         assert self.conn_id is not None
         sql = self.sql if self.sql is not None else f'SELECT * FROM "{self.table}"'
         source = f"{self.conn_id}: {self.sql or self.table}"
-        engine = create_engine(_sqlalchemy_url(BaseHook.get_connection(self.conn_id)))
+        engine = create_engine(sqlalchemy_url(BaseHook.get_connection(self.conn_id)))
         chunks = []
         rows = 0
         try:
@@ -284,27 +286,4 @@ def _frame(value: Any, what: str) -> Any:
     raise TypeError(
         f"the {what} is {type(value).__name__}: a quality gate validates a pandas DataFrame, a "
         "list of records (dicts) or a mapping of column lists"
-    )
-
-
-def _sqlalchemy_url(connection: Any) -> Any:
-    """The connection as a SQLAlchemy URL (SQLite: ``host`` is the file; others: host, port,
-    login, password, schema as database)."""
-    from sqlalchemy.engine import URL
-
-    kind = (connection.conn_type or "").lower()
-    if kind == "sqlite":
-        return URL.create("sqlite", database=connection.host or connection.schema)
-    drivers = {
-        "postgres": "postgresql+psycopg",
-        "postgresql": "postgresql+psycopg",
-        "mysql": "mysql",
-    }
-    return URL.create(
-        drivers.get(kind, kind),
-        username=connection.login or None,
-        password=connection.password or None,
-        host=connection.host or None,
-        port=connection.port or None,
-        database=connection.schema or None,
     )

@@ -98,6 +98,8 @@ COST_BUDGET: Final = "wfe.cost.budget"
 QUALITY_DECISION: Final = "wfe.quality.decision"
 #: Gauge: expectations the DAG's last checked data failed: ``wfe.quality.failed.<dag_id>``.
 QUALITY_FAILED: Final = "wfe.quality.failed"
+#: Counter per canary check: ``wfe.canary.decision.<promote|hold|rollback>``.
+CANARY_DECISION: Final = "wfe.canary.decision"
 
 # -- audit and the harness itself ----------------------------------------------------------------
 
@@ -184,6 +186,7 @@ ALL_METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec(COST_BUDGET, "gauge", "dag_id"),
     MetricSpec(QUALITY_DECISION, "counter", "decision"),
     MetricSpec(QUALITY_FAILED, "gauge", "dag_id"),
+    MetricSpec(CANARY_DECISION, "counter", "decision"),
     MetricSpec(AUDIT_EVENTS, "counter"),
     MetricSpec(LISTENER_ERRORS, "counter"),
     MetricSpec(TRANSITIONS_REFUSED, "counter"),
@@ -263,6 +266,11 @@ def approval_wait(outcome: str) -> str:
 def quality_decision(decision: str) -> str:
     """Counter of a quality gate's verdict, by ``allow``, ``deny`` or ``warn``."""
     return f"{QUALITY_DECISION}.{segment(decision)}"
+
+
+def canary_decision(decision: str) -> str:
+    """Counter of a canary check's verdict, by ``promote``, ``hold`` or ``rollback``."""
+    return f"{CANARY_DECISION}.{segment(decision)}"
 
 
 def quality_failed(dag_id: str) -> str:
