@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from airflow_wfe.adapters.gates.decorator import policy_gate, quality_gate
     from airflow_wfe.adapters.gates.operator import PolicyGateOperator
     from airflow_wfe.adapters.gates.quality import QualityGateOperator
+    from airflow_wfe.adapters.gates.waves import rollout
     from airflow_wfe.adapters.saga.declare import compensate, irreversible
     from airflow_wfe.adapters.task.artifacts import use_artifact
     from airflow_wfe.adapters.task.business_metrics import record_business_metric
@@ -50,6 +51,7 @@ __all__ = [
     "record_business_metric",
     "record_cost",
     "report_workflow_errors",
+    "rollout",
     "use_artifact",
 ]
 
@@ -69,6 +71,7 @@ _LAZY = {
     "policy_gate": "airflow_wfe.adapters.gates.decorator",
     "QualityGateOperator": "airflow_wfe.adapters.gates.quality",
     "CanaryGateOperator": "airflow_wfe.adapters.gates.canary",
+    "rollout": "airflow_wfe.adapters.gates.waves",
     "quality_gate": "airflow_wfe.adapters.gates.decorator",
     "record_cost": "airflow_wfe.adapters.task.cost",
     "record_business_metric": "airflow_wfe.adapters.task.business_metrics",

@@ -53,6 +53,7 @@ def test_public_api_is_pinned() -> None:
         "record_business_metric",
         "record_cost",
         "report_workflow_errors",
+        "rollout",
         "use_artifact",
     ]
     for name in airflow_wfe.__all__:

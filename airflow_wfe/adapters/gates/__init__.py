@@ -14,6 +14,7 @@ __all__ = [
     "QualityGateOperator",
     "policy_gate",
     "quality_gate",
+    "rollout",
 ]
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from airflow_wfe.adapters.gates.decorator import policy_gate, quality_gate
     from airflow_wfe.adapters.gates.operator import PolicyGateOperator
     from airflow_wfe.adapters.gates.quality import QualityGateOperator
+    from airflow_wfe.adapters.gates.waves import rollout
 
 
 def __getattr__(name: str) -> Any:
@@ -36,6 +38,10 @@ def __getattr__(name: str) -> Any:
         from airflow_wfe.adapters.gates.decorator import quality_gate
 
         return quality_gate
+    if name == "rollout":
+        from airflow_wfe.adapters.gates.waves import rollout
+
+        return rollout
     if name == "CanaryGateOperator":
         from airflow_wfe.adapters.gates.canary import CanaryGateOperator
 

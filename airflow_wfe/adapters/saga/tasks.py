@@ -94,7 +94,10 @@ def begin(*, ti: Any, compensable: list[str], irreversible: list[str]) -> dict[s
 
     recorder = get_recorder()
     states = _forward_states(ti)
-    failed = sorted({task_id for task_id, _, state in states if state == "failed"})
+    tolerated = _tolerated(recorder, ti)
+    failed = sorted(
+        {task_id for task_id, _, state in states if state == "failed" and task_id not in tolerated}
+    )
     if not failed and not _manually_requested(recorder, ti):
         raise _skip("no step failed: nothing to compensate")
     succeeded: dict[str, list[int]] = {}
@@ -112,6 +115,17 @@ def begin(*, ti: Any, compensable: list[str], irreversible: list[str]) -> dict[s
         actor=ACTOR,
     )
     return {"failed": failed, "undo": undo, "irreversible": stuck}
+
+
+def _tolerated(recorder: Any, ti: Any) -> set[str]:
+    """Tasks whose failed instances a rollout's wave check let through (within its
+    ``max_failed``): the rollout went on, so they are not the run failing."""
+    return {
+        task_id
+        for decision in recorder.store.decisions(ti.dag_id, ti.run_id)
+        if decision.kind == "wave"
+        for task_id in (decision.details or {}).get("tolerated", ())
+    }
 
 
 def _manually_requested(recorder: Any, ti: Any) -> bool:

@@ -100,6 +100,8 @@ QUALITY_DECISION: Final = "wfe.quality.decision"
 QUALITY_FAILED: Final = "wfe.quality.failed"
 #: Counter per canary check: ``wfe.canary.decision.<promote|hold|rollback>``.
 CANARY_DECISION: Final = "wfe.canary.decision"
+#: Counter per rollout wave check: ``wfe.wave.decision.<continue|stop>``.
+WAVE_DECISION: Final = "wfe.wave.decision"
 
 # -- audit and the harness itself ----------------------------------------------------------------
 
@@ -187,6 +189,7 @@ ALL_METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec(QUALITY_DECISION, "counter", "decision"),
     MetricSpec(QUALITY_FAILED, "gauge", "dag_id"),
     MetricSpec(CANARY_DECISION, "counter", "decision"),
+    MetricSpec(WAVE_DECISION, "counter", "decision"),
     MetricSpec(AUDIT_EVENTS, "counter"),
     MetricSpec(LISTENER_ERRORS, "counter"),
     MetricSpec(TRANSITIONS_REFUSED, "counter"),
@@ -271,6 +274,11 @@ def quality_decision(decision: str) -> str:
 def canary_decision(decision: str) -> str:
     """Counter of a canary check's verdict, by ``promote``, ``hold`` or ``rollback``."""
     return f"{CANARY_DECISION}.{segment(decision)}"
+
+
+def wave_decision(decision: str) -> str:
+    """Counter of a rollout wave's check, by ``continue`` or ``stop``."""
+    return f"{WAVE_DECISION}.{segment(decision)}"
 
 
 def quality_failed(dag_id: str) -> str:
