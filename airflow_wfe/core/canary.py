@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from airflow_wfe.exceptions import PolicyError
+from airflow_wfe.exceptions import MissingExtraError, PolicyError
 
 __all__ = [
     "MAX_SAMPLES",
@@ -203,8 +203,10 @@ def judge(
     if theirs is None or base is None or base.mean is None:
         reason = f"within the limit ({mine.text()})"
         return MetricVerdict(metric, Verdict.PROMOTE, reason, mine, base)
-    # Only a canary check with a baseline pays for SciPy.
-    from scipy.stats import mannwhitneyu  # type: ignore[import-untyped]
+    try:  # only a canary check with a baseline pays for SciPy
+        from scipy.stats import mannwhitneyu  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise MissingExtraError("canary gate's statistical test", "canary", str(exc)) from None
 
     result = mannwhitneyu(ours, theirs, alternative="greater" if lower else "less")
     statistic, p_value = float(result.statistic), float(result.pvalue)

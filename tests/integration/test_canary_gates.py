@@ -138,3 +138,18 @@ def test_samples_from_prometheus(dagbag: Any, ledger: Path, prometheus: type[_Pr
     assert decision.outcome == "rollback"
     assert decision.details["metrics"][0]["baseline"]["n"] == 40
     assert _lines(ledger) == ["deploy", "undeploy release-2"]
+
+
+def test_a_yaml_canary_key_rolls_back_and_the_saga_undoes_the_step(
+    dagbag: Any, ledger: Path
+) -> None:
+    dag = dagbag.get_dag("wfe_t_yaml_canary")
+    assert dag.get_task("promote").upstream_task_ids == {"canary__deploy"}
+    assert dag.get_task("canary__deploy").poke_interval == 1.0
+    dag_run = dag.test()
+    assert dag_run.state == "failed"
+    decision = _decision("wfe_t_yaml_canary", dag_run.run_id)
+    assert decision.outcome == "rollback"
+    assert decision.step_id == "canary__deploy"
+    run = get_runtime_store().get_run("wfe_t_yaml_canary", dag_run.run_id)
+    assert run.state == "COMPENSATED"

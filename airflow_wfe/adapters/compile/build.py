@@ -13,7 +13,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow_wfe.adapters.compile.gates import budget_policy, cost_hook, gate_task, quality_task
+from airflow_wfe.adapters.compile.gates import (
+    budget_policy,
+    canary_task,
+    cost_hook,
+    gate_task,
+    quality_task,
+)
 from airflow_wfe.adapters.compile.provenance import SpecInfo, register_spec
 from airflow_wfe.adapters.compile.resolve import (
     ResolveError,
@@ -148,9 +154,13 @@ def _wire(
         entry = gate_task(spec, step_id, step, budget)
         entry >> task
     exits[step_id] = task
-    if step.quality is not None:
-        exits[step_id] = quality_task(step_id, step, folder)
+    if step.canary is not None:
+        exits[step_id] = canary_task(step_id, step)
         task >> exits[step_id]
+    if step.quality is not None:
+        check = quality_task(step_id, step, folder)
+        exits[step_id] >> check
+        exits[step_id] = check
     for need in step.needs:
         if need in exits:
             exits[need] >> entry

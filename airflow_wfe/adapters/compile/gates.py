@@ -5,6 +5,9 @@
 * ``gate:`` becomes a :class:`~airflow_wfe.adapters.gates.PolicyGateOperator` task ``gate__<step>`` between the
   step and what it needs: it evaluates the workflow's and the gate's policies, the budget with the
   step's reserved cost, and (``approval: true``) asks a person;
+* ``canary:`` becomes a :class:`~airflow_wfe.adapters.gates.canary.CanaryGateOperator` task
+  ``canary__<step>`` after the step (which deployed the canary); the step's dependants wait for it,
+  and a rollback fails the run so the step's ``compensate`` undoes the canary;
 * ``quality:`` becomes a :class:`~airflow_wfe.adapters.gates.quality.QualityGateOperator` task
   ``quality__<step>`` after the step, checking its result; the step's dependants wait for it;
 * ``cost:`` becomes a post-execute hook that writes ``fixed + per_second x duration`` to the ledger.
@@ -21,9 +24,11 @@ import yaml
 from airflow_wfe.core.spec.models import StepSpec, WorkflowSpec
 
 __all__ = [
+    "CANARY_PREFIX",
     "GATE_PREFIX",
     "QUALITY_PREFIX",
     "budget_policy",
+    "canary_task",
     "cost_hook",
     "gate_task",
     "quality_task",
@@ -31,6 +36,7 @@ __all__ = [
 
 GATE_PREFIX: Final = "gate__"
 QUALITY_PREFIX: Final = "quality__"
+CANARY_PREFIX: Final = "canary__"
 
 
 def budget_policy(spec: WorkflowSpec) -> str | None:
@@ -94,6 +100,29 @@ def gate_task(spec: WorkflowSpec, step_id: str, step: StepSpec, budget: str | No
         step={"id": step_id, "description": step.description or ""},
         reserve=reserve,
         subject=f"{spec.name}: run {step_id}?",
+    )
+
+
+def canary_task(step_id: str, step: StepSpec) -> Any:
+    """The canary gate after ``step_id``."""
+    from airflow_wfe.adapters.compile.resolve import resolve_callable
+    from airflow_wfe.adapters.gates.canary import CanaryGateOperator
+
+    canary = step.canary
+    assert canary is not None
+    samples = None
+    if canary.samples is not None:
+        samples = resolve_callable(canary.samples, ("steps", step_id, "canary", "samples"))
+    return CanaryGateOperator(
+        task_id=f"{CANARY_PREFIX}{step_id}",
+        metrics=[m.model_dump(exclude_none=True) for m in canary.metrics],
+        samples=samples,
+        prometheus_conn_id=canary.prometheus_conn_id,
+        conn_id=canary.conn_id,
+        window=canary.window,
+        poke_interval=canary.check_every.total_seconds(),
+        timeout=canary.max_wait.total_seconds(),
+        on_timeout=canary.on_timeout,
     )
 
 

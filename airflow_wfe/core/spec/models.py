@@ -34,6 +34,8 @@ __all__ = [
     "IDENTIFIER",
     "Backoff",
     "Budget",
+    "CanaryMetricSpec",
+    "CanarySpec",
     "CostSpec",
     "Duration",
     "ForEachFrom",
@@ -183,6 +185,52 @@ class GateSpec(_Strict):
     on_timeout: TimeoutOutcome = Field(default=TimeoutOutcome.REJECT)
 
 
+class CanaryMetricSpec(_Strict):
+    """One metric a canary is judged by (see :class:`airflow_wfe.core.canary.CanaryMetric`)."""
+
+    name: str = Field(min_length=1, description="what decisions call it, e.g. error_rate")
+    direction: Literal["lower_is_better", "higher_is_better"] = "lower_is_better"
+    limit: float | None = Field(default=None, description="the worst acceptable canary mean")
+    tolerance: float = Field(default=0.1, ge=0, description="relative worsening tolerated")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="the test's significance level")
+    min_samples: int = Field(default=30, ge=1, description="samples needed on each side")
+    canary_query: str | None = Field(default=None, description="PromQL or SQL for the canary")
+    baseline_query: str | None = Field(default=None, description="PromQL or SQL for the baseline")
+
+
+class CanarySpec(_Strict):
+    """Canary analysis after the step (which deployed the canary): promote, hold or roll back."""
+
+    metrics: tuple[CanaryMetricSpec, ...] = Field(min_length=1)
+    samples: Annotated[str, Field(pattern=CALLABLE_PATH)] | None = Field(
+        default=None, description='"module:function" returning {metric: {canary, baseline}}'
+    )
+    prometheus_conn_id: str | None = Field(default=None, description="an HTTP connection")
+    conn_id: str | None = Field(default=None, description="a database connection (SQL)")
+    window: PositiveDuration = Field(
+        default=timedelta(minutes=10), description="how far back Prometheus is read"
+    )
+    check_every: PositiveDuration = Field(
+        default=timedelta(minutes=1), description="how long a hold waits before looking again"
+    )
+    max_wait: PositiveDuration = Field(
+        default=timedelta(hours=1), description="how long the canary may be held"
+    )
+    on_timeout: Literal["rollback", "promote"] = "rollback"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CanarySpec:
+        given = [n for n in ("samples", "prometheus_conn_id", "conn_id") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of samples, prometheus_conn_id or conn_id; found: "
+                + (", ".join(given) or "none")
+            )
+        if self.samples is None and any(m.canary_query is None for m in self.metrics):
+            raise ValueError("every metric needs canary_query with prometheus_conn_id or conn_id")
+        return self
+
+
 class QualitySpec(_Strict):
     """Great Expectations checks on the step's result, before any step that needs it runs."""
 
@@ -260,6 +308,9 @@ class StepSpec(_Strict):
     irreversible: bool = Field(default=False, description="the step cannot be undone")
     side_effects: bool = Field(default=False, description="the step changes the outside world")
     gate: GateSpec | None = None
+    canary: CanarySpec | None = Field(
+        default=None, description="canary analysis after the step: promote, hold or roll back"
+    )
     quality: QualitySpec | None = Field(
         default=None, description="data-quality checks on the step's result (Great Expectations)"
     )

@@ -66,3 +66,16 @@ def orders() -> list[dict[str, Any]]:
         {"order_id": None, "amount": 3.0},
         {"order_id": 3, "amount": -4.0},
     ]
+
+
+def canary_samples(context: Any) -> dict[str, Any]:
+    """Error rates: the canary's around 9%, the baseline's around 2% (seeded)."""
+    import random
+
+    rng = random.Random(11)
+    return {
+        "error_rate": {
+            "canary": [max(0.0, rng.gauss(0.09, 0.02)) for _ in range(100)],
+            "baseline": [max(0.0, rng.gauss(0.02, 0.02)) for _ in range(100)],
+        }
+    }
