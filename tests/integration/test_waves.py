@@ -4,6 +4,7 @@ failures within ``max_failed`` let the rollout go on without compensating."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,19 @@ def test_failures_within_max_failed_let_the_rollout_go_on(dagbag: Any, ledger: P
     assert [o for _, o in _waves("wfe_t_waves_tolerated", dag_run.run_id)] == ["continue"] * 3
     run = get_runtime_store().get_run("wfe_t_waves_tolerated", dag_run.run_id)
     assert run.state == "COMPLETED"
+
+
+def test_a_yaml_waves_key_rolls_out_and_undoes_newest_wave_first(dagbag: Any, ledger: Path) -> None:
+    dag = dagbag.get_dag("wfe_t_yaml_waves")
+    assert dag.get_task("announce").upstream_task_ids == {"push.wave_3_check"}
+    dag_run = dag.test()
+    assert dag_run.state == "failed"
+    entries = [json.loads(line) for line in _lines(ledger)]
+    done = sorted(e["step"] for e in entries if e["event"] == "do")
+    undone = [e["step"] for e in entries if e["event"] == "undo"]
+    assert done == ["push h0", "push h1"]
+    assert undone == ["push h1", "push h0"]  # wave 2, then wave 1
+    assert _waves("wfe_t_yaml_waves", dag_run.run_id) == [
+        ("push.wave_1_check", "continue"),
+        ("push.wave_2_check", "stop"),
+    ]

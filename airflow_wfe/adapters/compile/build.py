@@ -123,6 +123,32 @@ def _make_task(spec: WorkflowSpec, step_id: str, step: StepSpec, tasks: dict[str
     return partial.expand(op_args=[[item] for item in step.for_each])
 
 
+def _rollout(spec: WorkflowSpec, step_id: str, step: StepSpec) -> Any:
+    """A ``waves:`` step: a rollout task group named for the step (see
+    :func:`airflow_wfe.adapters.gates.waves.rollout`)."""
+    from airflow_wfe.adapters.gates.waves import rollout
+
+    waves = step.waves
+    assert waves is not None
+    assert isinstance(step.run, str)
+    deploy = resolve_callable(step.run, ("steps", step_id, "run"))
+    undo = None
+    if isinstance(step.compensate, str):
+        undo = resolve_callable(step.compensate, ("steps", step_id, "compensate"))
+    common = _common_kwargs(spec, step_id, step)
+    common.pop("doc_md", None)
+    return rollout(
+        deploy,
+        targets=waves.targets,
+        waves=waves.sizes,
+        max_failed=waves.max_failed,
+        undo=undo,
+        group_id=step_id,
+        op_kwargs=dict(step.args),
+        **common,
+    )
+
+
 def _declare_compensation(task: Any, step_id: str, step: StepSpec) -> None:
     from airflow_wfe.adapters.saga.declare import compensate, irreversible, side_effects
 
@@ -224,6 +250,10 @@ def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
         for step_id in topological_order(spec):
             step = spec.steps[step_id]
             try:
+                if step.waves is not None:
+                    tasks[step_id] = _rollout(spec, step_id, step)
+                    _wire(spec, step_id, tasks[step_id], budget, exits, loaded.path.parent)
+                    continue
                 tasks[step_id] = _make_task(spec, step_id, step, tasks)
                 _declare_compensation(tasks[step_id], step_id, step)
             except ResolveError as exc:

@@ -25,7 +25,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -139,12 +139,15 @@ def rollout(
     undo: Callable[..., Any] | None = None,
     between: Callable[[int], Any] | None = None,
     group_id: str = "rollout",
+    op_kwargs: Mapping[str, Any] | None = None,
+    **task_kwargs: Any,
 ) -> Any:
     """Build the rollout as a task group: ``wave_<n>`` (mapped over its targets) and
     ``wave_<n>_check`` per wave, and ``between(n)`` after every check but the last.
 
-    ``deploy(target)`` runs once per target; ``undo(result, idempotency_key)`` undoes one target
-    when the run fails (the saga calls it, newest wave first).
+    ``deploy(target, **op_kwargs)`` runs once per target; ``undo(result, idempotency_key)`` undoes
+    one target when the run fails (the saga calls it, newest wave first). ``task_kwargs`` (retries,
+    pool, timeouts ...) go to every wave's task.
 
     Raises:
         ValueError: the targets or waves are invalid (see :func:`~airflow_wfe.core.waves.plan_waves`).
@@ -158,7 +161,11 @@ def rollout(
     with TaskGroup(group_id=group_id) as group:
         previous: Any = None
         for number, batch in enumerate(plan, start=1):
-            wave = task(task_id=f"wave_{number}")(deploy).expand(target=batch)
+            wave = (
+                task(task_id=f"wave_{number}", **task_kwargs)(deploy)
+                .partial(**dict(op_kwargs or {}))
+                .expand(target=batch)
+            )
             if undo is not None:
                 compensate(wave, undo)
             check = WaveCheckOperator(

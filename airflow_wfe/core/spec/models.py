@@ -47,6 +47,7 @@ __all__ = [
     "StepDefaults",
     "StepSpec",
     "TimeoutOutcome",
+    "WavesSpec",
     "WorkflowSpec",
     "parse_duration",
     "workflow_json_schema",
@@ -231,6 +232,26 @@ class CanarySpec(_Strict):
         return self
 
 
+class WavesSpec(_Strict):
+    """Run the step once per target, in blast-radius waves, with a check after each wave."""
+
+    targets: tuple[str, ...] = Field(min_length=1, description="where the step is rolled out")
+    sizes: tuple[str | int, ...] = Field(
+        default=("1%", "10%", "50%", "100%"),
+        description='cumulative share ("10%") or count of targets reached after each wave',
+    )
+    max_failed: float = Field(
+        default=0.0, ge=0, lt=1, description="share of a wave's targets that may fail"
+    )
+
+    @model_validator(mode="after")
+    def _plan(self) -> WavesSpec:
+        from airflow_wfe.core.waves import plan_waves
+
+        plan_waves(list(self.targets), list(self.sizes))  # its ValueError names the wave
+        return self
+
+
 class QualitySpec(_Strict):
     """Great Expectations checks on the step's result, before any step that needs it runs."""
 
@@ -308,6 +329,9 @@ class StepSpec(_Strict):
     irreversible: bool = Field(default=False, description="the step cannot be undone")
     side_effects: bool = Field(default=False, description="the step changes the outside world")
     gate: GateSpec | None = None
+    waves: WavesSpec | None = Field(
+        default=None, description="roll the step out to targets in waves (blast radius)"
+    )
     canary: CanarySpec | None = Field(
         default=None, description="canary analysis after the step: promote, hold or roll back"
     )
@@ -338,6 +362,15 @@ class StepSpec(_Strict):
             raise ValueError("max_parallel needs for_each (it limits a fan-out)")
         if self.irreversible and self.compensate is not None:
             raise ValueError("an irreversible step cannot also declare compensate")
+        if self.waves is not None and (
+            isinstance(self.run, OperatorSpec)
+            or self.for_each is not None
+            or isinstance(self.compensate, OperatorSpec)
+        ):
+            raise ValueError(
+                'waves needs run: "module:function" (called once per target), no for_each, and '
+                'compensate as "module:function" if any'
+            )
         if isinstance(self.run, OperatorSpec) and self.args:
             raise ValueError("args belongs inside run: {operator: ..., args: ...} for an operator")
         return self

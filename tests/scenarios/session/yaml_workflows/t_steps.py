@@ -79,3 +79,18 @@ def canary_samples(context: Any) -> dict[str, Any]:
             "baseline": [max(0.0, rng.gauss(0.02, 0.02)) for _ in range(100)],
         }
     }
+
+
+def push(target: str, release: str) -> str:
+    import saga_ledger
+
+    if target == "h2":
+        raise RuntimeError(f"{target} refused {release}")
+    saga_ledger.write("do", step=f"push {target}")
+    return target
+
+
+def unpush(result: str, idempotency_key: str) -> None:
+    import saga_ledger
+
+    saga_ledger.write("undo", step=f"push {result}", key=idempotency_key)
