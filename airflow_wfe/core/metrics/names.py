@@ -32,6 +32,7 @@ __all__ = [
     "DORA_LEAD_TIME",
     "DORA_MTTR",
     "GATE_DECISION",
+    "LISTENER_DURATION",
     "LISTENER_ERRORS",
     "RUN_DURATION",
     "RUN_STATE",
@@ -54,6 +55,7 @@ __all__ = [
     "cost_spent",
     "dora",
     "gate_decision",
+    "listener_duration",
     "run_duration",
     "run_state",
     "segment",
@@ -109,6 +111,9 @@ WAVE_DECISION: Final = "wfe.wave.decision"
 AUDIT_EVENTS: Final = "wfe.audit.events"
 #: Counter: a listener or hook failed to record something (the run itself carried on).
 LISTENER_ERRORS: Final = "wfe.listener.errors"
+#: Timer, ms: how long a listener hook held its caller (task or scheduler loop):
+#: ``wfe.listener.duration.<hook>`` (e.g. ``on_task_instance_running``).
+LISTENER_DURATION: Final = "wfe.listener.duration"
 #: Counter: the state machine refused a reported transition.
 TRANSITIONS_REFUSED: Final = "wfe.transition.refused"
 
@@ -165,6 +170,7 @@ class MetricSpec:
             "decision": "deny",
             "dag_id": "example.dag_1",
             "metric": "roi",
+            "hook": "on_task_instance_running",
             "bound": "connect",
         }
         return ".".join([self.name, *(samples[s] for s in self.segments)])
@@ -192,6 +198,7 @@ ALL_METRICS: Final[tuple[MetricSpec, ...]] = (
     MetricSpec(WAVE_DECISION, "counter", "decision"),
     MetricSpec(AUDIT_EVENTS, "counter"),
     MetricSpec(LISTENER_ERRORS, "counter"),
+    MetricSpec(LISTENER_DURATION, "timer", "hook"),
     MetricSpec(TRANSITIONS_REFUSED, "counter"),
     MetricSpec(STORE_TIMEOUT, "counter", "bound"),
     MetricSpec(SPOOL_WRITTEN, "counter"),
@@ -219,6 +226,11 @@ def segment(value: str) -> str:
 def _dag(dag_id: str) -> str:
     # Dots stay: the DAG id is always the last segment, and the mapping takes "the rest" as dag_id.
     return _UNSAFE.sub("_", dag_id) or "_"
+
+
+def listener_duration(hook: str) -> str:
+    """Timer of one listener hook (``hook`` is the hook's name, e.g. ``on_dag_run_success``)."""
+    return f"{LISTENER_DURATION}.{segment(hook)}"
 
 
 def run_state(state: str) -> str:
