@@ -17,9 +17,9 @@ from typing import Any, Final, TypeVar
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from airflow_wfe.exceptions import ConcurrentUpdateError, RunNotFoundError, StoreUnavailableError
+from airflow_wfe.exceptions import ConcurrentUpdateError, RunNotFoundError
 from airflow_wfe.store.audit_writer import AuditLog, ChainConflict
-from airflow_wfe.store.engine import READ_ONLY, begin_write, masked_url
+from airflow_wfe.store.engine import READ_ONLY, begin_write, bounds, unavailable
 from airflow_wfe.store.schema import ensure_schema, is_sqlite_locked
 from airflow_wfe.store.tables import run_table
 
@@ -83,8 +83,10 @@ class StoreBase:
         ``attempt`` reads what it needs under lock and writes; a unique-constraint race, a version
         conflict, a deadlock or a serialization failure rolls it back and runs it again with the
         other writer's result visible. ``key`` names the contended entity in the error when the
-        retries run out.
+        retries run out. A busy store is retried only within ``[wfe] store_lock_timeout``
+        (:mod:`.engine`): past it the write fails as unavailable, naming the bound.
         """
+        deadline = time.monotonic() + bounds().lock
         for number in range(1, _MAX_ATTEMPTS + 1):
             try:
                 with begin_write(self._engine) as connection:
@@ -93,11 +95,11 @@ class StoreBase:
                 # Lost a race on a new row or a version; the other writer's result is now visible.
                 time.sleep(random.uniform(0, 0.005 * number))
             except OperationalError as exc:
-                if _is_transient(exc):
+                if _is_transient(exc) and time.monotonic() < deadline:
                     time.sleep(random.uniform(0, 0.01 * number))
                     continue
-                raise StoreUnavailableError(
-                    masked_url(self._engine.url), str(exc.orig).splitlines()[0]
+                raise unavailable(
+                    self._engine.url, exc, "lock" if _is_transient(exc) else None
                 ) from exc
         raise ConcurrentUpdateError(key, _MAX_ATTEMPTS)
 
@@ -109,9 +111,7 @@ class StoreBase:
             with self._engine.connect().execution_options(**{READ_ONLY: True}) as connection:
                 yield connection
         except OperationalError as exc:
-            raise StoreUnavailableError(
-                masked_url(self._engine.url), str(exc.orig).splitlines()[0]
-            ) from exc
+            raise unavailable(self._engine.url, exc) from exc
 
     def _scalar(self, query: Any) -> Any:
         """One value read in a reader's connection (``None`` when no row matches)."""

@@ -1,18 +1,31 @@
-"""Opening the state store: one engine per URL per process, tuned for its backend.
+"""Opening the state store: one engine per URL per process, tuned for its backend, every wait bounded.
 
 SQLite is the embedded default, so it gets what makes several processes safe on one file: WAL (readers
 never block the writer), a busy timeout (writers queue instead of failing), and ``BEGIN IMMEDIATE``
 (a transaction takes the write lock when it starts, so a read-check-write can never be overtaken
 between its read and its write). PostgreSQL needs none of that; row locks do the same job there.
+
+Every wait on the store is bounded (:class:`StoreBounds`, from ``[wfe] store_*_timeout``): opening a
+connection (PostgreSQL ``connect_timeout``, the pool's checkout), one statement (``statement_timeout``)
+and a lock (``lock_timeout``; SQLite's busy timeout, retries included). A wait that runs out becomes
+one :class:`~airflow_wfe.exceptions.StoreUnavailableError` naming the bound (:func:`unavailable`), is
+logged once with the store's masked URL and counted through the callback the harness registers; for
+:data:`DOWN_FOR_S` seconds after it, new connections to that store (and SQLite write transactions)
+fail at once, so a sick store costs a process one bound, not one per hook (docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -21,19 +34,137 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from airflow_wfe.exceptions import ConfigError, StoreUnavailableError
 
 __all__ = [
+    "DOWN_FOR_S",
     "READ_ONLY",
-    "SQLITE_BUSY_TIMEOUT_MS",
+    "StoreBounds",
     "begin_write",
+    "bounds",
+    "configure_bounds",
     "dispose_engines",
     "get_engine",
     "masked_url",
     "parse_url",
+    "raise_if_down",
+    "unavailable",
 ]
+
+log = logging.getLogger("airflow_wfe.store")
 
 #: Execution option that marks a connection as a reader (SQLite then skips the write lock).
 READ_ONLY = "wfe_read_only"
-#: How long a SQLite writer waits for the lock before giving up (milliseconds).
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: After a wait on a store ran out, how long new connections to it fail at once (seconds).
+DOWN_FOR_S: Final = 5.0
+#: PostgreSQL SQLSTATEs of a bound that ran out: statement_timeout, lock_timeout.
+_SQLSTATE_BOUND: Final = {"57014": "statement", "55P03": "lock"}
+
+
+@dataclass(frozen=True)
+class StoreBounds:
+    """How long any wait on the store may last, in seconds (``[wfe] store_*_timeout``).
+
+    Attributes:
+        connect: opening a connection (PostgreSQL ``connect_timeout``, at least 2 s there), and
+            waiting for one from the pool.
+        statement: one statement (PostgreSQL ``statement_timeout``).
+        lock: waiting for another writer's lock, retries included (PostgreSQL ``lock_timeout``,
+            SQLite ``busy_timeout``).
+    """
+
+    connect: float = 3.0
+    statement: float = 5.0
+    lock: float = 3.0
+
+    def option(self, bound: str) -> str:
+        """``[wfe] store_<bound>_timeout = N s``, for messages."""
+        return f"[wfe] store_{bound}_timeout = {getattr(self, bound):g} s"
+
+
+_bounds = StoreBounds()
+#: Called with the bound's name each time a wait runs out (the harness counts it as a metric).
+_on_timeout: list[Callable[[str], None]] = []
+#: URL -> monotonic time until which new connections fail at once.
+_down_until: dict[str, float] = {}
+
+
+def configure_bounds(
+    new: StoreBounds, on_timeout: Callable[[str], None] | None = None
+) -> StoreBounds:
+    """Set the bounds of engines created from now on (the harness does, from ``[wfe]``), and
+    the callback told of each wait that runs out; returns the previous bounds."""
+    global _bounds  # process-wide, like the engines themselves
+    previous, _bounds = _bounds, new
+    _on_timeout[:] = [on_timeout] if on_timeout is not None else []
+    return previous
+
+
+def bounds() -> StoreBounds:
+    """The bounds engines are created with."""
+    return _bounds
+
+
+def _classify(exc: BaseException) -> str | None:
+    """Which bound a driver error says ran out, if any."""
+    orig = getattr(exc, "orig", exc)
+    state = getattr(orig, "sqlstate", None)
+    if state in _SQLSTATE_BOUND:
+        return _SQLSTATE_BOUND[state]
+    text = str(orig).lower()
+    if "timeout expired" in text or "timed out" in text or "queuepool limit" in text:
+        return "connect"
+    if "database is locked" in text:
+        return "lock"
+    return None
+
+
+def unavailable(url: str | URL, exc: BaseException, bound: str | None = None) -> Exception:
+    """The :class:`StoreUnavailableError` for a driver error, and the one report of a wait that
+    ran out: logged once (store and bound named), counted, and the store marked down for
+    :data:`DOWN_FOR_S` seconds so the next callers do not wait again."""
+    masked = masked_url(url)
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+    bound = bound or _classify(exc)
+    if bound is None:
+        return StoreUnavailableError(masked, first)
+    _down_until[_key(url)] = time.monotonic() + DOWN_FOR_S
+    problem = f"no answer within {_bounds.option(bound)} ({first})"
+    log.warning(
+        "wfe state store %s: %s; for the next %g s new connections to it fail at once",
+        masked,
+        problem,
+        DOWN_FOR_S,
+    )
+    for callback in _on_timeout:
+        try:
+            callback(bound)
+        except Exception:
+            log.debug("wfe timeout callback failed", exc_info=True)
+    return StoreUnavailableError(masked, problem, bound=bound)
+
+
+def _key(url: str | URL) -> str:
+    parsed = url if isinstance(url, URL) else parse_url(url)
+    return parsed.render_as_string(hide_password=False)
+
+
+def raise_if_down(url: str | URL) -> None:
+    """Fail at once while the store is marked down by a wait that ran out (no second wait).
+
+    Raises:
+        StoreUnavailableError: the store timed out less than :data:`DOWN_FOR_S` seconds ago.
+    """
+    if not _down_until:
+        return  # the common case, on every write: one emptiness check
+    key = _key(url)
+    until = _down_until.get(key)
+    if until is None:
+        return
+    left = until - time.monotonic()
+    if left <= 0:
+        _down_until.pop(key, None)
+        return
+    raise StoreUnavailableError(
+        masked_url(url), f"it did not answer moments ago; next try in {left:.1f} s"
+    )
 
 
 def parse_url(url: str) -> URL:
@@ -56,9 +187,11 @@ def _sqlite_engine(url: URL) -> Engine:
         folder = Path(database).expanduser().resolve().parent
         if not folder.is_dir():
             raise StoreUnavailableError(masked_url(url), f"folder {folder} does not exist")
+    lock_ms = int(_bounds.lock * 1000)
     engine = create_engine(
         url,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        connect_args={"timeout": _bounds.lock, "check_same_thread": False},
+        pool_timeout=_bounds.connect,
     )
 
     @event.listens_for(engine, "connect")
@@ -67,7 +200,7 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={lock_ms}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -77,6 +210,8 @@ def _sqlite_engine(url: URL) -> Engine:
         # Readers (marked by SqlStore) start a plain deferred transaction: in WAL mode they then
         # never wait for, nor block, a writer.
         readonly = connection.get_execution_options().get(READ_ONLY, False)
+        if not readonly:
+            raise_if_down(url)  # a lock that just held a writer past its bound: do not wait again
         statement = "BEGIN" if readonly else "BEGIN IMMEDIATE"
         # Straight on the driver: through exec_driver_sql this one statement cost more than the
         # audit append's three (docs/performance.md). Its errors are wrapped as SQLAlchemy's would
@@ -90,7 +225,33 @@ def _sqlite_engine(url: URL) -> Engine:
 
 
 def _server_engine(url: URL) -> Engine:
-    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() in ("psycopg", "psycopg2"):
+        # libpq's own bounds: the connection (whole seconds, 2 at least), each statement and each
+        # lock wait (server side), and unacknowledged data on the socket (a peer gone silent).
+        statement_ms = int(_bounds.statement * 1000)
+        lock_ms = int(_bounds.lock * 1000)
+        settings = f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms}"
+        given = url.query.get("options")
+        connect_args = {
+            "connect_timeout": max(2, math.ceil(_bounds.connect)),
+            "options": f"{given} {settings}" if isinstance(given, str) and given else settings,
+            "tcp_user_timeout": int((_bounds.connect + _bounds.statement) * 1000),
+        }
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=2,
+        max_overflow=4,
+        pool_timeout=_bounds.connect,
+        connect_args=connect_args,
+    )
+
+    @event.listens_for(engine, "do_connect")
+    def _fail_fast(_dialect: Any, _record: Any, _args: Any, _kwargs: Any) -> None:
+        raise_if_down(url)  # returning None lets SQLAlchemy connect as usual
+
+    return engine
 
 
 _ENGINES: dict[str, Engine] = {}
@@ -182,6 +343,7 @@ def dispose_engines() -> None:
         for engine in _ENGINES.values():
             engine.dispose()
         _ENGINES.clear()
+        _down_until.clear()
 
 
 def _dispose_after_fork() -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from airflow_wfe.exceptions import SchemaOutdatedError, StoreUnavailableError
-from airflow_wfe.store.engine import get_engine, masked_url
+from airflow_wfe.store.engine import get_engine, masked_url, unavailable
 
 __all__ = [
     "HEAD_REVISION",
@@ -60,7 +60,7 @@ def current_revision(engine: Engine) -> str | None:
             if attempt < _LOCKED_ATTEMPTS and is_sqlite_locked(exc):
                 time.sleep(0.05 * attempt)
                 continue
-            raise StoreUnavailableError(masked_url(engine.url), _first_line(exc)) from exc
+            raise unavailable(engine.url, exc) from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
