@@ -153,3 +153,24 @@ def test_a_yaml_canary_key_rolls_back_and_the_saga_undoes_the_step(
     assert decision.step_id == "canary__deploy"
     run = get_runtime_store().get_run("wfe_t_yaml_canary", dag_run.run_id)
     assert run.state == "COMPENSATED"
+
+
+def test_the_release_example_passes_all_three_gates(dagbag: Any, ledger: Path) -> None:
+    import os
+
+    dag_run = dagbag.get_dag("wfe_example_release_gates").test()
+    assert dag_run.state == "success"
+    store = get_runtime_store()
+    kinds = [
+        (d.kind, d.outcome) for d in store.decisions("wfe_example_release_gates", dag_run.run_id)
+    ]
+    assert kinds == [
+        ("quality", "allow"),
+        ("canary", "promote"),
+        ("wave", "continue"),
+        ("wave", "continue"),
+        ("wave", "continue"),
+    ]
+    hosts = Path(os.environ["AIRFLOW_HOME"]) / "wfe-demo-release" / "hosts"
+    assert sorted(p.name for p in hosts.iterdir()) == [f"web-{i}" for i in range(1, 6)]
+    assert {(h / "current").read_text() for h in hosts.iterdir()} == {"2026.12.1"}
