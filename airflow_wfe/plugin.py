@@ -5,8 +5,8 @@ load plugins from a folder instead; never use both, Airflow drops duplicate plug
 
 Every process that loads plugins imports this module, task processes included, so it imports no
 FastAPI: the web surface is a :class:`~airflow_wfe.api.lazy.LazyASGI` that the API server builds on
-its first request. The web surface is decided when Airflow instantiates the plugin (not at import):
-nothing when ``[wfe] enabled`` is false, nothing (and one log line saying why) on an Airflow without
+its first request. The listener and the web surface are decided when Airflow instantiates the plugin (not at import):
+neither when ``[wfe] enabled`` is false, nothing (and one log line saying why) on an Airflow without
 plugin FastAPI apps and external views.
 """
 
@@ -20,7 +20,7 @@ from airflow.plugins_manager import AirflowPlugin
 from airflow_wfe.adapters.listeners.listener import get_listener
 from airflow_wfe.api.lazy import LazyASGI
 
-__all__ = ["MIN_AIRFLOW_FOR_WEB", "WfePlugin", "external_views", "web_surface"]
+__all__ = ["MIN_AIRFLOW_FOR_WEB", "WfePlugin", "external_views", "listeners", "web_surface"]
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,25 @@ class WfePlugin(AirflowPlugin):
     """Registers the listener that records governed runs, the REST API and the pages."""
 
     name = "airflow_wfe"
-    listeners = [get_listener()]  # noqa: RUF012 - Airflow declares it as a plain attribute
 
     def __init__(self) -> None:
         # Instance attributes: Airflow reads them from the instance, and removes invalid external
         # views from the list in place, so each instance owns its lists.
+        self.listeners = listeners()
         self.fastapi_apps, self.external_views = web_surface()
+
+
+def listeners() -> list[object]:
+    """The listener, unless ``[wfe] enabled`` is false: then no hook runs in any process.
+
+    A broken ``[wfe]`` section keeps the listener: each hook then says what is wrong (logged and
+    counted), rather than governance going silently off.
+    """
+    from airflow_wfe.config import get_settings
+    from airflow_wfe.exceptions import ConfigError
+
+    try:
+        enabled = get_settings().enabled
+    except ConfigError:
+        return [get_listener()]
+    return [get_listener()] if enabled else []

@@ -18,6 +18,7 @@ __all__ = [
     "manual_step_change",
     "record_plugin_error",
     "record_trigger",
+    "trigger_of",
     "violation",
 ]
 
@@ -143,29 +144,42 @@ def violation(
     )
 
 
-def record_trigger(recorder: Any, dag_run: Any) -> None:
-    """A run someone triggered: who, and with which parameters (secrets redacted on write)."""
+def trigger_of(dag_run: Any) -> dict[str, Any] | None:
+    """Who triggered the run and with which parameters, read from the ORM object (the hook's
+    thread), or ``None`` when no user did."""
+    user = getattr(dag_run, "triggering_user_name", None)
+    if not user:
+        return None
+    conf = getattr(dag_run, "conf", None) or {}
+    return {
+        "dag_id": dag_run.dag_id,
+        "run_id": dag_run.run_id,
+        "user": str(user),
+        "run_type": str(getattr(dag_run.run_type, "value", dag_run.run_type)),
+        "conf": dict(conf) if isinstance(conf, dict) else str(conf),
+    }
+
+
+def record_trigger(recorder: Any, trigger: dict[str, Any]) -> None:
+    """A run someone triggered (:func:`trigger_of`): who, and with which parameters (secrets
+    redacted on write)."""
     from datetime import UTC, datetime
 
     from airflow_wfe.core.audit.events import AuditEvent, EventType
 
-    user = getattr(dag_run, "triggering_user_name", None)
-    if not user:
-        return
-    conf = getattr(dag_run, "conf", None) or {}
     recorder.store.record_events(
-        f"{dag_run.dag_id}/{dag_run.run_id} trigger",
+        f"{trigger['dag_id']}/{trigger['run_id']} trigger",
         [
             AuditEvent(
                 type=EventType.AIRFLOW_CHANGE,
-                actor=f"user:{user}",
+                actor=f"user:{trigger['user']}",
                 at=datetime.now(UTC),
-                dag_id=dag_run.dag_id,
-                run_id=dag_run.run_id,
+                dag_id=trigger["dag_id"],
+                run_id=trigger["run_id"],
                 payload={
                     "change": "run triggered",
-                    "run_type": str(getattr(dag_run.run_type, "value", dag_run.run_type)),
-                    "conf": dict(conf) if isinstance(conf, dict) else str(conf),
+                    "run_type": trigger["run_type"],
+                    "conf": trigger["conf"],
                 },
             )
         ],

@@ -1,0 +1,171 @@
+"""What a long-lived Airflow process prepares once, and where its DAG-run hooks do their writing.
+
+**Warm-up before the fork.** Under LocalExecutor the scheduler forks its worker processes when its
+executor starts, and each worker forks one process per task instance. Whatever the scheduler has
+loaded before that is shared by every task process; whatever it has not is loaded again by each of
+them at its first hook (the recorder and store modules, the signing key, the StatsD client, the
+store's schema check: tens of milliseconds per task). Airflow calls ``on_starting`` with the ``Job``
+when the scheduler (or dag-processor, or triggerer) is created, before its executor starts:
+:func:`prepare` loads all of that there, once.
+
+**DAG-run writes off the scheduler's loop.** DAG-run hooks fire inline in the scheduler's loop. In
+a process that started as a ``Job``, each hook reads what it needs from Airflow's objects in the
+loop's thread (their session is only valid there) and hands the writes to one writer thread, which
+runs them in the order the hooks fired; every write is still one store transaction of the recorder.
+The trade-off: the store shows a run's start or end a moment after Airflow does, and writes queued
+when the scheduler is killed with SIGKILL are lost (``before_stopping`` drains the queue on a normal
+stop, for up to :data:`DRAIN_TIMEOUT_S`). A full queue makes the hook write inline rather than drop
+anything. Everywhere else (``dags test``, the API server, task processes) hooks write inline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from airflow_wfe.config import get_settings
+from airflow_wfe.core.metrics import names
+from airflow_wfe.engine.emitter import get_emitter
+
+__all__ = ["DRAIN_TIMEOUT_S", "dispatch", "drain", "in_background", "prepare", "report_failure"]
+
+log = logging.getLogger("airflow_wfe.listener")
+
+#: How long a stopping scheduler waits for the DAG-run writes still queued.
+DRAIN_TIMEOUT_S: Final = 10.0
+#: Queued DAG-run writes beyond which a hook writes inline (back-pressure, nothing dropped).
+_QUEUE_SIZE: Final = 1000
+
+
+def report_failure(hook: str, exc: BaseException) -> None:
+    """A hook could not record: count it, log it, and put it in the trail if the store takes it."""
+    from airflow_wfe.adapters.listeners import changes
+
+    get_emitter().incr(names.LISTENER_ERRORS)
+    log.warning("wfe listener %s could not record: %s: %s", hook, type(exc).__name__, exc)
+    changes.record_plugin_error(hook, exc)
+
+
+class _Writer:
+    """One daemon thread running queued DAG-run writes in order."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[tuple[str, Callable[[], None]]] = queue.Queue(_QUEUE_SIZE)
+        self.thread = threading.Thread(target=self._loop, name="wfe-dag-run-writer", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            hook, work = self.queue.get()
+            try:
+                work()
+            except Exception as exc:  # noqa: BLE001 - a failed write never stops the writer
+                report_failure(hook, exc)
+            finally:
+                self.queue.task_done()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until the queue is empty, at most ``timeout`` seconds; whether it is."""
+        end = time.monotonic() + timeout
+        while self.queue.unfinished_tasks:
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.01)
+        return True
+
+
+_state: dict[str, Any] = {"background": False, "writer": None}
+_lock = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    # A forked child (a LocalExecutor worker, then a task) has no writer thread: it writes inline.
+    _state.update(background=False, writer=None)
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def in_background() -> bool:
+    """Whether this process's DAG-run hooks hand their writes to the writer thread."""
+    return bool(_state["background"])
+
+
+def dispatch(hook: str, work: Callable[[], None]) -> None:
+    """Run ``work`` (a DAG-run hook's writes) on the writer thread, or inline outside a Job.
+
+    Raises what ``work`` raises when it runs inline; on the writer thread, failures are reported by
+    :func:`report_failure`.
+    """
+    if not in_background():
+        work()
+        return
+    with _lock:
+        writer = _state["writer"]
+        if writer is None:
+            writer = _state["writer"] = _Writer()
+    try:
+        writer.queue.put_nowait((hook, work))
+    except queue.Full:
+        work()
+
+
+def drain(timeout: float = DRAIN_TIMEOUT_S) -> None:
+    """Wait for the queued DAG-run writes (a stopping scheduler); log when some are left."""
+    writer = _state["writer"]
+    if writer is not None and not writer.drain(timeout):
+        log.warning(
+            "wfe listener: %d DAG-run writes still queued after %.0f s at shutdown; they are lost",
+            writer.queue.unfinished_tasks,
+            timeout,
+        )
+
+
+def _is_job(component: Any) -> bool:
+    try:
+        from airflow.jobs.job import Job
+    except ImportError:  # a task process has no airflow.jobs
+        return False
+    return isinstance(component, Job)
+
+
+def prepare(component: Any) -> None:
+    """``on_starting``: in a scheduler, dag-processor or triggerer, load once what every hook needs
+    and move DAG-run writes to the writer thread; nothing anywhere else. Never raises."""
+    if not _is_job(component):
+        return
+    try:
+        settings = get_settings()
+        if not settings.enabled:
+            return
+        _state["background"] = True
+        warm_up(settings.store_conn)
+    except Exception as exc:  # noqa: BLE001 - a warm-up failure only costs the forks their imports
+        log.warning(
+            "wfe listener: warm-up failed (%s: %s); tasks load on demand", type(exc).__name__, exc
+        )
+
+
+def warm_up(store_conn: str) -> None:
+    """Import and build, in this process, what a task's hooks would otherwise load for themselves."""
+    started = time.perf_counter()
+    import airflow.sdk.log  # noqa: F401 - mask_secret, at a task's first hook
+
+    import airflow_wfe.adapters.compile.provenance
+    import airflow_wfe.adapters.listeners.changes
+    import airflow_wfe.adapters.saga.tasks
+    import airflow_wfe.engine.transition_metrics  # noqa: F401
+    from airflow_wfe.engine.harness import get_recorder
+    from airflow_wfe.store.schema import ensure_schema
+
+    get_recorder()  # store, audit log (signing key, redaction), StatsD client
+    try:
+        ensure_schema(store_conn)  # checked once per process; forks inherit the answer
+    except Exception as exc:  # noqa: BLE001 - each task checks for itself then
+        log.warning("wfe listener: store not checked at start (%s: %s)", type(exc).__name__, exc)
+    log.info("wfe listener: warmed up in %.0f ms", (time.perf_counter() - started) * 1000)
