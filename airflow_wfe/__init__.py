@@ -19,7 +19,7 @@ from airflow_wfe.version import __version__
 if TYPE_CHECKING:
     from airflow_wfe.adapters.compile.folder import load_workflows, report_workflow_errors
     from airflow_wfe.adapters.gates.canary import CanaryGateOperator
-    from airflow_wfe.adapters.gates.decorator import policy_gate, quality_gate
+    from airflow_wfe.adapters.gates.decorator import canary_gate, policy_gate, quality_gate
     from airflow_wfe.adapters.gates.operator import PolicyGateOperator
     from airflow_wfe.adapters.gates.quality import QualityGateOperator
     from airflow_wfe.adapters.gates.waves import rollout
@@ -42,6 +42,7 @@ __all__ = [
     "StepState",
     "WfeError",
     "__version__",
+    "canary_gate",
     "compensate",
     "get_settings",
     "irreversible",
@@ -73,6 +74,7 @@ _LAZY = {
     "CanaryGateOperator": "airflow_wfe.adapters.gates.canary",
     "rollout": "airflow_wfe.adapters.gates.waves",
     "quality_gate": "airflow_wfe.adapters.gates.decorator",
+    "canary_gate": "airflow_wfe.adapters.gates.decorator",
     "record_cost": "airflow_wfe.adapters.task.cost",
     "record_business_metric": "airflow_wfe.adapters.task.business_metrics",
     "use_artifact": "airflow_wfe.adapters.task.artifacts",

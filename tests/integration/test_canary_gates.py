@@ -174,3 +174,12 @@ def test_the_release_example_passes_all_three_gates(dagbag: Any, ledger: Path) -
     hosts = Path(os.environ["AIRFLOW_HOME"]) / "wfe-demo-release" / "hosts"
     assert sorted(p.name for p in hosts.iterdir()) == [f"web-{i}" for i in range(1, 6)]
     assert {(h / "current").read_text() for h in hosts.iterdir()} == {"2026.12.1"}
+
+
+def test_a_canary_gate_decorator_gets_its_arguments_from_upstream(
+    dagbag: Any, ledger: Path
+) -> None:
+    dag_run = dagbag.get_dag("wfe_t_canary_decorated").test()
+    assert dag_run.state == "success"
+    assert _lines(ledger) == ["deploy", "judging release-3", "promote"]
+    assert _decision("wfe_t_canary_decorated", dag_run.run_id).outcome == "promote"

@@ -44,6 +44,7 @@ def test_public_api_is_pinned() -> None:
         "StepState",
         "WfeError",
         "__version__",
+        "canary_gate",
         "compensate",
         "get_settings",
         "irreversible",

@@ -12,6 +12,7 @@ __all__ = [
     "CanaryGateOperator",
     "PolicyGateOperator",
     "QualityGateOperator",
+    "canary_gate",
     "policy_gate",
     "quality_gate",
     "rollout",
@@ -19,7 +20,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from airflow_wfe.adapters.gates.canary import CanaryGateOperator
-    from airflow_wfe.adapters.gates.decorator import policy_gate, quality_gate
+    from airflow_wfe.adapters.gates.decorator import canary_gate, policy_gate, quality_gate
     from airflow_wfe.adapters.gates.operator import PolicyGateOperator
     from airflow_wfe.adapters.gates.quality import QualityGateOperator
     from airflow_wfe.adapters.gates.waves import rollout
@@ -38,6 +39,10 @@ def __getattr__(name: str) -> Any:
         from airflow_wfe.adapters.gates.decorator import quality_gate
 
         return quality_gate
+    if name == "canary_gate":
+        from airflow_wfe.adapters.gates.decorator import canary_gate
+
+        return canary_gate
     if name == "rollout":
         from airflow_wfe.adapters.gates.waves import rollout
 

@@ -60,14 +60,15 @@ class CanaryGateOperator(BaseSensorOperator):
         metrics: per metric ``name``, ``direction`` (``lower_is_better`` or ``higher_is_better``),
             ``limit``, ``tolerance`` (relative, default 0.1), ``alpha`` (0.05), ``min_samples``
             (30), and for Prometheus or SQL ``canary_query`` / ``baseline_query``.
-        samples: a function called at each check with the task context.
+        samples: a function called at each check with the task context (or, given ``op_args`` /
+            ``op_kwargs``, with those: the ``@canary_gate`` decorator's way).
         prometheus_conn_id: an HTTP connection to a Prometheus server.
         conn_id: a database connection (SQL queries).
         window: how far back Prometheus samples are read.
         on_timeout: ``rollback`` (default) or ``promote`` when no verdict came within ``timeout``.
     """
 
-    template_fields: Sequence[str] = ("metrics",)
+    template_fields: Sequence[str] = ("metrics", "op_args", "op_kwargs")
 
     def __init__(
         self,
@@ -78,6 +79,8 @@ class CanaryGateOperator(BaseSensorOperator):
         conn_id: str | None = None,
         window: timedelta = timedelta(minutes=10),
         on_timeout: str = "rollback",
+        op_args: Sequence[Any] | None = None,
+        op_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         # A rollback is an answer about the release, not a transient failure: no retry.
@@ -114,6 +117,9 @@ class CanaryGateOperator(BaseSensorOperator):
         self.conn_id = conn_id
         self.window = window
         self.on_timeout = on_timeout
+        #: with arguments (the ``@canary_gate`` decorator), ``samples`` gets them, not the context
+        self.op_args = None if op_args is None else tuple(op_args)
+        self.op_kwargs = None if op_kwargs is None else dict(op_kwargs)
 
     @staticmethod
     def _definitions(metrics: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -169,6 +175,8 @@ class CanaryGateOperator(BaseSensorOperator):
 
     def _read(self, context: Any) -> Mapping[str, Mapping[str, Sequence[Any]]]:
         if self.samples is not None:
+            if self.op_args is not None or self.op_kwargs is not None:
+                return self.samples(*(self.op_args or ()), **(self.op_kwargs or {}))
             return self.samples(context)
         read = self._prometheus if self.prometheus_conn_id is not None else self._sql
         found: dict[str, dict[str, Sequence[Any]]] = {}

@@ -1,6 +1,7 @@
-"""``@policy_gate`` and ``@quality_gate``: gates written as TaskFlow-style functions.
+"""``@policy_gate``, ``@quality_gate`` and ``@canary_gate``: gates written as TaskFlow-style functions.
 
-``@policy_gate``'s function returns extra facts; ``@quality_gate``'s returns the data to validate.
+``@policy_gate``'s function returns extra facts; ``@quality_gate``'s the data to validate;
+``@canary_gate``'s the samples to judge, at every check.
 
 Example::
 
@@ -22,7 +23,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["policy_gate", "quality_gate"]
+__all__ = ["canary_gate", "policy_gate", "quality_gate"]
 
 
 def policy_gate(
@@ -86,6 +87,46 @@ def quality_gate(
                 suite=suite,
                 severity=severity,
                 data_callable=function,
+                op_args=args,
+                op_kwargs=kwargs,
+                **gate_kwargs,
+            )
+
+        return factory
+
+    return decorate
+
+
+def canary_gate(
+    *,
+    metrics: Sequence[Mapping[str, Any]],
+    task_id: str | None = None,
+    **gate_kwargs: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Turn a function that returns samples (``{metric: {"canary": [...], "baseline": [...]}}``)
+    into a :class:`~airflow_wfe.adapters.gates.canary.CanaryGateOperator` factory.
+
+    Example::
+
+        @canary_gate(metrics=[{"name": "error_rate", "limit": 0.05}], poke_interval=60)
+        def release_health(release: str) -> dict:
+            return {"error_rate": {"canary": rates(release), "baseline": rates("stable")}}
+
+        release_health(deploy_canary()) >> promote
+
+    The function is called at every check (a hold calls it again later); its arguments may be
+    other tasks' results.
+    """
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def factory(*args: Any, **kwargs: Any) -> Any:
+            from airflow_wfe.adapters.gates.canary import CanaryGateOperator
+
+            return CanaryGateOperator(
+                task_id=task_id or function.__name__,
+                metrics=metrics,
+                samples=function,
                 op_args=args,
                 op_kwargs=kwargs,
                 **gate_kwargs,

@@ -105,3 +105,25 @@ _canary_dag(
     prometheus_conn_id="wfe_t_prom",
     window=timedelta(minutes=5),
 )
+
+
+with DAG(
+    dag_id="wfe_t_canary_decorated", start_date=datetime(2026, 1, 1), schedule=None, tags=["wfe"]
+):
+    from airflow_wfe import canary_gate
+
+    @task
+    def release() -> str:
+        _ledger("deploy")
+        return "release-3"
+
+    @canary_gate(metrics=[ERRORS], poke_interval=1)
+    def release_health(name: str) -> dict[str, Any]:
+        _ledger(f"judging {name}")
+        return _healthy({})
+
+    @task
+    def promote_decorated() -> None:
+        _ledger("promote")
+
+    release_health(release()) >> promote_decorated()
