@@ -26,7 +26,8 @@ from bench.common import Result, parse_results, quick, runs
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-#: In the order of the issue; the task-overhead one takes most of the time, so it runs last.
+#: In the order of the issues; the task-overhead and scheduler-mode ones take most of the time, so
+#: they run last.
 MODULES = (
     "listener_cost",
     "parse_cost",
@@ -34,6 +35,7 @@ MODULES = (
     "policy_eval",
     "statsd_send",
     "task_overhead",
+    "scheduler_mode",
 )
 
 

@@ -1,0 +1,507 @@
+"""Scheduler mode: the production path, plain vs governed vs the OpenLineage provider.
+
+``bench.task_overhead`` runs ``airflow dags test``, where every task runs in one process. Production
+runs an API server, a dag-processor and a scheduler whose LocalExecutor forks one process per task
+instance (parallelism 8): whatever a listener loads or opens at its first hook is paid again in every
+task. This module starts one such cluster per mode (the real-cluster harness of the integration
+tests, ``tests/integration/cluster.py``), each with its own Airflow home and SQLite databases:
+
+* plain: ``[wfe] enabled = False``, OpenLineage disabled;
+* governed: airflow-wfe on (SQLite store, signed audit trail, its StatsD metrics sent to a UDP port
+  this process reads), OpenLineage disabled;
+* openlineage: the provider with its defaults and the console transport, airflow-wfe disabled.
+
+Only one cluster works at a time: the others are stopped with SIGSTOP (no CPU, no timer) and resumed
+with SIGCONT for their turn. Within each round every DAG runs once in every mode, the modes in a
+rotated order, so a slow minute of the machine hits them alike; a figure is the median over the
+rounds of the ratio to the plain run of the same round (pairs).
+
+Per run:
+
+* duration: Airflow's own ``end_date - start_date`` of the DAG run;
+* CPU, whole machine: ``cpuacct.usage`` (cgroup v1) or ``cpu.stat`` (v2) before the trigger and once
+  the run is over and its task processes are gone; every process on the machine is counted, so this
+  is only meaningful on a quiet machine;
+* CPU, the cluster's processes: user + system time (children reaped included) of every process in
+  the sessions of the cluster's components, the same two instants; other work on the machine does not
+  count here.
+
+Per task, the governed cluster's listener reports itself (``wfe.listener.duration.<hook>``): under
+LocalExecutor each task is the first task of its process, so its ``running`` hook is the first hook of
+a fresh process (imports, opening the store) and its ``success`` hook a later one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import Result, emit, percentile, quick, runs, skip, summarise
+
+ROOT = Path(__file__).resolve().parent.parent
+AREA = "scheduler mode"
+PARALLELISM = 8
+#: Per run; a 100-task chain takes ~2–3 minutes on 2 cores.
+RUN_DEADLINE_S = 900.0
+
+_DAG = """from airflow.sdk import DAG, task
+
+with DAG("{dag_id}", schedule=None, tags=["wfe"]) as dag:
+
+    @task
+    def noop() -> None:
+        return None
+
+    tasks = [noop.override(task_id=f"t{{i:03d}}")() for i in range({count})]
+    if "{shape}" == "chain":
+        for upstream, downstream in zip(tasks, tasks[1:]):
+            upstream >> downstream
+    else:
+        tasks[0] >> tasks[1:]
+"""
+
+
+def _cluster_class() -> Any:
+    """The integration tests' cluster harness (``tests/integration/cluster.py``)."""
+    for folder in (ROOT / "tests", ROOT / "tests" / "integration"):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    from cluster import Cluster  # type: ignore[import-not-found]
+
+    return Cluster
+
+
+def _openlineage_installed() -> bool:
+    try:
+        import airflow.providers.openlineage  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _modes(udp_port: int, pycache: str) -> dict[str, dict[str, str]]:
+    common = {
+        "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
+        "AIRFLOW__METRICS__STATSD_ON": "False",
+        # Bytecode as an installed package has it: a shell with PYTHONDONTWRITEBYTECODE would make
+        # every task process compile what it imports (airflow-wfe's store path: ~100 ms a task).
+        "PYTHONDONTWRITEBYTECODE": "",
+        "PYTHONPYCACHEPREFIX": pycache,
+    }
+    modes = {
+        "plain": {
+            **common,
+            "AIRFLOW__WFE__ENABLED": "False",
+            "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+        },
+        "governed": {
+            **common,
+            "AIRFLOW__WFE__ENABLED": "True",
+            "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+            "AIRFLOW__WFE__STATSD_ON": "True",
+            "AIRFLOW__WFE__STATSD_HOST": "127.0.0.1",
+            "AIRFLOW__WFE__STATSD_PORT": str(udp_port),
+        },
+    }
+    if _openlineage_installed():
+        modes["openlineage"] = {
+            **common,
+            "AIRFLOW__WFE__ENABLED": "False",
+            "AIRFLOW__OPENLINEAGE__DISABLED": "False",
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": '{"type": "console"}',
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": "bench",
+        }
+    return modes
+
+
+# -- CPU counters ----------------------------------------------------------------------------------
+
+
+def machine_cpu_s() -> float | None:
+    """CPU seconds used by the whole machine (its cgroup) so far, or None when not readable."""
+    v1 = Path("/sys/fs/cgroup/cpuacct/cpuacct.usage")
+    with contextlib.suppress(OSError, ValueError):
+        return int(v1.read_text()) / 1e9
+    v2 = Path("/sys/fs/cgroup/cpu.stat")
+    with contextlib.suppress(OSError, ValueError):
+        for line in v2.read_text().splitlines():
+            key, value = line.split()
+            if key == "usage_usec":
+                return int(value) / 1e6
+    return None
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: str) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()  # the fields after the command name
+
+
+def sessions_cpu_s(sessions: set[int]) -> tuple[float, int]:
+    """CPU seconds (user + system, reaped children included) of every live process in ``sessions``,
+    and how many processes that is.
+
+    Task processes change their process group but not their session; a finished one has been reaped
+    by its LocalExecutor worker, whose children's times then hold it.
+    """
+    total, count = 0, 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat(entry)
+        # fields[3] is the session; [11..14] utime, stime, cutime, cstime (clock ticks).
+        if fields is None or int(fields[3]) not in sessions:
+            continue
+        total += sum(int(v) for v in fields[11:15])
+        count += 1
+    return total / _TICK, count
+
+
+# -- the listener's own timers -----------------------------------------------------------------------
+
+
+class TimerSink:
+    """A UDP StatsD sink collecting the governed listener's ``wfe.listener.duration.<hook>`` timers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.5)
+        self.port = int(self.sock.getsockname()[1])
+        self.timings: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        marker = ".wfe.listener.duration."
+        while not self._stop.is_set():
+            try:
+                packet = self.sock.recv(65535).decode(errors="replace")
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            for line in packet.splitlines():
+                name, _, rest = line.partition(":")
+                if marker not in f".{name}" or not rest.endswith("|ms"):
+                    continue
+                hook = f".{name}".split(marker, 1)[1]
+                with contextlib.suppress(ValueError), self._lock:
+                    self.timings.setdefault(hook, []).append(float(rest[:-3].split("|")[0]))
+
+    def take(self) -> dict[str, list[float]]:
+        """The timings collected since the last call, by hook."""
+        with self._lock:
+            taken, self.timings = self.timings, {}
+        return taken
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+# -- clusters ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    mode: str
+    dag_id: str
+    duration_s: float
+    machine_cpu_s: float | None
+    cluster_cpu_s: float
+
+
+@dataclass
+class ModeCluster:
+    """One mode's cluster, paused (SIGSTOP) between its turns."""
+
+    mode: str
+    cluster: Any
+    paused: bool = False
+    sessions: set[int] = field(default_factory=set)
+
+    def signal(self, signum: int) -> None:
+        for proc in self.cluster.processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signum)
+
+    def pause(self) -> None:
+        self.signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+        self.paused = False
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _settle(sessions: set[int], baseline: int, limit_s: float = 20.0) -> None:
+    """Wait until the run's task processes are gone (the session holds no more than at the start)."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end and sessions_cpu_s(sessions)[1] > baseline:
+        time.sleep(0.2)
+
+
+def run_once(mc: ModeCluster, dag_id: str) -> Run:
+    """Trigger ``dag_id`` on the mode's cluster and measure the run."""
+    cluster = mc.cluster
+    cluster.set_deadline(RUN_DEADLINE_S)
+    _cpu, baseline = sessions_cpu_s(mc.sessions)
+    machine0, (tree0, _) = machine_cpu_s(), sessions_cpu_s(mc.sessions)
+    status, body = cluster.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})
+    if status != 200:
+        cluster.fail(f"triggering {dag_id} answered {status}: {body}")
+    run = cluster.wait_run_finished(dag_id, str(body["dag_run_id"]))
+    _settle(mc.sessions, baseline)
+    machine1, (tree1, _) = machine_cpu_s(), sessions_cpu_s(mc.sessions)
+    if run["state"] != "success":
+        cluster.fail(f"{dag_id} ended {run['state']} in mode {mc.mode}")
+    duration = (_parse_time(run["end_date"]) - _parse_time(run["start_date"])).total_seconds()
+    return Run(
+        mc.mode,
+        dag_id,
+        duration,
+        None if machine0 is None or machine1 is None else machine1 - machine0,
+        tree1 - tree0,
+    )
+
+
+@contextlib.contextmanager
+def clusters(
+    base: Path, dags: Path, modes: dict[str, dict[str, str]], dag_ids: list[str]
+) -> Iterator[dict[str, ModeCluster]]:
+    """One started cluster per mode, each with every DAG parsed and unpaused, all paused."""
+    cluster_class = _cluster_class()
+    started: dict[str, ModeCluster] = {}
+    try:
+        for mode, extra in modes.items():
+            folder = base / mode.replace(" ", "_")
+            folder.mkdir()
+            cluster = cluster_class(folder, dags=dags, deadline_s=300.0, extra_env=extra)
+            mc = started[mode] = ModeCluster(mode, cluster)
+            cluster.start()
+            mc.sessions = {proc.pid for proc in cluster.processes.values()}
+            cluster.login()
+            for dag_id in dag_ids:
+                _await_parsed(cluster, dag_id)
+            # One untimed run: caches, the store's schema and the first serialised versions settle.
+            run_once(mc, dag_ids[0])
+            mc.pause()
+        yield started
+    finally:
+        for mc in started.values():
+            if mc.paused:
+                mc.resume()
+            mc.cluster.stop()
+
+
+def _await_parsed(cluster: Any, dag_id: str) -> None:
+    def parsed() -> dict[str, Any] | None:
+        status, body = cluster.request("GET", f"/api/v2/dags/{dag_id}")
+        return body if status == 200 else None
+
+    dag = cluster.wait_until(f"the dag-processor to parse {dag_id}", parsed)
+    if dag.get("is_paused"):
+        cluster.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+
+# -- results -------------------------------------------------------------------------------------------
+
+
+def _within(value: float, *, limit: float) -> bool:
+    return value <= limit
+
+
+def _ratios(measured: list[Run], plain: list[Run], attr: str) -> list[float]:
+    pairs = [(getattr(m, attr), getattr(p, attr)) for m, p in zip(measured, plain, strict=True)]
+    return [m / p for m, p in pairs if m is not None and p]
+
+
+def results_for(dag_id: str, count: int, shape: str, by_mode: dict[str, list[Run]]) -> list[Result]:
+    plain = by_mode["plain"]
+    label = f"{count} tasks, {shape}"
+    rows = [
+        summarise(
+            AREA,
+            f"{label}: plain run duration",
+            "s",
+            [r.duration_s for r in plain],
+            note=f"{dag_id}; Airflow's end_date - start_date",
+        ),
+        summarise(
+            AREA,
+            f"{label}: plain CPU, cluster processes",
+            "s",
+            [r.cluster_cpu_s for r in plain],
+        ),
+    ]
+    for mode, measured in by_mode.items():
+        if mode == "plain":
+            continue
+        goal = mode == "governed"
+        for attr, what, limit in (
+            ("duration_s", "duration", 1.03),
+            ("machine_cpu_s", "CPU, whole machine", 1.05),
+            ("cluster_cpu_s", "CPU, cluster processes", 1.05),
+        ):
+            values = _ratios(measured, plain, attr)
+            if not values:
+                rows.append(skip(AREA, f"{label}: {mode} / plain, {what}", "no cgroup counter"))
+                continue
+            rows.append(
+                summarise(
+                    AREA,
+                    f"{label}: {mode} / plain, {what}",
+                    "×",
+                    values,
+                    goal=f"≤ {limit}" if goal else "",
+                    check=functools.partial(_within, limit=limit) if goal else None,
+                )
+            )
+        extra = [
+            (m.cluster_cpu_s - p.cluster_cpu_s) / count * 1000
+            for m, p in zip(measured, plain, strict=True)
+        ]
+        rows.append(
+            summarise(
+                AREA,
+                f"{label}: {mode} CPU per task over plain, cluster processes",
+                "ms",
+                extra,
+            )
+        )
+    return rows
+
+
+def timer_results(timings: dict[str, list[float]]) -> list[Result]:
+    described = {
+        "on_task_instance_running": "first hook of a task process",
+        "on_task_instance_success": "later hook of the same process",
+        "on_dag_run_running": "scheduler",
+        "on_dag_run_success": "scheduler",
+    }
+    rows = []
+    for hook, what in described.items():
+        values = timings.get(hook)
+        if not values:
+            rows.append(skip(AREA, f"listener {hook}", "no timer received"))
+            continue
+        rows.append(
+            summarise(
+                AREA,
+                f"governed listener {hook} ({what}), median over hooks",
+                "ms",
+                [statistics.median(values)],
+                note=f"{len(values)} hooks; p90 {percentile(values, 0.9):.1f} ms",
+            )
+        )
+    return rows
+
+
+def _sizes() -> list[tuple[int, str]]:
+    """``BENCH_SCHEDULER_DAGS`` (``chain:31,fan-out:100``...), by default 31 tasks in a chain and
+    31 and 100 fanned out: a 100-task chain takes ~2 minutes a run on 2 cores, 30 minutes more for
+    5 rounds of 3 modes, so it runs only when named."""
+    raw = os.environ.get("BENCH_SCHEDULER_DAGS", "chain:31,fan-out:31,fan-out:100")
+    sizes = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        shape, _, count = item.partition(":")
+        if shape not in ("chain", "fan-out") or not count.isdigit() or int(count) < 2:
+            raise SystemExit(
+                f"BENCH_SCHEDULER_DAGS: {item!r} is not SHAPE:COUNT (shape chain or fan-out, "
+                "count at least 2)"
+            )
+        sizes.append((int(count), shape))
+    return sizes
+
+
+def main() -> None:
+    sizes = (
+        ((5, "chain"), (5, "fan-out"))
+        if quick()
+        else (
+            (31, "chain"),
+            (31, "fan-out"),
+            (100, "chain"),
+            (100, "fan-out"),
+        )
+    )
+    parent = os.environ.get("BENCH_HOME") or None
+    base = Path(tempfile.mkdtemp(prefix="wfe-bench-scheduler-", dir=parent))
+    dags = base / "dags"
+    dags.mkdir()
+    plan = []
+    for count, shape in sizes:
+        dag_id = f"sched_{shape.replace('-', '')}_{count}"
+        (dags / f"{dag_id}.py").write_text(_DAG.format(dag_id=dag_id, count=count, shape=shape))
+        plan.append((dag_id, count, shape))
+    sink = TimerSink()
+    modes = _modes(sink.port, str(base / "pycache"))
+    runs_by: dict[tuple[str, str], list[Run]] = {}
+    try:
+        with clusters(base, dags, modes, [d for d, _, _ in plan]) as started:
+            sink.take()  # the warm-up runs' timers
+            names = list(started)
+            for round_index in range(runs()):
+                for dag_id, _count, _shape in plan:
+                    shift = round_index % len(names)
+                    for mode in names[shift:] + names[:shift]:
+                        mc = started[mode]
+                        mc.resume()
+                        try:
+                            run = run_once(mc, dag_id)
+                        finally:
+                            mc.pause()
+                        runs_by.setdefault((dag_id, mode), []).append(run)
+                        print(
+                            f"bench: round {round_index + 1} {dag_id} {mode}: "
+                            f"{run.duration_s:.2f} s, cluster CPU {run.cluster_cpu_s:.2f} s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+    finally:
+        timings = sink.take()
+        sink.close()
+    results: list[Result] = []
+    for dag_id, count, shape in plan:
+        by_mode = {mode: runs_by[(dag_id, mode)] for mode in modes}
+        results.extend(results_for(dag_id, count, shape, by_mode))
+    results.extend(timer_results(timings))
+    if not _openlineage_installed():
+        results.append(
+            skip(
+                AREA,
+                "OpenLineage peer",
+                "apache-airflow-providers-openlineage is not installed (pip install '.[bench]')",
+            )
+        )
+    emit(results)
+
+
+if __name__ == "__main__":
+    main()
