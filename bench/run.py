@@ -34,6 +34,7 @@ MODULES = (
     "audit_append",
     "policy_eval",
     "statsd_send",
+    "api_pages",
     "task_overhead",
     "scheduler_mode",
 )
