@@ -7,15 +7,18 @@ its collaborators as arguments. Nothing is built at import time, because DAG fil
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
+import os
 from collections.abc import Callable
 
 from airflow_wfe.config import get_settings, reset_settings
 from airflow_wfe.core.metrics import names
 from airflow_wfe.engine.emitter import get_emitter, metrics_settings, reset_emitter
-from airflow_wfe.engine.recorder import Recorder
+from airflow_wfe.engine.recorder import Recorder, SpoolPlace
 from airflow_wfe.store import SqlStore, Store, get_store
 from airflow_wfe.store.audit_writer import AuditLog
+from airflow_wfe.store.engine import StoreBounds, configure_bounds, masked_url
 
 __all__ = [
     "build_audit_log",
@@ -25,6 +28,7 @@ __all__ = [
     "metrics_settings",
     "reset_emitter",
     "reset_runtime",
+    "spool_place",
 ]
 
 
@@ -36,7 +40,31 @@ def get_runtime_store() -> Store:
     store's internals.
     """
     settings = get_settings()
+    emitter = get_emitter()
+    configure_bounds(
+        StoreBounds(
+            connect=settings.store_connect_timeout,
+            statement=settings.store_statement_timeout,
+            lock=settings.store_lock_timeout,
+        ),
+        on_timeout=lambda bound: emitter.incr(names.store_timeout(bound)),
+    )
     return SqlStore(settings.store_conn, audit=build_audit_log())
+
+
+def spool_place() -> SpoolPlace:
+    """This host's spool file for the configured store (``[wfe] spool_path``).
+
+    One file per host, so a spool folder on a shared disk never mixes two hosts' orders, and per
+    store (a key of its URL), so a fact is only ever replayed into the store it was meant for.
+    """
+    settings = get_settings()
+    key = hashlib.sha256(settings.store_conn.encode()).hexdigest()[:16]
+    return SpoolPlace(
+        file=settings.spool_path / f"{os.uname().nodename}__{key}.jsonl",
+        max_bytes=settings.spool_max_mb * 1024 * 1024,
+        store=masked_url(settings.store_conn),
+    )
 
 
 def build_audit_log() -> AuditLog:
@@ -82,7 +110,12 @@ def _airflow_masker() -> Callable[[str], str] | None:
 @functools.cache
 def get_recorder() -> Recorder:
     """The recorder every adapter of this process uses."""
-    return Recorder(get_runtime_store(), get_emitter())
+    return Recorder(
+        get_runtime_store(),
+        get_emitter(),
+        spool=spool_place(),
+        fail_closed=get_settings().fail_closed,
+    )
 
 
 def reset_runtime() -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "StoreBounds",
     "begin_write",
     "bounds",
+    "clear_down",
     "configure_bounds",
     "dispose_engines",
     "get_engine",
@@ -144,6 +145,11 @@ def unavailable(url: str | URL, exc: BaseException, bound: str | None = None) ->
 def _key(url: str | URL) -> str:
     parsed = url if isinstance(url, URL) else parse_url(url)
     return parsed.render_as_string(hide_password=False)
+
+
+def clear_down() -> None:
+    """Forget which stores timed out (an operator's explicit ``wfe spool flush`` tries at once)."""
+    _down_until.clear()
 
 
 def raise_if_down(url: str | URL) -> None:
