@@ -146,8 +146,10 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "audit_signing_key",
         "string",
         "",
-        "Key that signs the audit chain's head and checkpoints. Empty: an HMAC key generated once "
-        "into $AIRFLOW_HOME/wfe_audit.key (one machine only; share one key between machines). "
+        "Key that signs the audit chain's head, checkpoints, archives and anchors. Empty: an HMAC "
+        "key generated into $AIRFLOW_HOME/wfe_audit.key by the first event of an empty trail, "
+        "for the embedded SQLite store on one machine only (a server store refuses it: run "
+        "``wfe audit keygen`` and configure the key on every machine that writes). "
         "``file:/path`` reads an HMAC key from a file, ``ed25519:/path/key.pem`` signs with an "
         "Ed25519 private key (verifiers need only its public key); any other value is the HMAC key "
         "itself (use ``AIRFLOW__WFE__AUDIT_SIGNING_KEY_SECRET`` or ``_CMD`` to keep it out of "
@@ -180,6 +182,25 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "store or the audit trail, on top of Airflow's secrets masker and the built-in list "
         "(password, secret, token, api_key, ...).",
         "iban,ssn",
+    ),
+    Option(
+        "audit_verify_keys",
+        "string",
+        "",
+        "Extra keys ``wfe audit verify`` accepts, comma-separated: Ed25519 public (or private) PEM "
+        "files as paths or ``ed25519:PATH``, HMAC key files as ``file:PATH``. List the old keys "
+        "here after a rotation, or only public keys on an auditor's machine. Never created.",
+        "/opt/airflow/secrets/wfe-audit-2026.pub.pem,file:/opt/airflow/secrets/old.key",
+    ),
+    Option(
+        "audit_anchor_dir",
+        "string",
+        "",
+        "Folder outside the store (a mounted volume, an object store mount) where signed anchors "
+        "of the chain's position are written: at every periodic checkpoint and by ``wfe audit "
+        "anchor``. ``wfe audit verify --anchors DIR`` then detects a truncated, rolled back or "
+        "erased store. Empty: none written.",
+        "/mnt/wfe-anchors",
     ),
     # -- metrics: empty means "as in Airflow's [metrics] section" ---------------------------------
     Option(
@@ -262,6 +283,8 @@ class Settings:
     parse_time_checks: tuple[str, ...] = ()
     audit_checkpoint_interval: int = 1000
     audit_redact: tuple[str, ...] = ()
+    audit_verify_keys: tuple[str, ...] = ()
+    audit_anchor_dir: Path | None = None
     airflow_home: Path = Path()
     # Metrics overrides of Airflow's [metrics]: None / empty means "follow [metrics]".
     statsd_on: bool | None = None
@@ -314,6 +337,10 @@ class Settings:
             audit_redact=tuple(
                 part.strip() for part in raw("audit_redact").split(",") if part.strip()
             ),
+            audit_verify_keys=tuple(
+                part.strip() for part in raw("audit_verify_keys").split(",") if part.strip()
+            ),
+            audit_anchor_dir=Path(raw("audit_anchor_dir")) if raw("audit_anchor_dir") else None,
             airflow_home=airflow_home,
             store_connect_timeout=_parse_seconds(
                 "store_connect_timeout", raw("store_connect_timeout")
