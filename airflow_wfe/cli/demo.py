@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -91,11 +92,30 @@ def _audit_summary(ctx: AppContext, results: list[tuple[str, bool, str, str]]) -
     return 0 if report.ok else 1
 
 
-def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
+def installed_examples() -> Path:
+    """Where a pip install puts the example DAGs (pyproject's ``data-files``: <prefix>/share/...)."""
+    return Path(sysconfig.get_path("data")) / "share" / "airflow-wfe" / "dags"
+
+
+def default_dags_folder() -> Path:
+    """``dags/`` of a checkout when run from one (``make demo``), else the installed examples.
+
+    A user's own ``dags/`` folder without ``wfe_example*`` files is not taken for the examples.
+    """
+    local = Path.cwd() / "dags"
+    if any(local.glob("wfe_example*.py")):
+        return local
+    return installed_examples()
+
+
+def run_demo(*, dags_folder: str | None, serve: bool, port: int) -> int:
     """Run every ``wfe_example*`` DAG once and report; then serve Airflow unless ``serve`` is off."""
-    folder = Path(dags_folder).resolve()
+    folder = (Path(dags_folder) if dags_folder else default_dags_folder()).resolve()
     if not folder.is_dir():
-        print(f"wfe demo: error: DAGs folder {folder} does not exist", file=sys.stderr)
+        where = (
+            "" if dags_folder else f" (no ./dags with wfe_example*.py, none installed at {folder})"
+        )
+        print(f"wfe demo: error: DAGs folder {folder} does not exist{where}", file=sys.stderr)
         return 2
     env = _environment(folder, port)
     home = Path(env["AIRFLOW_HOME"])
@@ -145,8 +165,8 @@ def run_demo(*, dags_folder: str, serve: bool, port: int) -> int:
         print(f"  {dag_id:<34} Airflow: {airflow_state:<8} wfe: {state:<20} {verdict}  ({took})")
     failures += _audit_summary(ctx, results)
     print(f"\nAirflow logs of each run: {logs}")
-    print("Explore: .venv/bin/wfe runs list   |   .venv/bin/wfe runs show DAG_ID RUN_ID [--json]")
-    print("         .venv/bin/wfe audit show DAG_ID RUN_ID   |   .venv/bin/wfe audit verify")
+    print("Explore: wfe runs list   |   wfe runs show DAG_ID RUN_ID [--json]")
+    print("         wfe audit show DAG_ID RUN_ID   |   wfe audit verify")
     if failures:
         print(f"wfe demo: error: {failures} run(s) disagree with Airflow", file=sys.stderr)
         return 1

@@ -179,7 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run the example DAGs through Airflow, print their histories, serve the UI"
     )
-    demo.add_argument("--dags-folder", default="dags", help="folder of example DAGs")
+    demo.add_argument(
+        "--dags-folder",
+        default=None,
+        help="folder of example DAGs (default: ./dags when it has wfe_example*.py files, else "
+        "the examples installed with the package under <prefix>/share/airflow-wfe/dags)",
+    )
     demo.add_argument(
         "--no-serve",
         dest="serve",
