@@ -1,8 +1,9 @@
 """Business metrics from steps: a marketing campaign reports ROI, CPA, CTR and cost per generation.
 
-Each step measures what the business cares about and records it with one call; the values are
-stored with the run (``wfe report`` reads the ``cost`` metric back as the run's cost) and sent to
-StatsD as ``wfe.business.<metric>.<dag_id>`` gauges (docs/metrics.md).
+Spending goes to the cost ledger with ``record_cost`` (the one cost channel: budgets, ``wfe cost`` and
+``wfe report`` read it); every other figure the business cares about is recorded with
+``record_business_metric``, stored with the run and sent to StatsD as
+``wfe.business.<metric>.<dag_id>`` gauges (docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -25,19 +26,19 @@ from airflow.sdk import dag, task
 def wfe_example_campaign() -> None:
     @task
     def generate_creatives() -> dict[str, Any]:
-        from airflow_wfe import record_business_metric
+        from airflow_wfe import record_business_metric, record_cost
 
         generations, spend = 40, 3.2  # 40 images from a generative model, 3.20 EUR of API calls
-        record_business_metric("cost", spend, unit="EUR")
+        record_cost(spend, currency="EUR", detail=f"{generations} image generations")
         record_business_metric("cost_per_generation", spend / generations, unit="EUR")
         return {"creatives": generations, "spend": spend}
 
     @task
     def run_campaign(creatives: dict[str, Any]) -> dict[str, Any]:
-        from airflow_wfe import record_business_metric
+        from airflow_wfe import record_cost
 
         media_spend = 250.0
-        record_business_metric("cost", media_spend, unit="EUR")
+        record_cost(media_spend, currency="EUR", detail="media spend")
         return {
             "impressions": 120_000,
             "clicks": 2_640,
