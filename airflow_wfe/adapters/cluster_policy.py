@@ -14,6 +14,12 @@ The check shadows the operator's ``pre_execute`` method (the Task SDK runs an ov
 after the ``pre_execute=`` hook) rather than filling that hook: the hook is a serialized field, and
 Airflow serializes a callable by looking up its source code, which cost every governed task ~1 ms at
 each serialization and put our source into every serialized task.
+
+A mapped task is a ``MappedOperator`` until the task process renders it: ``render_template_fields``
+then builds a fresh operator from the partial arguments (``MappedOperator.unmap``), which knows
+nothing of an attribute set on the mapped one, so a check installed there never ran. For mapped
+tasks the policy shadows ``unmap`` instead (:class:`CheckedUnmap`), and every operator it builds
+carries the check.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 
 from airflow.policies import hookimpl
 
-__all__ = ["FailClosedCheck", "dag_policy", "task_policy"]
+__all__ = ["CheckedUnmap", "FailClosedCheck", "dag_policy", "task_policy"]
 
 
 class FailClosedCheck:
@@ -55,6 +61,31 @@ class FailClosedCheck:
             type(task).pre_execute(task, context)
 
 
+class CheckedUnmap:
+    """``unmap`` of a governed mapped task: the operator Airflow builds at run time gets the
+    :class:`FailClosedCheck` too (idempotent, and chained to another policy's ``unmap``)."""
+
+    def __init__(self, mapped: Any, chained: Any = None) -> None:
+        self.mapped = mapped
+        self.chained = chained
+
+    def __call__(self, resolve: Any) -> Any:
+        if self.chained is not None:
+            operator = self.chained(resolve)
+        else:
+            operator = type(self.mapped).unmap(self.mapped, resolve)
+        _install_check(operator)
+        return operator
+
+
+def _install_check(task: Any) -> None:
+    existing = vars(task).get("pre_execute")  # only an instance attribute, never the method
+    if isinstance(existing, FailClosedCheck):
+        return
+    # object.__setattr__: BaseOperator.__setattr__ would record it as an init argument.
+    object.__setattr__(task, "pre_execute", FailClosedCheck(existing))
+
+
 @hookimpl
 def dag_policy(dag: Any) -> None:
     """Refuse a governed DAG that breaks the parse-time checks; add the saga tasks to one whose
@@ -84,14 +115,16 @@ def dag_policy(dag: Any) -> None:
 
 @hookimpl
 def task_policy(task: Any) -> None:
-    """Chain :class:`FailClosedCheck` into governed tasks (idempotent across re-parses)."""
+    """Chain :class:`FailClosedCheck` into governed tasks, and into the operators a governed
+    mapped task builds at run time (idempotent across re-parses)."""
     from airflow_wfe.adapters.listeners.listener import is_governed_tags
 
     dag = getattr(task, "dag", None)
     if dag is None or not is_governed_tags(getattr(dag, "tags", None)):
         return
-    existing = vars(task).get("pre_execute")  # only an instance attribute, never the method
-    if isinstance(existing, FailClosedCheck):
+    if getattr(task, "is_mapped", False) and callable(getattr(task, "unmap", None)):
+        unmap = vars(task).get("unmap")
+        if not isinstance(unmap, CheckedUnmap):
+            object.__setattr__(task, "unmap", CheckedUnmap(task, unmap))
         return
-    # object.__setattr__: BaseOperator.__setattr__ would record it as an init argument.
-    object.__setattr__(task, "pre_execute", FailClosedCheck(existing))
+    _install_check(task)
