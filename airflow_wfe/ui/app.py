@@ -37,10 +37,13 @@ from airflow_wfe.ui.diagram import run_machine, timeline
 if TYPE_CHECKING:
     from airflow.api_fastapi.auth.managers.base_auth_manager import ResourceMethod
 
-__all__ = ["OVERVIEW_RUNS", "build_app", "templates"]
+__all__ = ["EVENTS_SHOWN", "OVERVIEW_RUNS", "build_app", "templates"]
 
 #: How many of the latest runs the overview counts by state.
 OVERVIEW_RUNS = 500
+#: How many of a run's audit events its page lists (the newest; the export holds them all): a
+#: page of 2,000 rows took longer to render than every other part of the page together.
+EVENTS_SHOWN: Final = 200
 #: The most a page's form may send (an answer is an option and a comment).
 _FORM_MAX_BYTES: Final = 16_384
 
@@ -205,6 +208,7 @@ def build_app() -> FastAPI:
             timeline=timeline(run),
             gates=gates,
             may_act=_may(user, dag_id, "PUT", DagAccessEntity.RUN),
+            events_shown=EVENTS_SHOWN,
             csrf_field=csrf.FIELD,
             csrf_token=csrf.token_for(request),
             answered=answered,
