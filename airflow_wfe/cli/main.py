@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from airflow_wfe.cli.artifacts import add_artifact_commands
 from airflow_wfe.cli.audit import add_audit_commands
 from airflow_wfe.cli.metrics_commands import add_metrics_commands
 from airflow_wfe.cli.policy_commands import add_governance_commands
+from airflow_wfe.cli.spool import add_spool_commands
 from airflow_wfe.cli.text import print_json, render_decisions, render_run, render_run_list
 from airflow_wfe.cli.workflow_commands import add_workflow_commands
 from airflow_wfe.config import get_settings
@@ -33,6 +35,9 @@ __all__ = ["build_parser", "main"]
 EXIT_OK = 0
 EXIT_FINDING = 1
 EXIT_USAGE = 2
+#: Output cut by a closed pipe (``wfe render F | head``): 128 + SIGPIPE, what a shell reports for a
+#: program the signal ended, without Python's BrokenPipeError message.
+EXIT_PIPE = 141
 
 
 def _context() -> AppContext:
@@ -164,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_workflow_commands(commands)
     add_artifact_commands(commands)
     add_metrics_commands(commands)
+    add_spool_commands(commands)
     add_audit_commands(commands)
     add_governance_commands(commands)
 
@@ -206,7 +212,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("airflow_wfe").setLevel(logging.WARNING)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # Nothing more can reach the reader; point stdout at /dev/null so the interpreter's own
+        # final flush does not print the error either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_PIPE
     except WfeError as exc:
         if args.debug:
             traceback.print_exc()
@@ -219,12 +234,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the contract is: no traceback without --debug
         if args.debug:
             traceback.print_exc()
-        else:
+        store = _unreadable_store(exc)
+        if store is not None:
+            print(f"wfe: error: {store}", file=sys.stderr)
+            return EXIT_FINDING
+        if not args.debug:
             print(
                 f"wfe: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug)",
                 file=sys.stderr,
             )
         return EXIT_FINDING
+
+
+def _unreadable_store(exc: Exception) -> str | None:
+    """One line for a store the driver cannot read (not a database, corrupt), else None."""
+    from sqlalchemy.exc import DatabaseError
+
+    if not isinstance(exc, DatabaseError):
+        return None
+    from sqlalchemy.engine import make_url
+
+    url = make_url(get_settings().store_conn)
+    where = (
+        f"file {url.database}"
+        if url.get_backend_name() == "sqlite"
+        else url.render_as_string(hide_password=True)
+    )
+    reason = str(exc.orig) if exc.orig is not None else type(exc).__name__
+    return (
+        f"the state store ({where}) cannot be read: {reason}; point [wfe] store_conn at an "
+        "airflow-wfe store, or at a new file and run `wfe db upgrade`"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover
