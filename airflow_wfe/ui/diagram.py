@@ -142,6 +142,13 @@ class Bar:
     start: datetime
     end: datetime | None
 
+    @property
+    def tip(self) -> str:
+        """The bar's tooltip after its row's label (formatted here: a run of 200 steps draws
+        thousands of bars, and calls from the template cost several times more)."""
+        until = f" to {self.end.isoformat()}" if self.end else ""
+        return f"{self.state} from {self.start.isoformat()}{until}"
+
 
 @dataclass(frozen=True)
 class TimelineRow:
