@@ -1,7 +1,11 @@
 """``airflow wfe ...``: the ``wfe`` command mounted into Airflow's own CLI (provider info ``cli``).
 
 One pass-through command rather than a second definition of every argument: ``airflow wfe runs list
---json`` runs exactly ``wfe runs list --json``, so the two can never drift apart.
+--json`` runs exactly ``wfe runs list --json``, so the two can never drift apart. Airflow parses only
+what comes before the first subcommand (``--version``, ``--debug``); everything from the subcommand on,
+``--help`` included, is handed to ``wfe``'s own parser, so ``airflow wfe runs list --help`` shows the
+same help as ``wfe runs list --help``. ``airflow wfe --help`` lists every subcommand, read from that
+parser.
 """
 
 from __future__ import annotations
@@ -13,13 +17,40 @@ from typing import Any
 __all__ = ["get_cli_commands"]
 
 
+class _PrintVersion(argparse.Action):
+    """``--version``: Airflow's ``Arg`` does not pass argparse's ``version=`` keyword through."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        from airflow_wfe.version import __version__
+
+        print(f"airflow-wfe {__version__}")
+        parser.exit()
+
+
 def _run(args: argparse.Namespace) -> None:
     from airflow_wfe.cli.main import main
 
     arguments = list(args.wfe_args)
     if arguments[:1] == ["--"]:
         arguments = arguments[1:]
+    if args.wfe_debug:
+        arguments = ["--debug", *arguments]
     sys.exit(main(arguments or ["--help"]))
+
+
+def _subcommand_list() -> str:
+    """``COMMAND  help`` for every top-level ``wfe`` subcommand, as ``wfe --help`` shows them."""
+    from airflow_wfe.cli.main import build_parser
+
+    parser = build_parser()
+    lines = ["commands (each has its own --help, e.g. `airflow wfe runs list --help`):"]
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        for choice in getattr(action, "_choices_actions", ()):
+            lines.append(f"  {choice.dest:<12} {choice.help or ''}")
+    return "\n".join(lines)
 
 
 def get_cli_commands() -> list[Any]:
@@ -29,13 +60,28 @@ def get_cli_commands() -> list[Any]:
     return [
         ActionCommand(
             name="wfe",
-            help="airflow-wfe: governed runs, state histories, store schema (same as `wfe`)",
+            help="airflow-wfe: governed runs, state histories, audit, store schema (same as `wfe`)",
+            description="airflow-wfe: governed Airflow runs (state, compensation, gates, audit). "
+            "Same commands as the `wfe` script.",
+            epilog=_subcommand_list(),
             func=_run,
             args=(
                 Arg(  # type: ignore[no-untyped-call]
+                    ("--version",),
+                    action=_PrintVersion,
+                    help="print airflow-wfe's version and exit",
+                ),
+                Arg(  # type: ignore[no-untyped-call]
+                    ("--debug",),
+                    dest="wfe_debug",
+                    action="store_true",
+                    help="show tracebacks on errors",
+                ),
+                Arg(  # type: ignore[no-untyped-call]
                     ("wfe_args",),
+                    metavar="COMMAND ...",
                     nargs=argparse.REMAINDER,
-                    help="arguments of the `wfe` command, e.g. `runs list --json`",
+                    help="a `wfe` subcommand and its arguments, e.g. `runs list --json`",
                 ),
             ),
         )

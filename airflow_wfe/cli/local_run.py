@@ -2,13 +2,18 @@
 
 The workflow is compiled and serialized like the DAG processor would, then run in this process on the
 configured Airflow metadata database; the plugin's listeners record it like any governed run, and the
-recorded history is what the command prints. Airflow's task logs go to a file unless ``--verbose``.
+recorded history is what the command prints. Airflow's own output (its log lines, task logs) goes to a
+file, or to stderr with ``--verbose``: stdout carries only the history, so ``wfe run F --json | jq``
+works. The redirection is at the file-descriptor level because Airflow's logging holds the stream it
+was configured with, which ``contextlib.redirect_stdout`` does not reach.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +53,26 @@ def _serialize(dag: Any) -> None:
     sync_bag_to_db(bag, "dags-folder", None)
 
 
+@contextlib.contextmanager
+def _airflow_output_to(target_fd: int) -> Iterator[None]:
+    """Point file descriptors 1 and 2 at ``target_fd`` for the block, then put them back."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        os.dup2(target_fd, 1)
+        if target_fd != 2:
+            os.dup2(target_fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
 def run_workflow_once(path: Path, *, conf: dict[str, Any], quiet: bool = True) -> RunDetail:
     """Compile, run once and return the recorded history of the run.
 
@@ -60,23 +85,24 @@ def run_workflow_once(path: Path, *, conf: dict[str, Any], quiet: bool = True) -
     from airflow_wfe.core.spec.loader import load_spec
 
     loaded = load_spec(path)
-    dag = build_dag(loaded, dags_folder=configured_dags_folder())
-    dag.fileloc = str(loaded.path.resolve())
-    _require_airflow_db()
-    _serialize(dag)
     home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
     log_dir = home / "wfe-run-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    log_file = log_dir / f"{dag.dag_id}-{stamp}.log"
+    log_file = log_dir / f"{loaded.path.stem}-{stamp}.log"
     with contextlib.ExitStack() as stack:
         if quiet:
             sink = stack.enter_context(log_file.open("w"))
-            stack.enter_context(contextlib.redirect_stdout(sink))
-            stack.enter_context(contextlib.redirect_stderr(sink))
+            stack.enter_context(_airflow_output_to(sink.fileno()))
+        else:
+            stack.enter_context(_airflow_output_to(2))
+        dag = build_dag(loaded, dags_folder=configured_dags_folder())
+        dag.fileloc = str(loaded.path.resolve())
+        _require_airflow_db()
+        _serialize(dag)
         dag_run = dag.test(run_conf=conf or None)
     if quiet:
-        print(f"Airflow's logs of this run: {log_file}")
+        print(f"Airflow's logs of this run: {log_file}", file=sys.stderr)
     try:
         return run_detail(AppContext.from_process(), dag.dag_id, dag_run.run_id)
     except WfeError as exc:

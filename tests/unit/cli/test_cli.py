@@ -179,3 +179,74 @@ def test_artifacts_through_the_wfe_command(tmp_path: Path) -> None:
     rollback = _wfe(url, "artifacts", "rollback", "prompts/hello")
     assert rollback.returncode == 1
     assert rollback.stderr.startswith("wfe: error: artifact 'prompts/hello'")
+
+
+def test_store_file_that_is_not_a_database_is_one_clear_line(tmp_path: Path) -> None:
+    not_a_db = tmp_path / "notes.db"
+    not_a_db.write_text("these are notes, not an airflow-wfe store\n")
+    result = _wfe(f"sqlite:///{not_a_db}", "runs", "list")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(not_a_db) in lines[0]
+    assert "file is not a database" in lines[0]
+    assert "unexpected error" not in lines[0]
+
+
+def test_closed_pipe_is_quiet(store_url: str) -> None:
+    # The reader is gone before wfe writes a byte: `wfe runs list | head -0`, deterministically.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [WFE, "runs", "list", "--json"],
+            check=False,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "AIRFLOW__WFE__STORE_CONN": store_url},
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 141  # 128 + SIGPIPE, what a shell reports for `yes | head -0`
+
+
+def test_airflow_wfe_help_version_and_debug(store_url: str) -> None:
+    from airflow_wfe.cli.main import build_parser
+
+    env = {**os.environ, "AIRFLOW__WFE__STORE_CONN": store_url}
+    airflow = str(Path(sys.executable).parent / "airflow")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [airflow, "wfe", *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+        )
+
+    version = run("--version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == _wfe(store_url, "--version").stdout.strip()
+
+    helped = run("--help")
+    assert helped.returncode == 0, helped.stderr
+    commands = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
+    listed = commands._choices_actions  # type: ignore[attr-defined]
+    assert len(listed) >= 10
+    for command in listed:
+        assert f"  {command.dest:<12} {command.help}" in helped.stdout
+    assert "--debug" in helped.stdout
+    assert "--version" in helped.stdout
+
+    sub_help = run("runs", "list", "--help")
+    assert sub_help.returncode == 0
+    assert "--dag-id" in sub_help.stdout  # wfe's own parser answered, not Airflow's wrapper
+
+    debugged = run("--debug", "runs", "show", "no-such-dag", "no-such-run")
+    assert debugged.returncode == 1
+    assert "Traceback" in debugged.stderr
