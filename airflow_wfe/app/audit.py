@@ -1,7 +1,9 @@
 """The audit trail: one run's story, verification, export, checkpoints and archives.
 
-Signing keys are chosen here, once for every face: verification uses a given public key, else the
-configured key, and never a freshly generated one (that would only ever say "unknown key").
+Signing keys are chosen here, once for every face. Verification accepts the keys given
+(``--public-key``), the configured signing key (its public half), ``[wfe] audit_verify_keys`` and the
+embedded default key if its file exists; it never creates a key (a fresh key would only ever say
+"unknown key", or worse, sign a forgery). Without any key the verdict is "not verified".
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from airflow_wfe.app.models.audit import (
 )
 from airflow_wfe.core.audit.canonical import canonical_json
 from airflow_wfe.core.audit.events import SealedEvent, body_hash
-from airflow_wfe.core.audit.signing import Signer, load_public_key, load_signer
+from airflow_wfe.core.audit.signing import (
+    GeneratedKey,
+    Keyring,
+    Signer,
+    load_public_key,
+    load_signer,
+    load_verify_key,
+)
 from airflow_wfe.core.audit.verify import VerifyReport as VerifyRecord
 from airflow_wfe.core.spec.models import parse_duration
 from airflow_wfe.exceptions import RunNotFoundError
@@ -127,19 +136,34 @@ def run_story(ctx: AppContext, dag_id: str, run_id: str) -> AuditStory:
     )
 
 
-def verify_signer(ctx: AppContext, public_key: Path | None = None) -> Signer | None:
-    """The key that checks signatures: ``public_key`` if given, else the configured key."""
-    if public_key is not None:
-        return load_public_key(public_key)
-    default = ctx.settings.airflow_home / "wfe_audit.key"
-    if not ctx.settings.audit_signing_key and not default.exists():
-        return None
-    return load_signer(ctx.settings.audit_signing_key, default)
+def verify_keys(ctx: AppContext, public_keys: Sequence[Path] = ()) -> Keyring:
+    """Every key a verification accepts: ``public_keys``, the configured signing key, the keys of
+    ``[wfe] audit_verify_keys``, and the embedded default key if (and only if) its file exists.
+
+    Raises:
+        ConfigError: a configured or given key cannot be read.
+    """
+    keys = Keyring(load_public_key(path) for path in public_keys)
+    configured = load_signer(ctx.settings.audit_signing_key, _default_key_file(ctx))
+    if isinstance(configured, GeneratedKey):
+        found = configured.existing()
+        if found is not None:
+            keys.add(found)
+    else:
+        keys.add(configured)
+    for spec in ctx.settings.audit_verify_keys:
+        keys.add(load_verify_key(spec))
+    return keys
+
+
+def _default_key_file(ctx: AppContext) -> Path:
+    return ctx.settings.airflow_home / "wfe_audit.key"
 
 
 def write_signer(ctx: AppContext) -> Signer:
-    """The key that signs checkpoints and archives (generated on the embedded default)."""
-    return load_signer(ctx.settings.audit_signing_key, ctx.settings.airflow_home / "wfe_audit.key")
+    """The key that signs checkpoints, archives and anchors (the embedded default is resolved by
+    the store, which knows whether generating it is allowed)."""
+    return load_signer(ctx.settings.audit_signing_key, _default_key_file(ctx))
 
 
 def _report(record: VerifyRecord) -> VerifyReport:
@@ -160,12 +184,17 @@ def verify(
     *,
     since: datetime | None = None,
     archives: Sequence[Path] = (),
-    public_key: Path | None = None,
+    public_keys: Sequence[Path] = (),
+    signatures: bool = True,
 ) -> AuditVerification:
-    """Check the store's chain (from ``since``) and each archive file: hashes, links, signatures."""
-    signer = verify_signer(ctx, public_key)
-    reports = {str(p): _report(ctx.store.verify_audit_archive(p, signer)) for p in archives}
-    reports["store"] = _report(ctx.store.verify_audit(signer, since=since))
+    """Check the store's chain (from ``since``) and each archive file: hashes, links, signatures
+    (``signatures=False``: hashes and links only, and the reports say so). Read-only."""
+    keys = verify_keys(ctx, public_keys) if signatures else Keyring()
+    reports = {
+        str(p): _report(ctx.store.verify_audit_archive(p, keys, signatures=signatures))
+        for p in archives
+    }
+    reports["store"] = _report(ctx.store.verify_audit(keys, since=since, signatures=signatures))
     return AuditVerification(ok=all(r.ok for r in reports.values()), reports=reports)
 
 
@@ -224,8 +253,8 @@ def checkpoint(ctx: AppContext, reason: str = "manual") -> CheckpointResult | No
         hash=mark.hash,
         at=mark.at,
         algorithm=mark.algorithm,
-        key_id=mark.key_id,
-        signature=mark.signature,
+        key_id=mark.key_id or "",
+        signature=mark.signature or "",
     )
 
 
@@ -235,7 +264,7 @@ def archive(
     """Move events older than ``older_than`` to a signed archive file (``None``: none that old)."""
     cutoff = datetime.now(UTC) - older_than
     result = ctx.store.archive_audit(
-        write_signer(ctx), older_than=cutoff, folder=folder, actor=actor
+        write_signer(ctx), older_than=cutoff, folder=folder, actor=actor, keys=verify_keys(ctx)
     )
     if result is None:
         return None

@@ -17,6 +17,7 @@ from airflow_wfe.app import audit
 from airflow_wfe.app.context import AppContext, cli_actor
 from airflow_wfe.cli.audit_text import render_story, render_verification
 from airflow_wfe.cli.text import print_json
+from airflow_wfe.core.audit.signing import generate_ed25519
 from airflow_wfe.core.spec.models import parse_duration
 
 __all__ = ["add_audit_commands", "parse_since"]
@@ -42,7 +43,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         AppContext.from_process(),
         since=args.since,
         archives=args.archive or (),
-        public_key=args.public_key,
+        public_keys=args.public_key or (),
+        signatures=args.signatures,
     )
     if args.json:
         print_json(verdict)
@@ -52,6 +54,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if first is not None:
         print(f"wfe: audit trail does not verify: first problem at {first}", file=sys.stderr)
     return EXIT_OK if verdict.ok else EXIT_FINDING
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    private, public, key_id = generate_ed25519(args.out, args.name)
+    print(f"key id:      {key_id}")
+    print(f"private key: {private} (mode 0600: only on the machines that write the trail)")
+    print(f"public key:  {public} (for auditors and every machine that verifies)")
+    print("configure, on every machine that writes (scheduler, workers, API server):")
+    print(f"  [wfe] audit_signing_key = ed25519:{private}")
+    print("and where only verification runs:")
+    print(f"  [wfe] audit_verify_keys = {public}")
+    return EXIT_OK
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -147,7 +161,18 @@ def add_audit_commands(commands: Any) -> None:
         "--archive", type=Path, action="append", metavar="FILE", help="also check an archive file"
     )
     verify.add_argument(
-        "--public-key", type=Path, metavar="PEM", help="Ed25519 public key to check signatures"
+        "--public-key",
+        type=Path,
+        action="append",
+        metavar="PEM",
+        help="Ed25519 public key to check signatures with (repeat for older keys)",
+    )
+    verify.add_argument(
+        "--no-signatures",
+        dest="signatures",
+        action="store_false",
+        help="check hashes and links only (the output says so): no key needed, but a chain "
+        "rewritten by someone with write access to the store passes",
     )
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=cmd_verify)
@@ -172,6 +197,15 @@ def add_audit_commands(commands: Any) -> None:
         "sync", help="import changes made in Airflow's UI/REST (user, request) into the trail"
     )
     sync.set_defaults(handler=cmd_sync)
+
+    keygen = sub.add_parser(
+        "keygen", help="write a new Ed25519 key pair for signing the trail; print its id"
+    )
+    keygen.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder for the keys"
+    )
+    keygen.add_argument("--name", default="wfe-audit", help="file name stem (default wfe-audit)")
+    keygen.set_defaults(handler=cmd_keygen)
 
     checkpoint = sub.add_parser("checkpoint", help="sign a checkpoint at the chain's head now")
     checkpoint.add_argument("--json", action="store_true")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_wfe.app.models import AuditEvent, AuditStory, AuditVerification
+from airflow_wfe.app.models import AuditEvent, AuditStory, AuditVerification, VerifyReport
 
 __all__ = ["describe", "render_story", "render_verification"]
 
@@ -75,12 +75,24 @@ def render_story(story: AuditStory) -> str:
     return "\n".join(lines)
 
 
+#: Finding kinds meaning "could not be shown to hold" (no key, a key not given) rather than broken.
+_NOT_VERIFIED = frozenset({"no key", "unknown key"})
+
+
+def _status(report: VerifyReport) -> str:
+    if report.ok:
+        return "OK" if report.signatures_checked else "OK (hashes only, signatures NOT checked)"
+    if all(f.kind in _NOT_VERIFIED for f in report.findings):
+        return "NOT VERIFIED"
+    return "BROKEN"
+
+
 def render_verification(verdict: AuditVerification) -> str:
     """``wfe audit verify``: per source, OK or BROKEN with its notes and findings."""
     lines = []
     for name, report in verdict.reports.items():
         span = f"events #{report.first_seq}..#{report.last_seq}" if report.events else "no events"
-        status = "OK" if report.ok else "BROKEN"
+        status = _status(report)
         lines.append(
             f"{name}: {status}: {report.events} {span}, {report.checkpoints} checkpoint(s)"
         )

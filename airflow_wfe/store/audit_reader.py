@@ -12,22 +12,33 @@ import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, Engine, create_engine, delete, func, insert, inspect, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from airflow_wfe.core.audit.canonical import canonical_json, format_time
-from airflow_wfe.core.audit.events import AuditEvent, EventType, SealedEvent
-from airflow_wfe.core.audit.signing import Signer, checkpoint_message
-from airflow_wfe.core.audit.verify import Checkpoint, Verifier, VerifyReport
-from airflow_wfe.exceptions import AuditError
-from airflow_wfe.store.audit_writer import AuditLog, event_query
+from airflow_wfe.core.audit.events import GENESIS_HASH, AuditEvent, EventType, SealedEvent
+from airflow_wfe.core.audit.signing import Keyring, Signer, archive_message
+from airflow_wfe.core.audit.verify import ARCHIVE_MARK, Checkpoint, Verifier, VerifyReport
+from airflow_wfe.exceptions import AuditError, StoreUnavailableError
+from airflow_wfe.store.audit_writer import AuditLog, event_query, resolve_signer
 from airflow_wfe.store.base import StoreBase
+from airflow_wfe.store.engine import masked_url, parse_url
 from airflow_wfe.store.rows import sealed_event
-from airflow_wfe.store.tables import audit_archive_table, audit_event_table
+from airflow_wfe.store.tables import (
+    audit_archive_table,
+    audit_checkpoint_table,
+    audit_event_table,
+    audit_head_table,
+)
 
 if TYPE_CHECKING:
     from airflow_wfe.core.ledger import ArchiveResult
@@ -57,6 +68,148 @@ def _archive_lines(rows: Sequence[Any], header: dict[str, Any], mark: Checkpoint
     yield canonical_json({"checkpoint": mark.__dict__})
 
 
+def verify_trail(
+    connection: Connection,
+    keys: Keyring | Signer | None,
+    *,
+    since: datetime | None = None,
+    signatures: bool = True,
+) -> VerifyReport:
+    """Verify the trail readable through ``connection`` (one snapshot: see
+    :func:`read_only_connection`)."""
+    archives = AuditLog.archives(connection)
+    head = AuditLog.head(connection)
+    start_seq, prev_hash = 1, GENESIS_HASH
+    if archives:
+        start_seq, prev_hash = archives[-1].seq + 1, archives[-1].hash
+    checkpoints = AuditLog.checkpoints(connection, from_seq=start_seq)
+    verifier = Verifier(
+        start_seq=start_seq,
+        prev_hash=prev_hash,
+        checkpoints=checkpoints,
+        keys=keys,
+        signatures=signatures,
+        anchored=since is None,
+    )
+    expected_first = 1
+    for mark in archives:
+        first = mark.first_seq if mark.first_seq is not None else expected_first
+        if first != expected_first:
+            verifier.add_finding(
+                expected_first,
+                "deleted",
+                f"event(s) #{expected_first}..#{first - 1} are neither in the store nor in an "
+                "archive record",
+            )
+        if not verifier.check_signature(mark, ARCHIVE_MARK):
+            verifier.add_finding(
+                first,
+                "deleted",
+                f"event(s) #{first}..#{mark.seq} are not in the store, and the archive record "
+                "standing for them does not verify: the boundary does not count",
+            )
+        expected_first = mark.seq + 1
+    if archives:
+        verifier.report.notes.append(
+            f"events up to #{archives[-1].seq} are archived (verify the file with --archive)"
+        )
+    for rows in AuditLog.stream_rows(
+        connection, since=None if since is None else format_time(since)
+    ):
+        verifier.feed_rows(rows)
+    report = verifier.finish(head)
+    if since is not None:
+        # A window need not contain checkpoints taken before its first event.
+        first = report.first_seq or 0
+        report.findings = [
+            f
+            for f in report.findings
+            if not (f.kind == "truncated" and f.seq is not None and f.seq < first)
+        ]
+    return report
+
+
+@contextlib.contextmanager
+def read_only_connection(url: str) -> Iterator[Connection]:
+    """A connection that can only read the store at ``url``, in one snapshot, creating nothing.
+
+    SQLite: the file is opened with ``mode=ro`` (a missing file is an error, not a new empty
+    store; a copy on read-only media is read with ``immutable=1``). Server stores: a read-only,
+    repeatable-read transaction. Either way the audit tables must exist.
+
+    Raises:
+        StoreUnavailableError: the store cannot be opened, or holds no audit trail.
+    """
+    parsed = parse_url(url)
+    shown = masked_url(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_read_only_engine(parsed, shown)
+    else:
+        try:
+            engine = create_engine(parsed, poolclass=NullPool)
+        except ImportError as exc:
+            raise StoreUnavailableError(
+                shown, f"its database driver is not installed ({exc})"
+            ) from None
+    try:
+        with engine.connect() as opened:
+            connection = opened
+            if connection.dialect.name == "postgresql":
+                connection = opened.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
+            elif connection.dialect.name == "sqlite":
+                # One snapshot for the head, the checkpoints and the events (WAL readers).
+                connection.exec_driver_sql("BEGIN")
+            missing = [t for t in _TRAIL_TABLES if not inspect(connection).has_table(t)]
+            if missing:
+                raise StoreUnavailableError(
+                    shown,
+                    f"no airflow-wfe audit trail here (table {missing[0]} missing): a mistyped "
+                    "store URL? Verification never creates a store or its tables",
+                )
+            with (
+                connection.begin() if not connection.in_transaction() else contextlib.nullcontext()
+            ):
+                yield connection
+    except OperationalError as exc:
+        raise StoreUnavailableError(shown, str(exc.orig).splitlines()[0]) from exc
+    finally:
+        engine.dispose()
+
+
+_TRAIL_TABLES: Final = (
+    audit_event_table.name,
+    audit_head_table.name,
+    audit_checkpoint_table.name,
+    audit_archive_table.name,
+)
+
+
+def _sqlite_read_only_engine(parsed: URL, shown: str) -> Engine:
+    database = parsed.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        raise StoreUnavailableError(shown, "verification needs the path of a SQLite file")
+    path = Path(database).expanduser().resolve()
+    if not path.is_file():
+        raise StoreUnavailableError(
+            shown, f"no such file {path} (verification never creates a store)"
+        )
+    # A live store in WAL mode has its -wal file beside it while anyone has it open: read it
+    # through SQLite's locks. Without one (a copy, a backup, WORM media, a store nobody has open)
+    # opening it even read-only would create -wal/-shm files: read it as immutable instead.
+    live = path.with_name(path.name + "-wal").exists() and os.access(path.parent, os.W_OK)
+    flags = "mode=ro" if live else "mode=ro&immutable=1"
+    uri = f"file:{quote(str(path))}?{flags}"
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        connection.isolation_level = None
+        return connection
+
+    return create_engine("sqlite://", creator=connect, poolclass=NullPool)
+
+
 class AuditReads(StoreBase):
     """The trail read back: events, verification, checkpoints and archives."""
 
@@ -79,50 +232,29 @@ class AuditReads(StoreBase):
             for row in self.audit.stream(connection, query):
                 yield sealed_event(row)
 
-    def verify_audit(self, signer: Signer | None, *, since: datetime | None = None) -> VerifyReport:
-        """Check the whole chain in the database (or the part from ``since`` on).
+    def verify_audit(
+        self,
+        keys: Keyring | Signer | None,
+        *,
+        since: datetime | None = None,
+        signatures: bool = True,
+    ) -> VerifyReport:
+        """Check the whole chain in the store (or the part from ``since`` on), read-only.
 
-        A full check starts where the last archive ended (or at event #1) and must link up from there;
-        a ``--since`` check takes the first event of its window as given and checks everything after it,
-        every checkpoint in the window, and the head.
+        The store is opened for reading only (a SQLite file with ``mode=ro``, a read-only
+        transaction on a server), so a read-only copy verifies in place, and nothing is ever
+        created: a mistyped URL or a missing file is an error, not an empty trail.
+
+        A full check starts at event #1, or right after the archive records (each of which must
+        carry a valid archive signature for its position), and must link up from there; a
+        ``--since`` check takes the first event of its window as given and checks everything after
+        it, every checkpoint in the window, and the head.
+
+        Raises:
+            StoreUnavailableError: the store cannot be opened, or holds no audit trail.
         """
-        with self._read() as connection:
-            start_seq, prev_hash, anchor = self.audit.archive_anchor(connection)
-            head = self.audit.head(connection)
-            checkpoints = self.audit.checkpoints(connection, from_seq=start_seq)
-            if anchor is not None:
-                checkpoints.setdefault(anchor.seq, anchor)
-            verifier = Verifier(
-                start_seq=start_seq,
-                prev_hash=prev_hash,
-                checkpoints={s: c for s, c in checkpoints.items() if s >= start_seq},
-                signer=signer,
-                anchored=since is None,
-            )
-            if anchor is not None:
-                # The archive's own signed mark: the chain here must start right after it.
-                verifier_anchor = Verifier(
-                    start_seq=anchor.seq, prev_hash=anchor.hash, checkpoints={}, signer=signer
-                )
-                verifier_anchor.check_signature(anchor, "archive checkpoint")
-                verifier.report.findings.extend(verifier_anchor.report.findings)
-                verifier.report.notes.append(
-                    f"events up to #{anchor.seq} are archived (verify the file with --archive)"
-                )
-            for rows in self.audit.stream_rows(
-                connection, since=None if since is None else format_time(since)
-            ):
-                verifier.feed_rows(rows)
-            report = verifier.finish(head)
-        if since is not None:
-            # A window need not contain checkpoints taken before its first event.
-            first = report.first_seq or 0
-            report.findings = [
-                f
-                for f in report.findings
-                if not (f.kind == "truncated" and f.seq is not None and f.seq < first)
-            ]
-        return report
+        with read_only_connection(self.url) as connection:
+            return verify_trail(connection, keys, since=since, signatures=signatures)
 
     def archive_audit(
         self,
@@ -132,17 +264,19 @@ class AuditReads(StoreBase):
         folder: Path,
         actor: str,
         batch_limit: int = 1_000_000,
+        keys: Keyring | None = None,
     ) -> ArchiveResult | None:
         """Move events older than ``older_than`` into a signed JSONL file in ``folder``.
 
-        Refuses to archive a chain that does not verify (that would launder tampering into a file).
-        Returns ``None`` when nothing is old enough.
+        Refuses to archive a chain that does not verify with ``keys`` (default: ``signer``'s own),
+        which would launder tampering into a file. Returns ``None`` when nothing is old enough.
 
         Raises:
             AuditError: the chain does not verify, or the file cannot be written.
         """
         cutoff = format_time(older_than)
         with self._read() as connection:
+            signer = resolve_signer(signer, connection)
             start_seq, prev_hash, _anchor = self.audit.archive_anchor(connection)
             last_seq = connection.execute(
                 select(func.max(audit_event_table.c.seq)).where(audit_event_table.c.at < cutoff)
@@ -150,7 +284,11 @@ class AuditReads(StoreBase):
         if last_seq is None or last_seq < start_seq:
             return None
         last_seq = min(int(last_seq), start_seq + batch_limit - 1)
-        report = self.verify_audit(signer)
+        if keys is None:
+            keys = Keyring([signer])
+        else:
+            keys.add(signer)
+        report = self.verify_audit(keys)
         if not report.ok:
             raise AuditError(
                 "audit trail", f"will not archive a broken chain: {report.findings[0]}"
@@ -169,7 +307,8 @@ class AuditReads(StoreBase):
             at=now,
             algorithm=signer.algorithm,
             key_id=signer.key_id,
-            signature=signer.sign(checkpoint_message(int(last.seq), last.hash, now)),
+            signature=signer.sign(archive_message(start_seq, int(last.seq), last.hash, now)),
+            first_seq=start_seq,
         )
         header = {
             "format": ARCHIVE_FORMAT,
@@ -237,9 +376,12 @@ class AuditReads(StoreBase):
 
         return ArchiveResult(path, start_seq, mark.seq, len(rows), digest)
 
-    def verify_audit_archive(self, path: Path, signer: Signer | None) -> VerifyReport:
-        """Check an archive file: its chain, its signed closing checkpoint, and that
-        the store's record of it has the same SHA-256 and last hash.
+    def verify_audit_archive(
+        self, path: Path, keys: Keyring | Signer | None, *, signatures: bool = True
+    ) -> VerifyReport:
+        """Check an archive file: its chain, its signed closing mark (an archive signature for
+        exactly the events it holds), and that the store's record of it has the same SHA-256 and
+        last hash. The store is only read (see :func:`read_only_connection`).
 
         Raises:
             AuditError: the file cannot be read or is not an archive.
@@ -256,23 +398,35 @@ class AuditReads(StoreBase):
                 raise ValueError(header.get("format"))
         except (IndexError, KeyError, TypeError, ValueError):
             raise AuditError(str(path), f"not a {ARCHIVE_FORMAT} file") from None
-        mark = Checkpoint(**closing)
+        try:
+            mark = Checkpoint(**closing)
+        except TypeError:
+            raise AuditError(str(path), "its closing mark is not a signed archive mark") from None
+        first_seq = int(header["first_seq"])
         verifier = Verifier(
-            start_seq=int(header["first_seq"]),
+            start_seq=first_seq,
             prev_hash=header["prev_hash"],
-            checkpoints={mark.seq: mark},
-            signer=signer,
+            checkpoints={},
+            keys=keys,
+            signatures=signatures,
         )
+        if mark.first_seq != first_seq:
+            verifier.add_finding(
+                first_seq, "edited", f"the file's closing mark is for events from #{mark.first_seq}"
+            )
+        verifier.check_signature(mark, ARCHIVE_MARK)
         for line in lines[1:-1]:
             data = json.loads(line)
             verifier.feed(SealedEvent(**{**data, "seq": int(data["seq"])}))
-        report = verifier.finish(None)
+        report = verifier.finish(None, expect_head=False)
         if report.last_seq != mark.seq:
             verifier.add_finding(
-                report.last_seq, "truncated", f"the file's checkpoint covers #{mark.seq}"
+                report.last_seq, "truncated", f"the file's signed mark covers #{mark.seq}"
             )
+        elif verifier.prev_hash != mark.hash:
+            verifier.add_finding(mark.seq, "rewritten", "it differs from the file's signed mark")
         digest = hashlib.sha256(raw).hexdigest()
-        with self._read() as connection:
+        with read_only_connection(self.url) as connection:
             row = connection.execute(
                 select(audit_archive_table).where(audit_archive_table.c.last_seq == mark.seq)
             ).first()
@@ -287,4 +441,5 @@ class AuditReads(StoreBase):
     def audit_checkpoint(self, signer: Signer, reason: str = "manual") -> Checkpoint | None:
         """Sign a checkpoint at the current head with ``signer`` (``None`` for an empty chain)."""
         log = AuditLog(signer=signer, redactor=self.audit.redactor)
+        # (The embedded default key is resolved under the chain's lock by the log itself.)
         return self._write("audit checkpoint", lambda c: log.checkpoint(c, reason))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Connection, Select, insert, select
+from sqlalchemy import Connection, Select, func, insert, select
 
 from airflow_wfe.core.audit.events import (
     BODY_VERSION,
@@ -24,8 +24,9 @@ from airflow_wfe.core.audit.events import (
     seal_draft,
 )
 from airflow_wfe.core.audit.redact import Redactor
-from airflow_wfe.core.audit.signing import Signer, checkpoint_message
+from airflow_wfe.core.audit.signing import GeneratedKey, Signer, checkpoint_message, head_message
 from airflow_wfe.core.audit.verify import ROW_COLUMNS, Checkpoint, Head
+from airflow_wfe.exceptions import AuditError
 from airflow_wfe.store.audit_sql import CHAIN, EVENT_COLUMNS, HEAD_COLUMNS, DriverSql, driver_sql
 from airflow_wfe.store.rows import checkpoint as _checkpoint
 from airflow_wfe.store.rows import head as _head
@@ -36,9 +37,37 @@ from airflow_wfe.store.tables import (
     audit_head_table,
 )
 
-__all__ = ["CHAIN", "DEFAULT_CHECKPOINT_EVERY", "AuditLog", "ChainConflict", "event_query"]
+__all__ = [
+    "CHAIN",
+    "DEFAULT_CHECKPOINT_EVERY",
+    "AuditLog",
+    "ChainConflict",
+    "event_query",
+    "resolve_signer",
+]
 
 DEFAULT_CHECKPOINT_EVERY: Final = 1000
+
+
+def _archive_mark(row: Any) -> Checkpoint:
+    mark = _checkpoint(row, seq="last_seq", hash_="last_hash")
+    return Checkpoint(**{**mark.__dict__, "first_seq": int(row.first_seq)})
+
+
+def resolve_signer(signer: Signer, connection: Connection) -> Signer:
+    """``signer``, with the embedded default key resolved for this store (see
+    :class:`~airflow_wfe.core.audit.signing.GeneratedKey`); for signing outside an append."""
+    if not isinstance(signer, GeneratedKey):
+        return signer
+    row = connection.execute(
+        select(audit_head_table.c.seq, audit_head_table.c.key_id).where(
+            audit_head_table.c.chain == CHAIN
+        )
+    ).first()
+    seq = 0 if row is None else int(row.seq)
+    return signer.for_store(
+        connection.dialect.name, trail_empty=seq == 0, head_key=None if row is None else row.key_id
+    )
 
 
 class ChainConflict(Exception):
@@ -87,6 +116,8 @@ class AuditLog:
         body_version: int = BODY_VERSION,
     ) -> None:
         self.signer = signer
+        #: The embedded default key, until the first append has seen which store it signs.
+        self._pending_key = signer if isinstance(signer, GeneratedKey) else None
         self.redactor = redactor or Redactor()
         self.checkpoint_every = checkpoint_every
         self.on_written = on_written
@@ -108,6 +139,8 @@ class AuditLog:
             if head is None:
                 head = self._lock_head(connection)
             seq, prev = head
+            if self._pending_key is not None:
+                self._resolve_key(connection, seq)
             sealed: list[SealedEvent] = []
             for item, event in zip(drafts, events, strict=True):
                 seq += 1
@@ -185,6 +218,30 @@ class AuditLog:
             )
         self._move_head(cursor, sql, old_seq, head_values)
 
+    def _resolve_key(self, connection: Connection, head_seq: int) -> None:
+        """Turn the embedded default key into a real one, under the chain's lock: created only for
+        an empty trail in a SQLite store (see :class:`~airflow_wfe.core.audit.signing.GeneratedKey`).
+        """
+        pending = self._pending_key
+        assert pending is not None
+        key_id = None
+        if head_seq > 0:
+            key_id = connection.execute(
+                select(audit_head_table.c.key_id).where(audit_head_table.c.chain == CHAIN)
+            ).scalar()
+        self.signer = pending.for_store(
+            connection.dialect.name, trail_empty=head_seq == 0, head_key=key_id
+        )
+        self._pending_key = None
+
+    def ready_signer(self, connection: Connection) -> Signer | None:
+        """The signer, the embedded default resolved (for checkpoints and archives, which sign
+        outside an append)."""
+        if self._pending_key is not None:
+            seq, _hash = self._lock_head(connection)
+            self._resolve_key(connection, seq)
+        return self.signer
+
     def _redacted(self, event: AuditEvent) -> AuditEvent:
         return AuditEvent(
             type=event.type,
@@ -212,8 +269,20 @@ class AuditLog:
             .with_for_update()
         ).first()
         if row is None:
-            # Only a store created without its migration lacks the genesis head; an insert race
-            # is an IntegrityError, which the store retries.
+            # The migration creates the genesis head. A store without it but with events (or
+            # archives) had its head deleted: starting a new chain at #1 would collide with the
+            # events there (an IntegrityError on every write) and bless whatever the tail now is.
+            last = connection.execute(select(func.max(audit_event_table.c.seq))).scalar()
+            archived = connection.execute(select(func.max(audit_archive_table.c.last_seq))).scalar()
+            if last is not None or archived is not None:
+                raise AuditError(
+                    "audit trail",
+                    "the chain head row (wfe_audit_head, chain 'main') is missing although the "
+                    f"trail holds events up to #{last or archived}: the store was tampered with "
+                    "or damaged, and nothing more is recorded until it is repaired. Run `wfe audit "
+                    "verify` (with --anchors), then restore the store or its head from a backup",
+                )
+            # An insert race is an IntegrityError, which the store retries.
             connection.execute(
                 insert(audit_head_table).values(chain=CHAIN, seq=0, hash=GENESIS_HASH, at="")
             )
@@ -224,7 +293,7 @@ class AuditLog:
         """The head's new columns (``HEAD_COLUMNS``), signed."""
         signature = algorithm = key_id = None
         if self.signer is not None:
-            signature = self.signer.sign(checkpoint_message(seq, hash_, at))
+            signature = self.signer.sign(head_message(seq, hash_, at))
             algorithm, key_id = self.signer.algorithm, self.signer.key_id
         return (seq, hash_, at, signature, algorithm, key_id)
 
@@ -253,7 +322,7 @@ class AuditLog:
 
     def checkpoint(self, connection: Connection, reason: str = "manual") -> Checkpoint | None:
         """Sign a checkpoint at the current head (``None`` for an empty chain or no signer)."""
-        if self.signer is None:
+        if self.ready_signer(connection) is None:
             return None
         seq, hash_ = self._lock_head(connection)
         if seq == 0:
@@ -293,16 +362,22 @@ class AuditLog:
 
     @staticmethod
     def archive_anchor(connection: Connection) -> tuple[int, str, Checkpoint | None]:
-        """Where the chain in the database starts: after the last archive, else at #1."""
+        """Where the chain in the database starts: after the last archive, else at #1 (with that
+        archive's record as a mark; whether its signature holds is verification's business)."""
         row = connection.execute(
             select(audit_archive_table).order_by(audit_archive_table.c.last_seq.desc()).limit(1)
         ).first()
         if row is None:
             return 1, GENESIS_HASH, None
-        mark = None
-        if row.signature is not None:
-            mark = _checkpoint(row, seq="last_seq", hash_="last_hash")
-        return int(row.last_seq) + 1, row.last_hash, mark
+        return int(row.last_seq) + 1, row.last_hash, _archive_mark(row)
+
+    @staticmethod
+    def archives(connection: Connection) -> list[Checkpoint]:
+        """Every archive record as a signed mark (``first_seq`` set), oldest first."""
+        rows = connection.execute(
+            select(audit_archive_table).order_by(audit_archive_table.c.last_seq)
+        )
+        return [_archive_mark(row) for row in rows]
 
     @staticmethod
     def stream_rows(

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
         ArtifactVersion,
     )
     from airflow_wfe.core.audit.events import AuditEvent, SealedEvent
-    from airflow_wfe.core.audit.signing import Signer
+    from airflow_wfe.core.audit.signing import Keyring, Signer
     from airflow_wfe.core.audit.verify import Checkpoint, VerifyReport
     from airflow_wfe.core.ledger import (
         ArchiveResult,
@@ -301,10 +301,19 @@ class Store(Protocol):
     ) -> Iterator[SealedEvent]: ...
 
     def verify_audit(
-        self, signer: Signer | None, *, since: datetime | None = None
-    ) -> VerifyReport: ...
+        self,
+        keys: Keyring | Signer | None,
+        *,
+        since: datetime | None = None,
+        signatures: bool = True,
+    ) -> VerifyReport:
+        """Check the trail read-only (creating nothing); no key is "not verified" unless
+        ``signatures=False`` (hashes and links only)."""
+        ...
 
-    def verify_audit_archive(self, path: Path, signer: Signer | None) -> VerifyReport: ...
+    def verify_audit_archive(
+        self, path: Path, keys: Keyring | Signer | None, *, signatures: bool = True
+    ) -> VerifyReport: ...
 
     def audit_checkpoint(self, signer: Signer, reason: str = "manual") -> Checkpoint | None: ...
 
@@ -316,6 +325,7 @@ class Store(Protocol):
         folder: Path,
         actor: str,
         batch_limit: int = 1_000_000,
+        keys: Keyring | None = None,
     ) -> ArchiveResult | None: ...
 
     # -- artifacts ----------------------------------------------------------------------------

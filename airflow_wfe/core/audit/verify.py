@@ -10,7 +10,13 @@ detects, and how it names it:
 * reordered events: an event's body names another position, or its ``prev`` is not the hash before it;
 * a rewritten chain (every hash recomputed after an edit): a signed checkpoint or the signed head no
   longer matches, and forging those needs the signing key;
-* a truncated tail: the signed head (or a checkpoint) names events that are no longer there.
+* a truncated tail: the signed head (or a checkpoint) names events that are no longer there;
+* a missing, unsigned or foreign head, an archive record without a valid signature, a signature of
+  one kind (checkpoint, head, archive) copied into the row of another: each is a finding, because a
+  verification *fails closed*: what cannot be shown to be signed does not count as signed.
+
+Without a key nothing can be shown to be signed: the report says "not verified" (a finding, so the
+CLI exits 1), unless the caller asked for hashes only (``signatures=False``), which the report says.
 """
 
 from __future__ import annotations
@@ -23,9 +29,16 @@ from json.encoder import encode_basestring
 from typing import Any, Final, NamedTuple, Protocol
 
 from airflow_wfe.core.audit.events import HEADER_PREFIX, body_hash, header, parse_body
-from airflow_wfe.core.audit.signing import Signer, checkpoint_message
+from airflow_wfe.core.audit.signing import (
+    Keyring,
+    Signer,
+    archive_message,
+    checkpoint_message,
+    head_message,
+)
 
 __all__ = [
+    "NOT_VERIFIED_KINDS",
     "ROW_COLUMNS",
     "Checkpoint",
     "Finding",
@@ -39,9 +52,15 @@ __all__ = [
 #: Findings kept after the first one (the first bad event is what matters; the rest is context).
 _MAX_FINDINGS: Final = 50
 _COLUMNS: Final = ("at", "type", "actor", "dag_id", "run_id", "step_id")
+#: Finding kinds that mean "could not be shown to hold" rather than "shown not to hold".
+NOT_VERIFIED_KINDS: Final = frozenset({"no key", "unknown key"})
 
 
 _HEX: Final = frozenset("0123456789abcdef")
+#: What :meth:`Verifier.check_signature` is told it checks (also the words of its findings).
+HEAD_MARK: Final = "chain head"
+CHECKPOINT_MARK: Final = "checkpoint"
+ARCHIVE_MARK: Final = "archive record"
 
 
 def _is_hex_digest(value: object) -> bool:
@@ -109,8 +128,10 @@ class Checkpoint:
     hash: str
     at: str
     algorithm: str
-    key_id: str
-    signature: str
+    key_id: str | None
+    signature: str | None
+    #: For an archive's mark: the first event the archive holds (its signature covers it).
+    first_seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +175,16 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.findings
 
+    @property
+    def status(self) -> str:
+        """``OK``, ``NOT VERIFIED`` (only key problems: nothing could be shown either way) or
+        ``BROKEN``."""
+        if not self.findings:
+            return "OK"
+        if all(f.kind in NOT_VERIFIED_KINDS for f in self.findings):
+            return "NOT VERIFIED"
+        return "BROKEN"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
@@ -176,7 +207,9 @@ class Verifier:
         start_seq: the sequence number the stream must begin with.
         prev_hash: the hash the first event must point back to (genesis, or an archive's last hash).
         checkpoints: signed checkpoints by sequence number.
-        signer: checks signatures; ``None`` skips them (and says so in the report).
+        keys: the keys signatures are checked with (a :class:`Keyring`, or one key); ``None`` or an
+            empty keyring with ``signatures`` on is a "not verified" finding.
+        signatures: ``False`` checks hashes and links only (and the report says so).
         anchored: whether ``start_seq``/``prev_hash`` are known facts (a full verification) or just
             where a ``--since`` window begins (its first event is then trusted as a starting point).
     """
@@ -187,41 +220,73 @@ class Verifier:
         start_seq: int,
         prev_hash: str,
         checkpoints: Mapping[int, Checkpoint],
-        signer: Signer | None,
+        keys: Keyring | Signer | None,
+        signatures: bool = True,
         anchored: bool = True,
     ) -> None:
         self.expected = start_seq
         self.prev_hash = prev_hash
         self.checkpoints = checkpoints
-        self.signer = signer
+        self.keys = keys if isinstance(keys, Keyring) or keys is None else Keyring([keys])
+        self.signatures = signatures
         self.anchored = anchored
-        self.report = VerifyReport(signatures_checked=signer is not None)
-        if signer is None:
-            self.report.notes.append("signatures not checked: no signing key available")
+        self.report = VerifyReport(signatures_checked=signatures and bool(self.keys))
+        if not signatures:
+            self.report.notes.append(
+                "hashes and links only (--no-signatures): no signature was checked, so a chain "
+                "rewritten or cut back by someone with write access to the store would pass"
+            )
+        elif not self.keys:
+            self.add_finding(
+                None,
+                "no key",
+                "no key to check signatures with: configure [wfe] audit_signing_key or "
+                "audit_verify_keys, or pass --public-key (--no-signatures checks hashes only)",
+            )
+        else:
+            self.report.notes.append(f"signatures checked with key(s) {self.keys.describe()}")
         for checkpoint in checkpoints.values():
-            self.check_signature(checkpoint, "checkpoint")
+            self.check_signature(checkpoint, CHECKPOINT_MARK)
 
     def add_finding(self, seq: int | None, kind: str, message: str) -> None:
         if len(self.report.findings) < _MAX_FINDINGS:
             self.report.findings.append(Finding(seq, kind, message))
 
-    def check_signature(self, mark: Checkpoint | Head, what: str) -> None:
-        if self.signer is None or mark.signature is None:
-            return
-        message = checkpoint_message(mark.seq, mark.hash, mark.at)
-        if mark.key_id != self.signer.key_id:
+    def check_signature(self, mark: Checkpoint | Head, what: str) -> bool:
+        """Whether ``mark`` carries a valid signature of its kind (``what``: chain head, checkpoint
+        or archive record) for its own position; a finding when not. Always ``True`` when
+        signatures are not checked."""
+        if not self.signatures or not self.keys:
+            return not self.signatures
+        if what == HEAD_MARK:
+            message = head_message(mark.seq, mark.hash, mark.at)
+        elif what == ARCHIVE_MARK:
+            first = getattr(mark, "first_seq", None)
+            message = archive_message(first if first is not None else -1, mark.seq, mark.hash,
+                                      mark.at)  # fmt: skip
+        else:
+            message = checkpoint_message(mark.seq, mark.hash, mark.at)
+        problem = self.keys.check(mark.key_id, message, mark.signature)
+        if problem is None:
+            return True
+        where = None if what == HEAD_MARK else mark.seq
+        if problem == "unsigned":
+            self.add_finding(where, "unsigned", f"the {what} at #{mark.seq} carries no signature")
+        elif problem == "unknown key":
             self.add_finding(
-                mark.seq if what == "checkpoint" else None,
+                where,
                 "unknown key",
-                f"{what} at #{mark.seq} is signed with key {mark.key_id}, "
-                f"not the configured {self.signer.key_id}",
+                f"the {what} at #{mark.seq} is signed with key {mark.key_id}, which is not among "
+                f"the keys given ({self.keys.describe()}); add it to [wfe] audit_verify_keys",
             )
-        elif not self.signer.verify(message, mark.signature):
+        else:
             self.add_finding(
-                mark.seq if what == "checkpoint" else None,
+                where,
                 "bad signature",
-                f"the {what} at #{mark.seq} does not carry a valid signature (forged or altered)",
+                f"the {what} at #{mark.seq} does not carry a valid {what} signature for its "
+                "position (forged, altered, or copied from another record)",
             )
+        return False
 
     def feed(self, event: StoredEvent) -> None:
         """Check one event (events must come in increasing ``seq``)."""
@@ -362,8 +427,14 @@ class Verifier:
         if not event.body.startswith(expected + "{"):
             self.add_finding(seq, "edited", "its body's header is not in canonical form")
 
-    def finish(self, head: Head | None) -> VerifyReport:
-        """Check the end of the stream against the signed head and the checkpoints past it."""
+    def finish(self, head: Head | None, *, expect_head: bool = True) -> VerifyReport:
+        """Check the end of the stream against the signed head and the checkpoints past it.
+
+        ``expect_head``: the stream comes from a store, whose trail must end at a signed head (an
+        archive file ends at its own signed mark instead). A store without a head row, with an
+        unsigned head, or with a head whose signature does not hold, is broken: nothing then
+        vouches for where the trail ends.
+        """
         report = self.report
         last = self.expected - 1
         beyond = sorted(s for s in self.checkpoints if s > last)
@@ -373,26 +444,37 @@ class Verifier:
                 "truncated",
                 f"a signed checkpoint covers event #{beyond[-1]}, but the trail ends at #{last}",
             )
-        if head is not None:
-            self.check_signature(head, "chain head")
-            if self.signer is not None and head.signature is None and head.seq > 0:
+        if head is None:
+            if expect_head:
+                self.add_finding(
+                    None,
+                    "head missing",
+                    "the store has no chain head row (wfe_audit_head): nothing vouches for where "
+                    f"the trail ends ({report.events} event(s) present); its tail may have been "
+                    "cut or the whole chain rewritten",
+                )
+            return report
+        if head.seq > 0 or report.events:
+            if head.signature is None and self.signatures:
                 self.add_finding(None, "unsigned", "the chain head carries no signature")
-            if head.seq > last:
-                self.add_finding(
-                    last + 1,
-                    "truncated",
-                    f"event(s) #{last + 1}..#{head.seq} missing: the signed head says the trail "
-                    f"ends at #{head.seq}",
-                )
-            elif head.seq < last:
-                self.add_finding(
-                    head.seq + 1,
-                    "not chained",
-                    f"event(s) #{head.seq + 1}..#{last} were written outside the chain (the head "
-                    f"ends at #{head.seq})",
-                )
-            elif report.events and head.hash != self.prev_hash:
-                self.add_finding(last, "rewritten", "it differs from the signed chain head")
+            else:
+                self.check_signature(head, HEAD_MARK)
+        if head.seq > last:
+            self.add_finding(
+                last + 1,
+                "truncated",
+                f"event(s) #{last + 1}..#{head.seq} missing: the signed head says the trail "
+                f"ends at #{head.seq}",
+            )
+        elif head.seq < last:
+            self.add_finding(
+                head.seq + 1,
+                "not chained",
+                f"event(s) #{head.seq + 1}..#{last} were written outside the chain (the head "
+                f"ends at #{head.seq})",
+            )
+        elif report.events and head.hash != self.prev_hash:
+            self.add_finding(last, "rewritten", "it differs from the signed chain head")
         return report
 
     def run(self, events: Iterable[StoredEvent], head: Head | None) -> VerifyReport:
