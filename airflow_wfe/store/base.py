@@ -35,9 +35,10 @@ class Conflict(Exception):
     """A concurrent writer changed the row between our read and our write; start over."""
 
 
-def _is_transient(exc: OperationalError) -> bool:
+def _is_transient(exc: BaseException) -> bool:
     """A deadlock, a serialization failure or a busy SQLite file: trying again succeeds."""
-    return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES or is_sqlite_locked(exc)
+    orig = getattr(exc, "orig", exc)
+    return getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES or is_sqlite_locked(exc)
 
 
 def run_pk(connection: Connection, dag_id: str, run_id: str) -> int:
@@ -94,7 +95,11 @@ class StoreBase:
             except (Conflict, ChainConflict, IntegrityError):
                 # Lost a race on a new row or a version; the other writer's result is now visible.
                 time.sleep(random.uniform(0, 0.005 * number))
-            except OperationalError as exc:
+            except Exception as exc:
+                # The audit append runs on the driver's own cursor: its errors arrive unwrapped.
+                driver_error = self._engine.dialect.loaded_dbapi.OperationalError
+                if not isinstance(exc, OperationalError | driver_error):
+                    raise
                 if _is_transient(exc) and time.monotonic() < deadline:
                     time.sleep(random.uniform(0, 0.01 * number))
                     continue
