@@ -144,3 +144,35 @@ def test_a_yaml_quality_key_checks_the_steps_result_before_its_dependants(
         "expect_column_values_to_not_be_null",
         "expect_column_values_to_be_between",
     ]
+
+
+def test_the_data_pipeline_example_publishes_good_data_and_stops_bad_data(
+    dagbag: Any, ledger: Path
+) -> None:
+    import os
+
+    published = Path(os.environ["AIRFLOW_HOME"]) / "wfe-demo-data" / "published"
+    dag = dagbag.get_dag("wfe_example_yaml_data_pipeline")
+    good = dag.test()
+    assert good.state == "success"
+    store = get_runtime_store()
+    assert store.get_run(dag.dag_id, good.run_id).state == "COMPLETED"
+    (decision,) = store.decisions(dag.dag_id, good.run_id)
+    assert decision.outcome == "allow"
+    assert decision.details["checked"] == 5
+    files = sorted(published.glob("orders-*.json"))
+    assert len(files) == 1
+    for file in files:
+        file.unlink()
+
+    bad = dag.test(run_conf={"bad_rows": 3})
+    assert bad.state == "failed"
+    assert store.get_run(dag.dag_id, bad.run_id).state == "REJECTED"
+    (denied,) = store.decisions(dag.dag_id, bad.run_id)
+    assert [r["rule"] for r in denied.reasons] == [  # GX's uniqueness ignores the nulls
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_be_between",
+    ]
+    assert "3 of 53 values unexpected" in denied.reasons[0]["message"]
+    assert not list(published.glob("orders-*.json"))
