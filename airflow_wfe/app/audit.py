@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 
 from airflow_wfe.app.context import AppContext
 from airflow_wfe.app.models.audit import (
+    AnchorResult,
     ArchiveResult,
     AuditEvent,
     AuditStory,
@@ -39,11 +40,12 @@ from airflow_wfe.core.audit.signing import (
 )
 from airflow_wfe.core.audit.verify import VerifyReport as VerifyRecord
 from airflow_wfe.core.spec.models import parse_duration
-from airflow_wfe.exceptions import RunNotFoundError
+from airflow_wfe.exceptions import ConfigError, RunNotFoundError
 
 __all__ = [
     "CSV_COLUMNS",
     "AuditExport",
+    "anchor",
     "archive",
     "checkpoint",
     "export",
@@ -186,6 +188,7 @@ def verify(
     archives: Sequence[Path] = (),
     public_keys: Sequence[Path] = (),
     signatures: bool = True,
+    anchors: Path | None = None,
 ) -> AuditVerification:
     """Check the store's chain (from ``since``) and each archive file: hashes, links, signatures
     (``signatures=False``: hashes and links only, and the reports say so). Read-only."""
@@ -195,6 +198,10 @@ def verify(
         for p in archives
     }
     reports["store"] = _report(ctx.store.verify_audit(keys, since=since, signatures=signatures))
+    if anchors is not None:
+        reports[f"anchors {anchors}"] = _report(
+            ctx.store.verify_audit_anchors(anchors, keys, signatures=signatures)
+        )
     return AuditVerification(ok=all(r.ok for r in reports.values()), reports=reports)
 
 
@@ -248,6 +255,8 @@ def checkpoint(ctx: AppContext, reason: str = "manual") -> CheckpointResult | No
     mark = ctx.store.audit_checkpoint(write_signer(ctx), reason)
     if mark is None:
         return None
+    if ctx.settings.audit_anchor_dir is not None:
+        anchor(ctx)
     return CheckpointResult(
         seq=mark.seq,
         hash=mark.hash,
@@ -256,6 +265,20 @@ def checkpoint(ctx: AppContext, reason: str = "manual") -> CheckpointResult | No
         key_id=mark.key_id or "",
         signature=mark.signature or "",
     )
+
+
+def anchor(ctx: AppContext, folder: Path | None = None) -> AnchorResult:
+    """Write a signed anchor of the chain's head to ``folder`` (default ``[wfe]
+    audit_anchor_dir``), outside the store; run it on a schedule, also when nothing happened.
+
+    Raises:
+        ConfigError: no folder given and none configured.
+    """
+    target = folder or ctx.settings.audit_anchor_dir
+    if target is None:
+        raise ConfigError("audit_anchor_dir", "", "no anchor folder: set it, or pass --to DIR")
+    path, seq = ctx.store.audit_anchor(write_signer(ctx), target)
+    return AnchorResult(path=str(path), seq=seq)
 
 
 def archive(

@@ -45,6 +45,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         archives=args.archive or (),
         public_keys=args.public_key or (),
         signatures=args.signatures,
+        anchors=args.anchors,
     )
     if args.json:
         print_json(verdict)
@@ -54,6 +55,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if first is not None:
         print(f"wfe: audit trail does not verify: first problem at {first}", file=sys.stderr)
     return EXIT_OK if verdict.ok else EXIT_FINDING
+
+
+def cmd_anchor(args: argparse.Namespace) -> int:
+    result = audit.anchor(AppContext.from_process(), args.to)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"anchored the chain at event #{result.seq} in {result.path}")
+    return EXIT_OK
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -174,6 +184,12 @@ def add_audit_commands(commands: Any) -> None:
         help="check hashes and links only (the output says so): no key needed, but a chain "
         "rewritten by someone with write access to the store passes",
     )
+    verify.add_argument(
+        "--anchors",
+        type=Path,
+        metavar="DIR",
+        help="also compare the store with the signed anchors in DIR (truncation, rollback, erasure)",
+    )
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=cmd_verify)
 
@@ -197,6 +213,15 @@ def add_audit_commands(commands: Any) -> None:
         "sync", help="import changes made in Airflow's UI/REST (user, request) into the trail"
     )
     sync.set_defaults(handler=cmd_sync)
+
+    anchor = sub.add_parser(
+        "anchor", help="write a signed anchor of the chain's head outside the store (schedule it)"
+    )
+    anchor.add_argument(
+        "--to", type=Path, metavar="DIR", help="anchor folder (default [wfe] audit_anchor_dir)"
+    )
+    anchor.add_argument("--json", action="store_true")
+    anchor.set_defaults(handler=cmd_anchor)
 
     keygen = sub.add_parser(
         "keygen", help="write a new Ed25519 key pair for signing the trail; print its id"

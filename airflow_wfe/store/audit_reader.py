@@ -24,11 +24,20 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from airflow_wfe.core.audit.anchors import check_anchors
 from airflow_wfe.core.audit.canonical import canonical_json, format_time
 from airflow_wfe.core.audit.events import GENESIS_HASH, AuditEvent, EventType, SealedEvent
 from airflow_wfe.core.audit.signing import Keyring, Signer, archive_message
-from airflow_wfe.core.audit.verify import ARCHIVE_MARK, Checkpoint, Verifier, VerifyReport
+from airflow_wfe.core.audit.verify import (
+    ARCHIVE_MARK,
+    HEAD_MARK,
+    Checkpoint,
+    Finding,
+    Verifier,
+    VerifyReport,
+)
 from airflow_wfe.exceptions import AuditError, StoreUnavailableError
+from airflow_wfe.store.audit_anchor import read_anchors, write_anchor
 from airflow_wfe.store.audit_writer import AuditLog, event_query, resolve_signer
 from airflow_wfe.store.base import StoreBase
 from airflow_wfe.store.engine import masked_url, parse_url
@@ -443,3 +452,64 @@ class AuditReads(StoreBase):
         log = AuditLog(signer=signer, redactor=self.audit.redactor)
         # (The embedded default key is resolved under the chain's lock by the log itself.)
         return self._write("audit checkpoint", lambda c: log.checkpoint(c, reason))
+
+    def audit_anchor(self, signer: Signer, folder: Path) -> tuple[Path, int]:
+        """Write a signed anchor of the chain's head, as it stands now, to ``folder`` (outside the
+        store); also when nothing happened since the last one (its time is then news). Returns the
+        file and the position anchored.
+
+        Raises:
+            AuditError: the head's own signature does not hold (an anchor must not bless a forged
+                head), or the folder cannot be written.
+        """
+        with self._read() as connection:
+            signer = resolve_signer(signer, connection)
+            head = AuditLog.head(connection)
+        if head is None:
+            raise AuditError("audit trail", "the chain head row is missing: nothing to anchor")
+        if head.seq > 0:
+            verifier = Verifier(
+                start_seq=1, prev_hash=GENESIS_HASH, checkpoints={}, keys=Keyring([signer])
+            )
+            if not verifier.check_signature(head, HEAD_MARK):
+                raise AuditError(
+                    "audit trail",
+                    f"will not anchor a head whose signature does not hold: "
+                    f"{verifier.report.findings[0]}",
+                )
+        now = format_time(datetime.now(UTC))
+        return write_anchor(folder, signer, head.seq, head.hash, now), head.seq
+
+    def verify_audit_anchors(
+        self, folder: Path, keys: Keyring | Signer | None, *, signatures: bool = True
+    ) -> VerifyReport:
+        """Compare the store with every anchor in ``folder``: a truncated, rolled back or erased
+        store is named by the last anchored position that is gone (read-only)."""
+        anchors = read_anchors(folder)
+        keyring = None
+        if signatures:
+            keyring = keys if isinstance(keys, Keyring) else Keyring([] if keys is None else [keys])
+        report = VerifyReport(signatures_checked=bool(keyring))
+        with read_only_connection(self.url) as connection:
+            archives = AuditLog.archives(connection)
+            last = connection.execute(select(func.max(audit_event_table.c.seq))).scalar()
+
+            def event_hash(seq: int) -> str | None:
+                found = connection.execute(
+                    select(audit_event_table.c.hash).where(audit_event_table.c.seq == seq)
+                ).scalar()
+                return None if found is None else str(found)
+
+            findings, notes = check_anchors(
+                anchors,
+                keyring,
+                event_hash=event_hash,
+                archived_up_to=archives[-1].seq if archives else 0,
+                last_seq=int(last or 0),
+            )
+        if signatures and not keyring:
+            findings.insert(0, (None, "no key", "no key to check the anchors' signatures with"))
+        report.findings = [Finding(seq, kind, message) for seq, kind, message in findings]
+        report.notes = notes
+        report.checkpoints = len(anchors)
+        return report

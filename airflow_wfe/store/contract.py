@@ -317,6 +317,16 @@ class Store(Protocol):
 
     def audit_checkpoint(self, signer: Signer, reason: str = "manual") -> Checkpoint | None: ...
 
+    def audit_anchor(self, signer: Signer, folder: Path) -> tuple[Path, int]:
+        """Write a signed anchor of the chain's head to ``folder``, outside the store."""
+        ...
+
+    def verify_audit_anchors(
+        self, folder: Path, keys: Keyring | Signer | None, *, signatures: bool = True
+    ) -> VerifyReport:
+        """Compare the store with the anchors in ``folder`` (truncation, rollback, erasure)."""
+        ...
+
     def archive_audit(
         self,
         signer: Signer,

@@ -9,6 +9,7 @@ from pydantic import Field, model_serializer
 from airflow_wfe.app.models.base import ResponseModel
 
 __all__ = [
+    "AnchorResult",
     "ArchiveResult",
     "AuditEvent",
     "AuditStory",
@@ -111,3 +112,10 @@ class ArchiveResult(ResponseModel):
     last_seq: int = Field(description="last event archived")
     events: int = Field(description="how many")
     sha256: str = Field(description="SHA-256 of the archive file")
+
+
+class AnchorResult(ResponseModel):
+    """A signed anchor written outside the store."""
+
+    path: str = Field(description="the anchor file written")
+    seq: int = Field(description="the chain position it vouches for (0: an empty trail)")
