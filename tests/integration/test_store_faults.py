@@ -86,9 +86,14 @@ def sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagbag: Any) -
 
 
 def _normal_duration(dagbag: Any) -> float:
-    dag_run, took = _timed_run(dagbag)
-    assert dag_run.state == "success"
-    return took
+    """A healthy run's duration on the current store, measured warm (the first run of a process
+    pays Airflow's imports)."""
+    durations = []
+    for _ in range(2):
+        dag_run, took = _timed_run(dagbag)
+        assert dag_run.state == "success"
+        durations.append(took)
+    return durations[-1]
 
 
 def test_a_sqlite_lock_held_by_another_process_costs_one_bound(
@@ -115,6 +120,7 @@ def test_a_sqlite_lock_held_by_another_process_costs_one_bound(
         dag_run, took = _timed_run(dagbag)
         assert dag_run.state == "success"
         # One lock bound (1 s) for the first fact; the others join the spool without waiting.
+        print(f"sqlite lock: normal run {normal:.1f} s, with the lock held {took:.1f} s")
         assert took < normal + 6, (took, normal)
         spooled = list((tmp_path / "spool").glob("*.jsonl"))
         assert len(spooled) == 1
@@ -259,6 +265,7 @@ def test_a_postgres_store_that_never_answers_costs_one_bound(
         _configure(monkeypatch, silent_url, tmp_path / "spool")
         dag_run, took = _timed_run(dagbag)
         assert dag_run.state == "success"
+        print(f"silent server: normal run {normal:.1f} s, store silent {took:.1f} s")
         assert took < normal + 10, (took, normal)  # 130 s per hook before the bounds
         assert server.accepted  # it really was asked
         spool_file = get_recorder().spool.file  # type: ignore[union-attr]
@@ -317,6 +324,7 @@ def test_postgres_refusing_connections_mid_run_loses_nothing(
     finally:
         open_database()
     assert dag_run.state == "success"
+    print(f"database closed: normal run {normal:.1f} s, store away {took:.1f} s")
     assert took < normal + 10, (took, normal)
     time.sleep(0.2)
     result = get_recorder().flush_spool()
