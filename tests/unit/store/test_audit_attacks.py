@@ -178,7 +178,9 @@ def test_a_checkpoint_copied_into_the_head_after_a_cut_does_not_verify(
                 signature=checkpoint.signature,
             )
         )
-    assert _kinds(signed_store, signer) == [(None, "bad signature")]
+    kinds = _kinds(signed_store, signer)
+    assert kinds[0] == (None, "bad signature")
+    assert {kind for _seq, kind in kinds} == {"bad signature", "projection"}
 
 
 def test_a_forged_checkpoint_row_is_refused(
@@ -323,3 +325,30 @@ def test_the_writer_still_writes_after_an_honest_empty_head(url: str, signer: Hm
     recorder.run_started("etl", "r", actor="scheduler", reason="go")
     recorder.step("etl", "r", "s", StepState.RUNNING, actor="worker")
     assert store.verify_audit(signer).ok
+
+
+def test_an_edited_state_table_disagrees_with_the_replayed_trail(
+    signed_store: SqlStore, signer: HmacSigner, write_history: History
+) -> None:
+    from airflow_wfe.store.tables import run_table, step_table
+
+    write_history(signed_store)
+    assert signed_store.verify_audit(signer).ok
+    with signed_store._engine.begin() as connection:
+        connection.execute(
+            update(run_table).where(run_table.c.run_id == "run-1").values(state="FAILED")
+        )
+    report = signed_store.verify_audit(signer)
+    assert [(f.kind) for f in report.findings] == ["projection"]
+    assert "wfe_run etl/run-1" in report.findings[0].message
+    assert "'FAILED'" in report.findings[0].message
+    assert "'COMPLETED'" in report.findings[0].message
+    with signed_store._engine.begin() as connection:
+        connection.execute(
+            update(run_table).where(run_table.c.run_id == "run-1").values(state="COMPLETED")
+        )
+        connection.execute(
+            update(step_table).where(step_table.c.step_id == "step2").values(state="FAILED")
+        )
+    report = signed_store.verify_audit(signer)
+    assert "wfe_step etl/run-0/step2[-1]" in report.findings[0].message
