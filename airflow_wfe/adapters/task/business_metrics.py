@@ -44,6 +44,17 @@ def _task_identity() -> tuple[str, str, str, int]:
     return ti.dag_id, ti.run_id, ti.task_id, -1 if raw is None else int(raw)
 
 
+def mask_text(text: str | None) -> str | None:
+    """``text`` through Airflow's secrets masker (the Task SDK's), if there is one."""
+    if text is None:
+        return None
+    try:
+        from airflow.sdk._shared.secrets_masker import redact
+    except ImportError:  # pragma: no cover - an Airflow without the Task SDK's masker
+        return text
+    return str(redact(text))
+
+
 def record_business_metric(
     name: str,
     value: float,
@@ -80,6 +91,12 @@ def record_business_metric(
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"business metric {name!r}: value must be a finite number, got {value!r}")
+    # The unit is free text a DAG author writes: Airflow's masker hides every secret it knows
+    # (connection passwords, sensitive variables, mask_secret values) before it is stored, tagged
+    # or logged. A name holding one is refused without echoing it.
+    unit = mask_text(unit)
+    if mask_text(name) != name:
+        raise ValueError("business metric name: it contains a value Airflow masks as a secret")
     if dag_id is None or run_id is None:
         dag_id, run_id, step_id, map_index = _task_identity()
     when = at or datetime.now(UTC)

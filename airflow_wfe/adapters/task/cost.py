@@ -35,6 +35,7 @@ def record_cost(
     """
     from airflow.sdk import get_current_context
 
+    from airflow_wfe.adapters.task.business_metrics import mask_text
     from airflow_wfe.engine.harness import get_runtime_store
 
     context = get_current_context()
@@ -48,7 +49,8 @@ def record_cost(
         ti.task_id,
         amount,
         currency=currency,
-        detail=detail,
+        # Free text a DAG author writes: through Airflow's secrets masker before it is stored.
+        detail=mask_text(detail),
         tags=tags,
     )
     totals = store.spent(ti.dag_id, ti.run_id, tags=tags)
