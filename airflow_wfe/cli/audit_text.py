@@ -93,9 +93,12 @@ def render_verification(verdict: AuditVerification) -> str:
     for name, report in verdict.reports.items():
         span = f"events #{report.first_seq}..#{report.last_seq}" if report.events else "no events"
         status = _status(report)
-        lines.append(
-            f"{name}: {status}: {report.events} {span}, {report.checkpoints} checkpoint(s)"
-        )
+        if name.startswith("anchors "):  # app.audit.verify's report over an anchor folder
+            lines.append(f"{name}: {status}: {report.checkpoints} anchor(s)")
+        else:
+            lines.append(
+                f"{name}: {status}: {report.events} {span}, {report.checkpoints} checkpoint(s)"
+            )
         lines += [f"  note: {note}" for note in report.notes]
         lines += [f"  {finding}" for finding in report.findings]
     return "\n".join(lines)

@@ -79,3 +79,27 @@ def test_verify_of_a_mistyped_store_is_an_error_not_an_empty_trail(tmp_path: Pat
     assert "no such file" in result.stderr
     assert "OK" not in result.stdout
     assert not missing.exists()
+
+
+def test_anchor_then_verify_anchors_names_the_position_cut_off(
+    tmp_path: Path, write_history: History
+) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path}/wfe.db"
+    key = "cli-test-audit-key-0123456789abcdef"
+    write_history(SqlStore(url, audit=AuditLog(signer=load_signer(key, Path("unused")))), runs=1)
+    anchors = tmp_path / "anchors"
+    made = _wfe(
+        tmp_path, url, "audit", "anchor", audit_signing_key=key, audit_anchor_dir=str(anchors)
+    )
+    assert made.returncode == 0, made.stderr
+    assert "anchored the chain at event #13" in made.stdout
+    ok = _wfe(tmp_path, url, "audit", "verify", "--anchors", str(anchors), audit_signing_key=key)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert f"anchors {anchors}: OK: 1 anchor(s)" in ok.stdout
+    with sqlite3.connect(tmp_path / "wfe.db") as connection:
+        connection.execute("DELETE FROM wfe_audit_event WHERE seq > 10")
+    cut = _wfe(tmp_path, url, "audit", "verify", "--anchors", str(anchors), audit_signing_key=key)
+    assert cut.returncode == 1
+    assert "event #13: truncated: the last anchored position, event #13" in cut.stdout
