@@ -10,6 +10,7 @@ head is always the *last* lock a transaction takes, so it never waits for a run 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import Connection, Select, func, insert, select
@@ -24,7 +25,13 @@ from airflow_wfe.core.audit.events import (
     seal_draft,
 )
 from airflow_wfe.core.audit.redact import Redactor
-from airflow_wfe.core.audit.signing import GeneratedKey, Signer, checkpoint_message, head_message
+from airflow_wfe.core.audit.signing import (
+    GeneratedKey,
+    Keyring,
+    Signer,
+    checkpoint_message,
+    head_message,
+)
 from airflow_wfe.core.audit.verify import ROW_COLUMNS, Checkpoint, Head
 from airflow_wfe.exceptions import AuditError
 from airflow_wfe.store.audit_sql import CHAIN, EVENT_COLUMNS, HEAD_COLUMNS, DriverSql, driver_sql
@@ -104,6 +111,10 @@ class AuditLog:
         checkpoint_every: a signed checkpoint every this many events (0: none).
         on_written: told how many events each append wrote (the metrics counter).
         body_version: layout of the bodies written (1 only to build old-style chains in tests).
+        anchor_dir: where a periodic checkpoint also writes a signed anchor (see
+            :mod:`airflow_wfe.core.audit.anchors`) of the *previous* checkpoint, which is committed
+            (an anchor of a position that then rolled back would be a false alarm); ``wfe audit
+            anchor`` on a schedule covers the events after it.
     """
 
     def __init__(
@@ -114,6 +125,7 @@ class AuditLog:
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         on_written: Callable[[int], None] | None = None,
         body_version: int = BODY_VERSION,
+        anchor_dir: Path | None = None,
     ) -> None:
         self.signer = signer
         #: The embedded default key, until the first append has seen which store it signs.
@@ -122,6 +134,7 @@ class AuditLog:
         self.checkpoint_every = checkpoint_every
         self.on_written = on_written
         self.body_version = body_version
+        self.anchor_dir = anchor_dir
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -154,6 +167,8 @@ class AuditLog:
             if self.signer is not None and self.checkpoint_every > 0:
                 due = [e for e in sealed if e.seq % self.checkpoint_every == 0]
             last = sealed[-1]
+            if due and self.anchor_dir is not None:
+                self._anchor_previous_checkpoint(connection, due[0].seq)
             self._write(connection, cursor, sql, sealed, due, head[0], last)
         finally:
             cursor.close()
@@ -241,6 +256,29 @@ class AuditLog:
             seq, _hash = self._lock_head(connection)
             self._resolve_key(connection, seq)
         return self.signer
+
+    def _anchor_previous_checkpoint(self, connection: Connection, before: int) -> None:
+        """Anchor the latest committed checkpoint before ``before``, if its signature holds (an
+        anchor must never sign what someone slipped into the checkpoint table). Only every
+        ``checkpoint_every`` events, never on the per-transition path."""
+        from airflow_wfe.store.audit_anchor import write_anchor
+
+        assert self.signer is not None
+        assert self.anchor_dir is not None
+        row = connection.execute(
+            select(audit_checkpoint_table)
+            .where(audit_checkpoint_table.c.seq < before)
+            .order_by(audit_checkpoint_table.c.seq.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return
+        mark = _checkpoint(row)
+        if Keyring([self.signer]).check(
+            mark.key_id, checkpoint_message(mark.seq, mark.hash, mark.at), mark.signature
+        ):
+            return
+        write_anchor(self.anchor_dir, self.signer, mark.seq, mark.hash, mark.at)
 
     def _redacted(self, event: AuditEvent) -> AuditEvent:
         return AuditEvent(

@@ -115,3 +115,19 @@ def test_anchor_refuses_a_head_that_does_not_verify(
         connection.execute(update(audit_head_table).values(signature="0" * 64))
     with pytest.raises(AuditError, match="will not anchor"):
         signed_store.audit_anchor(signer, tmp_path / "anchors")
+
+
+def test_periodic_checkpoints_anchor_the_previous_committed_checkpoint(
+    url: str, signer: HmacSigner, write_history: History, tmp_path: Path
+) -> None:
+    from airflow_wfe.store.audit_writer import AuditLog
+
+    folder = tmp_path / "anchors"
+    store = SqlStore(url, audit=AuditLog(signer=signer, checkpoint_every=5, anchor_dir=folder))
+    write_history(store)  # 26 events: checkpoints 5..25; anchors of 5, 10, 15, 20
+    names = sorted(p.name for p in folder.iterdir())
+    assert [int(n.split("-")[2]) for n in names] == [5, 10, 15, 20]
+    assert _findings(store, folder, signer) == []
+    with store._engine.begin() as connection:
+        connection.execute(delete(audit_event_table).where(audit_event_table.c.seq > 18))
+    assert _findings(store, folder, signer)[0] == (20, "truncated")
