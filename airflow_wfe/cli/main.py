@@ -127,6 +127,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(dags_folder=args.dags_folder, serve=args.serve, port=args.port)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    # Reads Airflow's plugins and providers: only `wfe doctor` pays for importing them.
+    from airflow_wfe.cli.doctor import run_doctor
+
+    return run_doctor(as_json=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree (also used by the docs and the tests)."""
     parser = argparse.ArgumentParser(
@@ -199,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--port", type=int, default=8080, help="UI port on 127.0.0.1")
     demo.set_defaults(handler=cmd_demo)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check this deployment: store, signing key, policies, plugin, provider, StatsD",
+        description="One line per check (ok, FAIL, skip); exit 1 when any check fails. "
+        "Run it on every machine (scheduler, workers, API server) to find the one that differs.",
+    )
+    doctor.add_argument("--json", action="store_true", help="print one JSON object")
+    doctor.set_defaults(handler=cmd_doctor)
     return parser
 
 

@@ -250,3 +250,35 @@ def test_airflow_wfe_help_version_and_debug(store_url: str) -> None:
     debugged = run("--debug", "runs", "show", "no-such-dag", "no-such-run")
     assert debugged.returncode == 1
     assert "Traceback" in debugged.stderr
+
+
+def test_airflow_config_list_shows_every_wfe_default(tmp_path: Path) -> None:
+    # Airflow 3.3 hides every value (its own sections too) unless --show-values; with it, each
+    # [wfe] option shows the default declared once in airflow_wfe/config.py, read through provider
+    # info in a fresh AIRFLOW_HOME with no airflow.cfg entry for [wfe].
+    from airflow_wfe.config import OPTIONS
+
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("AIRFLOW__WFE__") and key != "AIRFLOW_CONFIG"
+    }
+    env["AIRFLOW_HOME"] = str(tmp_path / "home")
+    airflow = str(Path(sys.executable).parent / "airflow")
+    result = subprocess.run(
+        [airflow, "config", "list", "--section", "wfe", "--show-values", "--hide-sensitive"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    shown = dict(
+        line.split(" = ", 1) if " = " in line else (line.rstrip(" ="), "")
+        for line in result.stdout.splitlines()
+        if line and not line.startswith(("[", "#"))
+    )
+    for option in OPTIONS:
+        expected = "< hidden >" if option.sensitive else option.default
+        assert shown.get(option.name, "<missing>").strip() == expected.strip(), option.name
