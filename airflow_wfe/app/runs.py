@@ -196,4 +196,8 @@ def run_detail(ctx: AppContext, dag_id: str, run_id: str) -> RunDetail:
     Raises:
         RunNotFoundError: no such run in the store.
     """
-    return detail(ctx.store.get_run(dag_id, run_id), ctx)
+    found = detail(ctx.store.get_run(dag_id, run_id), ctx)
+    from airflow_wfe.app.spool import spooled_for_run
+
+    waiting = spooled_for_run(dag_id, run_id)
+    return found.model_copy(update={"spooled": waiting}) if waiting else found

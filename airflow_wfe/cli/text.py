@@ -93,6 +93,11 @@ def render_run(run: RunDetail) -> str:
             f"  workflow spec: version {run.spec_version or '-'}, "
             f"content hash {(run.spec_hash or '-')[:12]}"
         )
+    if run.spooled:
+        lines.append(
+            f"  {run.spooled} transition(s) still spooled on this host, not in the store yet "
+            "(wfe spool flush)"
+        )
     lines += ["", "  Run transitions"]
     lines += [_transition_line(t, "    ") for t in run.transitions]
     lines += ["", f"  Steps ({len(run.steps)})"]

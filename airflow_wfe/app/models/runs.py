@@ -98,3 +98,8 @@ class RunDetail(RunSummary):
     steps: list[StepDetail] = Field(description="every step instance with its history")
     compensations: list[Compensation] = Field(description="compensated steps, in the order run")
     decisions: list[DecisionItem] = Field(description="gate decisions and approvals, in order")
+    spooled: int = Field(
+        default=0,
+        description="transitions of this run still waiting in this host's local spool for the "
+        "store (docs/reliability.md); 0 when everything reached it",
+    )

@@ -165,3 +165,39 @@ def test_status_lists_files_and_runs(stores: tuple[str, str], tmp_path: Path) ->
     assert (found.host, found.pending, found.runs) == ("host", 3, {"d/r": 3})
     line = json.loads(place.file.read_text().splitlines()[0])
     assert line["at"] == "2026-12-01T00:00:00+00:00"
+
+
+def test_runs_show_says_what_is_still_spooled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow_wfe.cli.main import main
+    from airflow_wfe.engine.harness import get_recorder, reset_runtime, spool_place
+
+    monkeypatch.setenv("AIRFLOW__WFE__STORE_CONN", f"sqlite:///{tmp_path}/wfe.db")
+    monkeypatch.setenv("AIRFLOW__WFE__SPOOL_PATH", str(tmp_path / "spool"))
+    monkeypatch.setenv("AIRFLOW__WFE__AUDIT_SIGNING_KEY", "spool-test-key-0123456789")
+    reset_runtime()
+    try:
+        get_recorder().run_started("d", "r", actor="scheduler", reason="go")
+        capsys.readouterr()  # the recorder's own transition log line
+        place = spool_place()
+        at = datetime.now(UTC)
+        for run_id in ("r", "r", "other"):
+            args = {"dag_id": "d", "run_id": run_id, "actor": "worker", "reason": "x"}
+            spool.append(
+                place.file, op="run_started", at=at, args=args, store="s", max_bytes=1 << 20
+            )
+        assert main(["runs", "show", "d", "r", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["spooled"] == 2
+        assert main(["runs", "show", "d", "r"]) == 0
+        assert "2 transition(s) still spooled on this host" in capsys.readouterr().out
+        assert main(["spool", "status", "--json"]) == 0
+        status = json.loads(capsys.readouterr().out)
+        assert status["pending"] == 3
+        assert status["files"][0]["current_store"] is True
+        assert main(["spool", "flush", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["remaining"] == 0
+        assert main(["runs", "show", "d", "r", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["spooled"] == 0
+    finally:
+        reset_runtime()
