@@ -250,7 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the contract is: no traceback without --debug
         if args.debug:
             traceback.print_exc()
-        store = _unreadable_store(exc)
+        from airflow_wfe.app.schema import unreadable_store
+
+        store = unreadable_store(exc)
         if store is not None:
             print(f"wfe: error: {store}", file=sys.stderr)
             return EXIT_FINDING
@@ -260,27 +262,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return EXIT_FINDING
-
-
-def _unreadable_store(exc: Exception) -> str | None:
-    """One line for a store the driver cannot read (not a database, corrupt), else None."""
-    from sqlalchemy.exc import DatabaseError
-
-    if not isinstance(exc, DatabaseError):
-        return None
-    from sqlalchemy.engine import make_url
-
-    url = make_url(get_settings().store_conn)
-    where = (
-        f"file {url.database}"
-        if url.get_backend_name() == "sqlite"
-        else url.render_as_string(hide_password=True)
-    )
-    reason = str(exc.orig) if exc.orig is not None else type(exc).__name__
-    return (
-        f"the state store ({where}) cannot be read: {reason}; point [wfe] store_conn at an "
-        "airflow-wfe store, or at a new file and run `wfe db upgrade`"
-    )
 
 
 if __name__ == "__main__":  # pragma: no cover

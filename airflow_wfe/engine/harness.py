@@ -81,6 +81,7 @@ def build_audit_log() -> AuditLog:
         ),
         checkpoint_every=settings.audit_checkpoint_interval,
         on_written=lambda count: emitter.incr(names.AUDIT_EVENTS, count),
+        anchor_dir=settings.audit_anchor_dir,
     )
 
 

@@ -240,17 +240,7 @@ class _SilentServer:
             conn.close()
 
 
-#: The run's end reads the recorded step states before reconciling; while the listener reads them
-#: from the store directly (not through Recorder.recorded_step_states), an unreachable store stops
-#: that hook before run_finished is spooled. Strict: the day the listener reads through the
-#: recorder, these pass and the marker must go.
-_RUN_END_READ = pytest.mark.xfail(
-    strict=True, reason="listener reads step states around the recorder at run end"
-)
-
-
 @pytest.mark.postgres
-@_RUN_END_READ
 def test_a_postgres_store_that_never_answers_costs_one_bound(
     dagbag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
 ) -> None:
@@ -288,7 +278,6 @@ def test_a_postgres_store_that_never_answers_costs_one_bound(
 
 
 @pytest.mark.postgres
-@_RUN_END_READ
 def test_postgres_refusing_connections_mid_run_loses_nothing(
     dagbag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
 ) -> None:

@@ -276,7 +276,9 @@ def _reconcile(
     reconciliation that writes nothing still costs a write transaction per task. The plan re-checks
     inside its transaction, so a race stays safe.
     """
-    recorded = recorder.store.step_states(dag_id, run_id)
+    # Through the recorder: with the store away it answers {} (every step reconciled, each
+    # re-checked inside its own, possibly spooled, transaction) instead of raising.
+    recorded = recorder.recorded_step_states(dag_id, run_id)
     for task_id, map_index, ti_state, try_number in ti_states:
         target = STEP_STATE_OF_TI.get(ti_state)
         if target is None or target is StepState.RETRYING:
