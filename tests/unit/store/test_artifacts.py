@@ -430,6 +430,8 @@ def configured(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     from airflow_wfe.engine.harness import reset_runtime
 
     monkeypatch.setenv("AIRFLOW__WFE__STORE_CONN", url)
+    # A server store needs a configured key (a generated one is for the embedded SQLite store only).
+    monkeypatch.setenv("AIRFLOW__WFE__AUDIT_SIGNING_KEY", "artifact-cli-test-key-0123456789abcdef")
     reset_runtime()
     yield url
     monkeypatch.undo()
