@@ -76,14 +76,15 @@ class SpoolGuard:
     spool: SpoolPlace | None
     fail_closed: bool
 
-    def _apply(
-        self,
-        op: str,
-        args: Mapping[str, Any],
-        at: datetime | None,
-        superseded: Superseded | None = None,
-    ) -> list[TransitionRecord]:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the Recorder this mixes into; declared for the type checker
+
+        def _apply(
+            self,
+            op: str,
+            args: Mapping[str, Any],
+            at: datetime | None,
+            superseded: Superseded | None = None,
+        ) -> list[TransitionRecord]: ...
 
     def _guarded(
         self, op: str, args: dict[str, Any], at: datetime | None
