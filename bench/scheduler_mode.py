@@ -441,16 +441,7 @@ def _sizes() -> list[tuple[int, str]]:
 
 
 def main() -> None:
-    sizes = (
-        ((5, "chain"), (5, "fan-out"))
-        if quick()
-        else (
-            (31, "chain"),
-            (31, "fan-out"),
-            (100, "chain"),
-            (100, "fan-out"),
-        )
-    )
+    sizes = [(5, "chain"), (5, "fan-out")] if quick() else _sizes()
     parent = os.environ.get("BENCH_HOME") or None
     base = Path(tempfile.mkdtemp(prefix="wfe-bench-scheduler-", dir=parent))
     dags = base / "dags"
