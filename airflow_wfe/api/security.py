@@ -40,6 +40,7 @@ __all__ = [
     "EDIT_EVERY_DAG",
     "EDIT_RUN",
     "READ_EVERY_AUDIT_LOG",
+    "READ_EVERY_DAG",
     "READ_RUN",
     "READ_RUN_AUDIT",
     "DagScope",
@@ -79,6 +80,8 @@ def requires_every_dag(
 
 #: Read the audit log of every DAG (verify; export of the whole trail).
 READ_EVERY_AUDIT_LOG: Final = Depends(requires_every_dag("GET", DagAccessEntity.AUDIT_LOG))
+#: Read the runs of every DAG (artifacts and policies serve every DAG).
+READ_EVERY_DAG: Final = Depends(requires_every_dag("GET", DagAccessEntity.RUN))
 #: Act on the runs of every DAG (checkpoint, artifact rollback).
 EDIT_EVERY_DAG: Final = Depends(requires_every_dag("PUT", DagAccessEntity.RUN))
 

@@ -1,4 +1,6 @@
-"""The pages' app: an overview of the governed runs and one page per run.
+"""The pages' app: an overview of the governed runs, the runs list and one page per run; the
+audit trail, policies and artifacts pages come from their own modules (``trail_pages``,
+``policy_pages``, ``artifact_pages``).
 
 They show the same application-layer models as the REST API, with the same dependencies for
 Airflow's authentication (the Airflow UI's iframe sends the ``_token`` cookie) and rights. Errors
@@ -9,16 +11,14 @@ are pages too (the API answers JSON). Pictures are SVG drawn in the templates fr
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode
+from typing import Annotated, Any, Final
+from urllib.parse import quote, urlencode
 
-from airflow.api_fastapi.app import get_auth_manager
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from fastapi import FastAPI, Query, Request  # noqa: TID253 - loaded only by the lazily built pages app
 from fastapi.exceptions import RequestValidationError  # noqa: TID253 - loaded only by the lazily built pages app
 from fastapi.responses import HTMLResponse, RedirectResponse  # noqa: TID253 - loaded only by the lazily built pages app
 from fastapi.staticfiles import StaticFiles  # noqa: TID253 - loaded only by the lazily built pages app
-from jinja2 import Environment, PackageLoader, StrictUndefined  # noqa: TID253 - loaded only by the lazily built pages app
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -26,16 +26,15 @@ from airflow_wfe.api import airflow_rest
 from airflow_wfe.api.deps import ContextDep
 from airflow_wfe.api.headers import SecurityHeaders
 from airflow_wfe.api.routes.runs import PAGE_MAX
-from airflow_wfe.api.security import EDIT_RUN, READ_RUN, DagScopeDep, GetUserDep
+from airflow_wfe.api.security import EDIT_RUN, READ_RUN, DagScope, DagScopeDep, GetUserDep
 from airflow_wfe.app import audit, costs, dora, runs
-from airflow_wfe.app.models import AuditStory
+from airflow_wfe.app.context import AppContext
+from airflow_wfe.app.models import AuditStory, DagCost
 from airflow_wfe.core.states import RUN_MACHINE, RunState
-from airflow_wfe.exceptions import UsageError, WfeError
-from airflow_wfe.ui import csrf
+from airflow_wfe.exceptions import PolicyError, SpecError, UsageError, WfeError
+from airflow_wfe.ui import artifact_pages, csrf, policy_pages, trail_pages
 from airflow_wfe.ui.diagram import run_machine, timeline
-
-if TYPE_CHECKING:
-    from airflow.api_fastapi.auth.managers.base_auth_manager import ResourceMethod
+from airflow_wfe.ui.page_kit import Pages, base_path, may, read_form, templates
 
 __all__ = ["EVENTS_SHOWN", "OVERVIEW_RUNS", "build_app", "templates"]
 
@@ -44,57 +43,6 @@ OVERVIEW_RUNS = 500
 #: How many of a run's audit events its page lists (the newest; the export holds them all): a
 #: page of 2,000 rows took longer to render than every other part of the page together.
 EVENTS_SHOWN: Final = 200
-#: The most a page's form may send (an answer is an option and a comment).
-_FORM_MAX_BYTES: Final = 16_384
-
-
-def templates() -> Environment:
-    """The pages' templates: autoescaped, strict about undefined names."""
-    env = Environment(
-        loader=PackageLoader("airflow_wfe.ui", "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    # A path segment (``/`` too is encoded: run ids may hold anything) and a query value.
-    env.filters["path"] = lambda value: quote(str(value), safe="")
-    env.filters["query"] = lambda value: quote_plus(str(value))
-    return env
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """A small urlencoded form (no multipart: the pages' forms send none)."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/x-www-form-urlencoded":
-        raise HTTPException(415, "The page's forms post application/x-www-form-urlencoded")
-    body = await request.body()
-    if len(body) > _FORM_MAX_BYTES:
-        raise HTTPException(413, f"A form of at most {_FORM_MAX_BYTES} bytes")
-    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-
-
-class _Pages:
-    """Renders a template with what every page needs (links, who is signed in)."""
-
-    def __init__(self) -> None:
-        self.env = templates()
-
-    def render(
-        self, request: Request, name: str, user: str, http_status: int = 200, **values: Any
-    ) -> HTMLResponse:
-        base = str(request.scope.get("root_path", "")).rstrip("/")
-        api = base.rsplit("/ui", 1)[0] + "/api/v1"
-        html = self.env.get_template(name).render(base=base, api=api, user=user, **values)
-        return HTMLResponse(html, status_code=http_status)
-
-
-def _may(user: Any, dag_id: str, method: ResourceMethod, entity: DagAccessEntity) -> bool:
-    return bool(
-        get_auth_manager().is_authorized_dag(
-            method=method, access_entity=entity, details=DagDetails(id=dag_id), user=user
-        )
-    )
 
 
 def _time(value: str | None, name: str) -> datetime | None:
@@ -122,10 +70,22 @@ async def _pending_gates(request: Request, dag_id: str, run_id: str) -> list[dic
     return [gate for gate in found if not gate.get("response_received")]
 
 
+def _spend(ctx: AppContext, scope: DagScope) -> tuple[list[DagCost], str | None]:
+    """Spend and budgets of the readable DAGs, or why they cannot be shown.
+
+    A broken policy file must not take the overview down: the budgets cannot be read then, and
+    the policies page names the file and line.
+    """
+    try:
+        return [c for c in costs.cost_by_dag(ctx).root if scope.allows(c.dag_id)], None
+    except (SpecError, PolicyError) as exc:
+        return [], str(exc).splitlines()[0]
+
+
 def build_app() -> FastAPI:
     """A new pages app (the plugin builds one per API server process)."""
     app = FastAPI(title="airflow-wfe pages", openapi_url=None, docs_url=None, redoc_url=None)
-    pages = _Pages()
+    pages = Pages()
 
     @app.get("/", response_class=HTMLResponse)
     def overview(request: Request, ctx: ContextDep, scope: DagScopeDep, user: GetUserDep) -> Any:
@@ -134,7 +94,7 @@ def build_app() -> FastAPI:
         for run in latest.root:
             counts[run.state] = counts.get(run.state, 0) + 1
         by_state = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        spend = [c for c in costs.cost_by_dag(ctx).root if scope.allows(c.dag_id)]
+        spend, budget_problem = _spend(ctx, scope)
         figures = [f for f in dora.dora(ctx).root if scope.allows(f.dag_id)]
         waiting = [r for r in latest.root if r.state == RunState.WAITING_APPROVAL]
         return pages.render(
@@ -146,6 +106,7 @@ def build_app() -> FastAPI:
             by_state=by_state,
             most=max(counts.values(), default=1),
             costs=spend,
+            budget_problem=budget_problem,
             dora=figures,
         )
 
@@ -192,7 +153,7 @@ def build_app() -> FastAPI:
         # The store reads block: off the event loop, as FastAPI runs a plain ``def`` route.
         run = await run_in_threadpool(runs.run_detail, ctx, dag_id, run_id)
         story: AuditStory | None = None
-        if _may(user, dag_id, "GET", DagAccessEntity.AUDIT_LOG):
+        if may(user, dag_id, "GET", DagAccessEntity.AUDIT_LOG):
             story = await run_in_threadpool(audit.run_story, ctx, dag_id, run_id)
         gates: list[dict[str, Any]] = []
         if run.state == RunState.WAITING_APPROVAL:
@@ -207,7 +168,7 @@ def build_app() -> FastAPI:
             current=run.state,
             timeline=timeline(run),
             gates=gates,
-            may_act=_may(user, dag_id, "PUT", DagAccessEntity.RUN),
+            may_act=may(user, dag_id, "PUT", DagAccessEntity.RUN),
             events_shown=EVENTS_SHOWN,
             csrf_field=csrf.FIELD,
             csrf_token=csrf.token_for(request),
@@ -223,7 +184,7 @@ def build_app() -> FastAPI:
     async def answer_gate(request: Request, dag_id: str, run_id: str, task_id: str) -> Any:
         """The run page's Approve/Reject form: checked against CSRF, then answered exactly as
         ``POST /wfe/api/v1/runs/.../gates/{task_id}/answer`` does (Airflow's HITL API)."""
-        form = await _form(request)
+        form = await read_form(request)
         csrf.check(request, form.get(csrf.FIELD, ""))
         choice = form.get("choice", "")
         if not choice:
@@ -242,8 +203,7 @@ def build_app() -> FastAPI:
             params_input={"comment": comment} if comment else {},
             map_index=map_index,
         )
-        base = str(request.scope.get("root_path", "")).rstrip("/")
-        target = f"{base}/runs/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
+        target = f"{base_path(request)}/runs/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
         return RedirectResponse(f"{target}?{urlencode({'answered': task_id})}", status_code=303)
 
     async def error_page(request: Request, exc: Exception) -> HTMLResponse:
@@ -258,6 +218,8 @@ def build_app() -> FastAPI:
             request, "error.html", "", status, status=status, code=code, message=message
         )
 
+    for module in (trail_pages, policy_pages, artifact_pages):
+        app.include_router(module.router(pages))
     for kind in (WfeError, HTTPException, RequestValidationError):
         app.add_exception_handler(kind, error_page)
     app.mount("/static", StaticFiles(packages=[("airflow_wfe.ui", "static")]), name="static")

@@ -1,5 +1,5 @@
-"""Pictures of a run, computed as plain geometry: the state machine with the path taken, and a
-timeline of the run and its steps. The templates draw them as SVG (escaped like every other value);
+"""Pictures of the pages, computed as plain geometry: a run's state machine with the path taken, a
+timeline of the run and its steps, and the audit chain's checked range with its findings. The templates draw them as SVG (escaped like every other value);
 nothing here knows HTML, so the geometry is tested on its own.
 """
 
@@ -10,10 +10,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from airflow_wfe.app.models import RunDetail, Transition
+from airflow_wfe.app.models import RunDetail, Transition, VerifyReport
 from airflow_wfe.core.states import RUN_MACHINE, RunState
 
-__all__ = ["Bar", "Edge", "Machine", "Node", "Timeline", "TimelineRow", "run_machine", "timeline"]
+__all__ = [
+    "Bar",
+    "ChainStrip",
+    "Edge",
+    "Machine",
+    "Mark",
+    "Node",
+    "Timeline",
+    "TimelineRow",
+    "chain_strip",
+    "run_machine",
+    "timeline",
+]
 
 R = RunState
 #: Where each run state sits (column, row): the happy path on row 1, approval and refusal above,
@@ -204,3 +216,40 @@ def timeline(run: RunDetail) -> Timeline:
         label = step.step_id if step.map_index < 0 else f"{step.step_id}[{step.map_index}]"
         rows.append(TimelineRow(label, _bars(step.transitions, start, span, end)))
     return Timeline(_TIMELINE_W, _LABEL_W, _ROW_H, rows, start, end)
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A finding on the chain strip: where (``x``), which event, what kind."""
+
+    x: float
+    seq: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class ChainStrip:
+    """A verified source's sequence range as a bar, findings marked where they are."""
+
+    width: float
+    first_seq: int | None
+    last_seq: int | None
+    ok: bool
+    marks: list[Mark]
+
+
+_STRIP_W: Final = 600.0
+
+
+def chain_strip(report: VerifyReport) -> ChainStrip:
+    """The range of events a verification checked and where its findings sit in it."""
+    first, last = report.first_seq, report.last_seq
+    marks = []
+    if first is not None and last is not None:
+        span = max(last - first, 1)
+        for finding in report.findings:
+            if finding.seq is None:
+                continue
+            share = min(max((finding.seq - first) / span, 0.0), 1.0)
+            marks.append(Mark(share * _STRIP_W, finding.seq, finding.kind))
+    return ChainStrip(_STRIP_W, first, last, report.ok, marks)

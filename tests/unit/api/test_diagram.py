@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
-from airflow_wfe.app.models import RunDetail, StepDetail, Transition
+from airflow_wfe.app.models import Finding, RunDetail, StepDetail, Transition, VerifyReport
 from airflow_wfe.core.states import RUN_MACHINE, RunState
-from airflow_wfe.ui.diagram import run_machine, timeline
+from airflow_wfe.ui.diagram import chain_strip, run_machine, timeline
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 SAGA = ["CREATED", "VALIDATED", "RUNNING", "FAILED", "COMPENSATING", "COMPENSATED"]
@@ -91,3 +91,31 @@ def test_the_timeline_puts_each_state_on_one_time_axis() -> None:
     assert [b.state for b in run_bars] == ["CREATED", "VALIDATED", "RUNNING", "COMPLETED"]
     assert run_bars[1].x == drawn.width / 3
     assert drawn.rows[1].bars[-1].end is None
+
+
+def _report(first: int | None, last: int | None, findings: list[Finding]) -> VerifyReport:
+    return VerifyReport(
+        ok=not findings,
+        events=0 if first is None or last is None else last - first + 1,
+        first_seq=first,
+        last_seq=last,
+        checkpoints=0,
+        signatures_checked=True,
+        findings=findings,
+        notes=[],
+    )
+
+
+def test_the_chain_strip_marks_each_finding_where_it_sits() -> None:
+    findings = [
+        Finding(seq=101, kind="edited", message="x"),
+        Finding(seq=None, kind="head", message="y"),
+        Finding(seq=200, kind="deleted", message="z"),
+    ]
+    strip = chain_strip(_report(100, 200, findings))
+    assert not strip.ok
+    assert [(m.seq, m.kind) for m in strip.marks] == [(101, "edited"), (200, "deleted")]
+    assert strip.marks[0].x == strip.width / 100
+    assert strip.marks[1].x == strip.width
+    assert chain_strip(_report(None, None, [])).marks == []
+    assert chain_strip(_report(5, 5, [Finding(seq=5, kind="edited", message="")])).marks[0].x == 0
