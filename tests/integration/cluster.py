@@ -7,6 +7,12 @@ blocked), DAG-run hooks firing in the scheduler and tasks talking to the API ser
 its own process group with a log file, on a copy of a DAGs folder, with a SQLite metadata database and
 a SQLite wfe store (Airflow 3.3.2 accepts LocalExecutor on SQLite, no error, no warning).
 
+The distributed setup is the same harness with ``database_url`` (Airflow's metadata database, e.g.
+PostgreSQL) and ``celery`` (:class:`CeleryBackends`): the scheduler then hands task instances to
+CeleryExecutor, and ``celery.workers`` ``airflow celery worker`` processes (components
+``celery-worker-1`` ...) take them from the broker. :meth:`Cluster.kill` SIGKILLs one component's
+whole process group, as a machine that dies would.
+
 Tests get one through the ``cluster`` fixture of ``tests/integration/conftest.py``, which reads the
 module's (or test's) ``cluster`` marker: a scenario folder under ``tests/scenarios`` and the options
 of :class:`Cluster`::
@@ -34,6 +40,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -50,6 +57,8 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     # --skip-serve-logs: the log server would otherwise bind 0.0.0.0/[::]:8793.
     "scheduler": ("scheduler", "--skip-serve-logs"),
 }
+#: The prefix of the Celery worker components (``celery-worker-1``, ``celery-worker-2``, ...).
+CELERY_WORKER = "celery-worker"
 #: The states in which Airflow's DAG run is over.
 FINISHED = ("success", "failed")
 #: How long a component gets to stop on SIGTERM before its process group is killed.
@@ -82,6 +91,33 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES, width: int = 400) -> str:
     return "\n".join(f"    {line[:width]}" for line in text[-lines:]) or "    (empty)"
 
 
+def parent_pids() -> dict[int, int]:
+    """Every live process's parent, from /proc (field 4 of ``stat``, after the command name)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def descendants(pid: int) -> list[int]:
+    """The live processes below ``pid`` (children, their children, ...)."""
+    children: dict[int, list[int]] = {}
+    for child, parent in parent_pids().items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def render_records(*records: Mapping[str, Any]) -> str:
     """``wfe runs show --json`` records as text: run and steps, one transition a line."""
 
@@ -106,6 +142,25 @@ def render_records(*records: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+@dataclass(frozen=True)
+class CeleryBackends:
+    """Where CeleryExecutor's messages and results go, and how many workers take tasks.
+
+    ``broker_url`` e.g. ``redis://127.0.0.1:6379/5``; ``result_backend`` e.g.
+    ``db+postgresql+psycopg://postgres@127.0.0.1:5432/airflow`` (Celery's database backend);
+    ``workers`` ``airflow celery worker`` processes with ``concurrency`` task slots each.
+    """
+
+    broker_url: str
+    result_backend: str
+    workers: int = 2
+    concurrency: int = 2
+
+    def worker_names(self) -> list[str]:
+        """The components of the workers, in start order."""
+        return [f"{CELERY_WORKER}-{number}" for number in range(1, self.workers + 1)]
+
+
 class Cluster:
     """Airflow's components running on 127.0.0.1 in a throw-away home below ``tmp_path``.
 
@@ -114,7 +169,9 @@ class Cluster:
     (a triggered run stays queued). ``deadline_s`` is the budget, from after ``airflow db migrate``,
     for every :meth:`wait_until`; :meth:`set_deadline` gives later phases a budget of their own.
     ``ledger`` sets ``WFE_TEST_LEDGER`` to :attr:`ledger`, a file the test DAGs write to and the
-    diagnostics show. ``extra_env`` is applied last, over the harness's own settings.
+    diagnostics show. ``database_url`` is Airflow's metadata database (default: SQLite in the home);
+    ``celery`` switches the executor to CeleryExecutor and adds its workers to ``components``.
+    ``extra_env`` is applied last, over the harness's own settings.
     """
 
     def __init__(
@@ -126,9 +183,13 @@ class Cluster:
         components: Iterable[str] = tuple(COMPONENTS),
         extra_env: Mapping[str, str] | None = None,
         ledger: bool = False,
+        database_url: str | None = None,
+        celery: CeleryBackends | None = None,
     ) -> None:
         self.started = time.monotonic()
         self.components = list(components)
+        self.database_url = database_url
+        self.celery = celery
         unknown = sorted(set(self.components) - set(COMPONENTS))
         if unknown:
             raise ValueError(f"unknown components {unknown}; known: {sorted(COMPONENTS)}")
@@ -146,6 +207,8 @@ class Cluster:
         self.base_url = f"http://127.0.0.1:{self.api_port}"
         self.env = self._component_env(extra_env or {})
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        #: Components :meth:`kill` ended on purpose (not a failure when they are gone).
+        self.killed: set[str] = set()
         self.token: str | None = None
         self.phases: list[str] = []
         #: Every ``wfe`` command run, with its exit code and output (for the diagnostics).
@@ -181,6 +244,11 @@ class Cluster:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             }
         )
+        if self.database_url is not None:
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.database_url
+            if self.database_url.startswith("postgresql+psycopg://"):
+                # Airflow derives its async URL with asyncpg otherwise; psycopg 3 does both.
+                env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = self.database_url
         if "scheduler" in self.components:
             env.update(
                 {
@@ -188,6 +256,15 @@ class Cluster:
                     "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                     "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
                     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_port),
+                }
+            )
+        if self.celery is not None:
+            env.update(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                    "AIRFLOW__CELERY__BROKER_URL": self.celery.broker_url,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": self.celery.result_backend,
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery.concurrency),
                 }
             )
         if self.ledger is not None:
@@ -315,15 +392,48 @@ class Cluster:
             if name == "api-server":
                 args = (*args, "-H", "127.0.0.1", "-p", str(self.api_port), "-w", "1")
             self.spawn(name, *args)
+        for name in self.celery.worker_names() if self.celery else []:
+            # A node name and pid file each (two workers share the home); no log server to bind.
+            self.spawn(
+                name,
+                *("celery", "worker", "-H", f"{name}@%h", "--skip-serve-logs"),
+                *("--pid", str(self.logs / f"{name}.pid"), "--without-gossip", "--without-mingle"),
+            )
 
     def check_alive(self) -> None:
-        """Fail when a component has exited."""
+        """Fail when a component has exited (except one :meth:`kill` ended)."""
         for name, proc in self.processes.items():
-            if proc.poll() is not None:
+            if name not in self.killed and proc.poll() is not None:
                 self.fail(f"airflow {name} exited early with code {proc.returncode}")
 
+    def kill(self, name: str) -> None:
+        """SIGKILL component ``name`` and every process below it (task processes run in process
+        groups of their own), as a machine that dies would; no shutdown handler runs."""
+        proc = self.processes[name]
+        self.killed.add(name)
+        below = descendants(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        self.mark(f"{name} SIGKILLed ({len(below)} process(es) below it)")
+
+    def component_of(self, pid: int) -> str | None:
+        """The component ``pid`` runs under (itself or an ancestor), from /proc's parent links."""
+        by_pid = {proc.pid: name for name, proc in self.processes.items()}
+        parents = parent_pids()
+        while pid > 1:
+            if pid in by_pid:
+                return by_pid[pid]
+            pid = parents.get(pid, 0)
+        return None
+
     def stop(self) -> None:
-        """SIGTERM every component's process group, then SIGKILL whatever outlives the grace."""
+        """SIGTERM every component's process group, then SIGKILL whatever outlives the grace
+        (task processes in process groups of their own included)."""
+        below = [pid for proc in self.processes.values() for pid in descendants(proc.pid)]
         for proc in self.processes.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -338,6 +448,9 @@ class Cluster:
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         self.mark("components stopped")
 
     def wait_until(self, what: str, probe: Callable[[], Any], interval: float = 0.5) -> Any:
