@@ -37,6 +37,8 @@ def get_provider_info() -> dict[str, Any]:
         "versions": [__version__],
         # `airflow wfe ...` (Airflow 3.2+ reads this key; older versions ignore it).
         "cli": ["airflow_wfe.cli.airflow_commands.get_cli_commands"],
+        # `airflow db migrate` (and the Helm chart's migration job) migrates the wfe store too.
+        "db-managers": ["airflow_wfe.adapters.db_manager.WfeDBManager"],
         "config": {
             "wfe": {
                 "description": "airflow-wfe: governed runs, state store, policies and audit.",
