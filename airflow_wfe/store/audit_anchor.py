@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 from airflow_wfe.core.audit.anchors import make_anchor, parse_anchor, text_hash
+from airflow_wfe.core.audit.partitions import PartitionHead
 from airflow_wfe.core.audit.signing import Signer
 from airflow_wfe.exceptions import AuditError
 
@@ -35,9 +37,9 @@ def read_anchors(folder: Path) -> list[tuple[str, str]]:
         raise AuditError(str(folder), f"cannot read the anchors: {exc.strerror}") from None
 
 
-def write_anchor(folder: Path, signer: Signer, seq: int, hash_: str, at: str) -> Path:
-    """Write a signed anchor of position (``seq``, ``hash_``) at time ``at``, chained to the latest
-    anchor already in ``folder``.
+def write_anchor(folder: Path, signer: Signer, at: str, *, heads: Sequence[PartitionHead]) -> Path:
+    """Write a signed anchor of every partition's position in ``heads`` at time ``at``, chained to
+    the latest anchor already in ``folder``.
 
     Raises:
         AuditError: the folder cannot be written.
@@ -50,10 +52,11 @@ def write_anchor(folder: Path, signer: Signer, seq: int, hash_: str, at: str) ->
                 anchor = parse_anchor(text)
             except (ValueError, TypeError):
                 continue
-            if latest is None or (anchor.seq, anchor.at) >= latest[0]:
-                latest = ((anchor.seq, anchor.at), text)
+            if latest is None or (anchor.at, anchor.seq) >= latest[0]:
+                latest = ((anchor.at, anchor.seq), text)
         prev = None if latest is None else text_hash(latest[1])
-    text = make_anchor(signer, seq, hash_, at, prev)
+    text = make_anchor(signer, heads, at, prev)
+    seq = sum(h.seq for h in heads)
     stamp = at.replace(":", "").replace("-", "").replace(".", "")
     path = folder / f"wfe-anchor-{seq:012d}-{stamp}.json"
     temporary = folder / f".{path.name}.partial"

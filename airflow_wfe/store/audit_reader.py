@@ -12,21 +12,17 @@ import contextlib
 import hashlib
 import json
 import os
-import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, create_engine, delete, func, insert, inspect, select
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Connection, delete, func, insert, select
 
 from airflow_wfe.core.audit.anchors import check_anchors
 from airflow_wfe.core.audit.canonical import canonical_json, format_time
-from airflow_wfe.core.audit.events import GENESIS_HASH, AuditEvent, EventType, SealedEvent
+from airflow_wfe.core.audit.events import AuditEvent, EventType, SealedEvent
+from airflow_wfe.core.audit.partitions import MAIN, PartitionHead, genesis_hash
 from airflow_wfe.core.audit.signing import Keyring, Signer, archive_message
 from airflow_wfe.core.audit.verify import (
     ARCHIVE_MARK,
@@ -36,18 +32,15 @@ from airflow_wfe.core.audit.verify import (
     Verifier,
     VerifyReport,
 )
-from airflow_wfe.exceptions import AuditError, StoreUnavailableError
+from airflow_wfe.exceptions import AuditError
 from airflow_wfe.store.audit_anchor import read_anchors, write_anchor
-from airflow_wfe.store.audit_projections import check_projections
-from airflow_wfe.store.audit_writer import AuditLog, event_query, resolve_signer
+from airflow_wfe.store.audit_verify import read_only_connection, verify_trail
+from airflow_wfe.store.audit_writer import CHAIN, AuditLog, event_query, resolve_signer
 from airflow_wfe.store.base import StoreBase
-from airflow_wfe.store.engine import masked_url, parse_url
 from airflow_wfe.store.rows import sealed_event
 from airflow_wfe.store.tables import (
     audit_archive_table,
-    audit_checkpoint_table,
     audit_event_table,
-    audit_head_table,
 )
 
 if TYPE_CHECKING:
@@ -76,152 +69,6 @@ def _archive_lines(rows: Sequence[Any], header: dict[str, Any], mark: Checkpoint
             }
         )
     yield canonical_json({"checkpoint": mark.__dict__})
-
-
-def verify_trail(
-    connection: Connection,
-    keys: Keyring | Signer | None,
-    *,
-    since: datetime | None = None,
-    signatures: bool = True,
-) -> VerifyReport:
-    """Verify the trail readable through ``connection`` (one snapshot: see
-    :func:`read_only_connection`)."""
-    archives = AuditLog.archives(connection)
-    head = AuditLog.head(connection)
-    start_seq, prev_hash = 1, GENESIS_HASH
-    if archives:
-        start_seq, prev_hash = archives[-1].seq + 1, archives[-1].hash
-    checkpoints = AuditLog.checkpoints(connection, from_seq=start_seq)
-    verifier = Verifier(
-        start_seq=start_seq,
-        prev_hash=prev_hash,
-        checkpoints=checkpoints,
-        keys=keys,
-        signatures=signatures,
-        anchored=since is None,
-    )
-    expected_first = 1
-    for mark in archives:
-        first = mark.first_seq if mark.first_seq is not None else expected_first
-        if first != expected_first:
-            verifier.add_finding(
-                expected_first,
-                "deleted",
-                f"event(s) #{expected_first}..#{first - 1} are neither in the store nor in an "
-                "archive record",
-            )
-        if not verifier.check_signature(mark, ARCHIVE_MARK):
-            verifier.add_finding(
-                first,
-                "deleted",
-                f"event(s) #{first}..#{mark.seq} are not in the store, and the archive record "
-                "standing for them does not verify: the boundary does not count",
-            )
-        expected_first = mark.seq + 1
-    if archives:
-        verifier.report.notes.append(
-            f"events up to #{archives[-1].seq} are archived (verify the file with --archive)"
-        )
-    for rows in AuditLog.stream_rows(
-        connection, since=None if since is None else format_time(since)
-    ):
-        verifier.feed_rows(rows)
-    report = verifier.finish(head)
-    if since is None and not archives:
-        check_projections(connection, report)
-    elif since is None:
-        report.notes.append("state tables not replayed: the trail's early events are archived")
-    if since is not None:
-        # A window need not contain checkpoints taken before its first event.
-        first = report.first_seq or 0
-        report.findings = [
-            f
-            for f in report.findings
-            if not (f.kind == "truncated" and f.seq is not None and f.seq < first)
-        ]
-    return report
-
-
-@contextlib.contextmanager
-def read_only_connection(url: str) -> Iterator[Connection]:
-    """A connection that can only read the store at ``url``, in one snapshot, creating nothing.
-
-    SQLite: the file is opened with ``mode=ro`` (a missing file is an error, not a new empty
-    store; a copy on read-only media is read with ``immutable=1``). Server stores: a read-only,
-    repeatable-read transaction. Either way the audit tables must exist.
-
-    Raises:
-        StoreUnavailableError: the store cannot be opened, or holds no audit trail.
-    """
-    parsed = parse_url(url)
-    shown = masked_url(parsed)
-    if parsed.get_backend_name() == "sqlite":
-        engine = _sqlite_read_only_engine(parsed, shown)
-    else:
-        try:
-            engine = create_engine(parsed, poolclass=NullPool)
-        except ImportError as exc:
-            raise StoreUnavailableError(
-                shown, f"its database driver is not installed ({exc})"
-            ) from None
-    try:
-        with engine.connect() as opened:
-            connection = opened
-            if connection.dialect.name == "postgresql":
-                connection = opened.execution_options(
-                    isolation_level="REPEATABLE READ", postgresql_readonly=True
-                )
-            elif connection.dialect.name == "sqlite":
-                # One snapshot for the head, the checkpoints and the events (WAL readers).
-                connection.exec_driver_sql("BEGIN")
-            missing = [t for t in _TRAIL_TABLES if not inspect(connection).has_table(t)]
-            if missing:
-                raise StoreUnavailableError(
-                    shown,
-                    f"no airflow-wfe audit trail here (table {missing[0]} missing): a mistyped "
-                    "store URL? Verification never creates a store or its tables",
-                )
-            with (
-                connection.begin() if not connection.in_transaction() else contextlib.nullcontext()
-            ):
-                yield connection
-    except OperationalError as exc:
-        raise StoreUnavailableError(shown, str(exc.orig).splitlines()[0]) from exc
-    finally:
-        engine.dispose()
-
-
-_TRAIL_TABLES: Final = (
-    audit_event_table.name,
-    audit_head_table.name,
-    audit_checkpoint_table.name,
-    audit_archive_table.name,
-)
-
-
-def _sqlite_read_only_engine(parsed: URL, shown: str) -> Engine:
-    database = parsed.database or ""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        raise StoreUnavailableError(shown, "verification needs the path of a SQLite file")
-    path = Path(database).expanduser().resolve()
-    if not path.is_file():
-        raise StoreUnavailableError(
-            shown, f"no such file {path} (verification never creates a store)"
-        )
-    # A live store in WAL mode has its -wal file beside it while anyone has it open: read it
-    # through SQLite's locks. Without one (a copy, a backup, WORM media, a store nobody has open)
-    # opening it even read-only would create -wal/-shm files: read it as immutable instead.
-    live = path.with_name(path.name + "-wal").exists() and os.access(path.parent, os.W_OK)
-    flags = "mode=ro" if live else "mode=ro&immutable=1"
-    uri = f"file:{quote(str(path))}?{flags}"
-
-    def connect() -> sqlite3.Connection:
-        connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        connection.isolation_level = None
-        return connection
-
-    return create_engine("sqlite://", creator=connect, poolclass=NullPool)
 
 
 class AuditReads(StoreBase):
@@ -268,7 +115,7 @@ class AuditReads(StoreBase):
             StoreUnavailableError: the store cannot be opened, or holds no audit trail.
         """
         with read_only_connection(self.url) as connection:
-            return verify_trail(connection, keys, since=since, signatures=signatures)
+            return verify_trail(connection, keys, since=since, signatures=signatures, url=self.url)
 
     def archive_audit(
         self,
@@ -280,24 +127,34 @@ class AuditReads(StoreBase):
         batch_limit: int = 1_000_000,
         keys: Keyring | None = None,
     ) -> ArchiveResult | None:
-        """Move events older than ``older_than`` into a signed JSONL file in ``folder``.
+        """Move events older than ``older_than`` into signed JSONL files in ``folder``, one per
+        partition that has such events.
 
-        Refuses to archive a chain that does not verify with ``keys`` (default: ``signer``'s own),
-        which would launder tampering into a file. Returns ``None`` when nothing is old enough.
+        Refuses to archive a trail that does not verify with ``keys`` (default: ``signer``'s own),
+        which would launder tampering into a file. Returns ``None`` when nothing is old enough,
+        else what was archived of ``main`` (or of the first partition archived), with ``events``
+        counting every partition's.
 
         Raises:
-            AuditError: the chain does not verify, or the file cannot be written.
+            AuditError: the trail does not verify, or a file cannot be written.
         """
         cutoff = format_time(older_than)
         with self._read() as connection:
             signer = resolve_signer(signer, connection)
-            start_seq, prev_hash, _anchor = self.audit.archive_anchor(connection)
-            last_seq = connection.execute(
-                select(func.max(audit_event_table.c.seq)).where(audit_event_table.c.at < cutoff)
-            ).scalar_one_or_none()
-        if last_seq is None or last_seq < start_seq:
+            chains = list(AuditLog.heads(connection))
+            spans = []
+            for chain in chains:
+                start_seq, prev_hash, _anchor = self.audit.archive_anchor(connection, chain)
+                last_seq = connection.execute(
+                    select(func.max(audit_event_table.c.seq)).where(
+                        audit_event_table.c.chain == chain, audit_event_table.c.at < cutoff
+                    )
+                ).scalar_one_or_none()
+                if last_seq is not None and last_seq >= start_seq:
+                    last_seq = min(int(last_seq), start_seq + batch_limit - 1)
+                    spans.append((chain, start_seq, prev_hash, last_seq))
+        if not spans:
             return None
-        last_seq = min(int(last_seq), start_seq + batch_limit - 1)
         if keys is None:
             keys = Keyring([signer])
         else:
@@ -307,10 +164,36 @@ class AuditReads(StoreBase):
             raise AuditError(
                 "audit trail", f"will not archive a broken chain: {report.findings[0]}"
             )
+        results = [self._archive_chain(signer, folder, actor, cutoff, *span) for span in spans]
+        first = results[0]
+        return type(first)(
+            first.path,
+            first.first_seq,
+            first.last_seq,
+            sum(r.events for r in results),
+            first.sha256,
+        )
+
+    def _archive_chain(
+        self,
+        signer: Signer,
+        folder: Path,
+        actor: str,
+        cutoff: str,
+        chain: str,
+        start_seq: int,
+        prev_hash: str,
+        last_seq: int,
+    ) -> ArchiveResult:
+        """Archive events ``start_seq``..``last_seq`` of ``chain`` (see :meth:`archive_audit`)."""
         with self._read() as connection:
             rows = connection.execute(
                 select(audit_event_table)
-                .where(audit_event_table.c.seq >= start_seq, audit_event_table.c.seq <= last_seq)
+                .where(
+                    audit_event_table.c.chain == chain,
+                    audit_event_table.c.seq >= start_seq,
+                    audit_event_table.c.seq <= last_seq,
+                )
                 .order_by(audit_event_table.c.seq)
             ).all()
         last = rows[-1]
@@ -321,18 +204,22 @@ class AuditReads(StoreBase):
             at=now,
             algorithm=signer.algorithm,
             key_id=signer.key_id,
-            signature=signer.sign(archive_message(start_seq, int(last.seq), last.hash, now)),
+            signature=signer.sign(archive_message(start_seq, int(last.seq), last.hash, now, chain)),
             first_seq=start_seq,
         )
-        header = {
+        header: dict[str, Any] = {
             "format": ARCHIVE_FORMAT,
             "first_seq": start_seq,
             "last_seq": int(last.seq),
             "prev_hash": prev_hash,
             "created_at": now,
         }
+        name = f"wfe-audit-{start_seq:012d}-{int(last.seq):012d}.jsonl"
+        if chain != MAIN:
+            header["chain"] = chain
+            name = f"wfe-audit-{chain}-{start_seq:012d}-{int(last.seq):012d}.jsonl"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"wfe-audit-{start_seq:012d}-{int(last.seq):012d}.jsonl"
+        path = folder / name
         text = "".join(line + "\n" for line in _archive_lines(rows, header, mark))
         digest = hashlib.sha256(text.encode()).hexdigest()
         temporary = path.with_suffix(".partial")
@@ -345,13 +232,14 @@ class AuditReads(StoreBase):
             raise AuditError(str(path), f"cannot write the archive: {exc.strerror}") from None
 
         def attempt(connection: Connection) -> None:
-            start_now, _prev, _a = self.audit.archive_anchor(connection)
+            start_now, _prev, _a = self.audit.archive_anchor(connection, chain)
             if start_now != start_seq:
                 raise AuditError(
                     "audit trail", "another archive ran at the same time; run it again"
                 )
             connection.execute(
                 insert(audit_archive_table).values(
+                    chain=chain,
                     first_seq=start_seq,
                     last_seq=mark.seq,
                     last_hash=mark.hash,
@@ -363,22 +251,26 @@ class AuditReads(StoreBase):
                     signature=mark.signature,
                 )
             )
-            connection.execute(delete(audit_event_table).where(audit_event_table.c.seq <= mark.seq))
+            connection.execute(
+                delete(audit_event_table).where(
+                    audit_event_table.c.chain == chain, audit_event_table.c.seq <= mark.seq
+                )
+            )
+            payload: dict[str, Any] = {
+                "first_seq": start_seq,
+                "last_seq": mark.seq,
+                "last_hash": mark.hash,
+                "file": path.name,
+                "sha256": digest,
+                "older_than": cutoff,
+            }
+            if chain != MAIN:
+                payload["chain"] = chain
             self.audit.append(
                 connection,
                 [
                     AuditEvent(
-                        type=EventType.ARCHIVED,
-                        actor=actor,
-                        at=datetime.now(UTC),
-                        payload={
-                            "first_seq": start_seq,
-                            "last_seq": mark.seq,
-                            "last_hash": mark.hash,
-                            "file": path.name,
-                            "sha256": digest,
-                            "older_than": cutoff,
-                        },
+                        type=EventType.ARCHIVED, actor=actor, at=datetime.now(UTC), payload=payload
                     )
                 ],
             )
@@ -417,12 +309,14 @@ class AuditReads(StoreBase):
         except TypeError:
             raise AuditError(str(path), "its closing mark is not a signed archive mark") from None
         first_seq = int(header["first_seq"])
+        chain = str(header.get("chain", MAIN))
         verifier = Verifier(
             start_seq=first_seq,
             prev_hash=header["prev_hash"],
             checkpoints={},
             keys=keys,
             signatures=signatures,
+            chain=chain,
         )
         if mark.first_seq != first_seq:
             verifier.add_finding(
@@ -442,7 +336,9 @@ class AuditReads(StoreBase):
         digest = hashlib.sha256(raw).hexdigest()
         with read_only_connection(self.url) as connection:
             row = connection.execute(
-                select(audit_archive_table).where(audit_archive_table.c.last_seq == mark.seq)
+                select(audit_archive_table).where(
+                    audit_archive_table.c.chain == chain, audit_archive_table.c.last_seq == mark.seq
+                )
             ).first()
         if row is None:
             report.notes.append("the store has no record of this archive")
@@ -459,22 +355,29 @@ class AuditReads(StoreBase):
         return self._write("audit checkpoint", lambda c: log.checkpoint(c, reason))
 
     def audit_anchor(self, signer: Signer, folder: Path) -> tuple[Path, int]:
-        """Write a signed anchor of the chain's head, as it stands now, to ``folder`` (outside the
-        store); also when nothing happened since the last one (its time is then news). Returns the
-        file and the position anchored.
+        """Write a signed anchor of every partition's head, as it stands now, to ``folder``
+        (outside the store); also when nothing happened since the last one (its time is then
+        news). A partitioned store also gets a signed tree head of the same positions. Returns the
+        file and the number of events anchored (over all partitions).
 
         Raises:
-            AuditError: the head's own signature does not hold (an anchor must not bless a forged
+            AuditError: a head's own signature does not hold (an anchor must not bless a forged
                 head), or the folder cannot be written.
         """
         with self._read() as connection:
             signer = resolve_signer(signer, connection)
-            head = AuditLog.head(connection)
-        if head is None:
+            heads = AuditLog.heads(connection)
+        if CHAIN not in heads:
             raise AuditError("audit trail", "the chain head row is missing: nothing to anchor")
-        if head.seq > 0:
+        for chain, head in heads.items():
+            if head.seq == 0:
+                continue
             verifier = Verifier(
-                start_seq=1, prev_hash=GENESIS_HASH, checkpoints={}, keys=Keyring([signer])
+                start_seq=1,
+                prev_hash=genesis_hash(chain),
+                checkpoints={},
+                keys=Keyring([signer]),
+                chain=chain,
             )
             if not verifier.check_signature(head, HEAD_MARK):
                 raise AuditError(
@@ -482,35 +385,49 @@ class AuditReads(StoreBase):
                     f"will not anchor a head whose signature does not hold: "
                     f"{verifier.report.findings[0]}",
                 )
+        positions = [PartitionHead(chain, h.seq, h.hash) for chain, h in heads.items()]
+        if len(heads) > 1:
+            log = AuditLog(signer=signer, redactor=self.audit.redactor)
+            self._write("audit anchor", lambda c: log.write_tree(c, "anchor"))
         now = format_time(datetime.now(UTC))
-        return write_anchor(folder, signer, head.seq, head.hash, now), head.seq
+        return write_anchor(folder, signer, now, heads=positions), sum(p.seq for p in positions)
 
     def verify_audit_anchors(
         self, folder: Path, keys: Keyring | Signer | None, *, signatures: bool = True
     ) -> VerifyReport:
         """Compare the store with every anchor in ``folder``: a truncated, rolled back or erased
-        store is named by the last anchored position that is gone (read-only)."""
+        store (or partition) is named by the last anchored position that is gone (read-only)."""
         anchors = read_anchors(folder)
         keyring = None
         if signatures:
             keyring = keys if isinstance(keys, Keyring) else Keyring([] if keys is None else [keys])
         report = VerifyReport(signatures_checked=bool(keyring))
         with read_only_connection(self.url) as connection:
-            archives = AuditLog.archives(connection)
-            last = connection.execute(select(func.max(audit_event_table.c.seq))).scalar()
+            chains = set(AuditLog.heads(connection)) | AuditLog.event_chains(connection)
+            archived = {}
+            last = {}
+            for chain in chains:
+                marks = AuditLog.archives(connection, chain)
+                archived[chain] = marks[-1].seq if marks else 0
+                last[chain] = int(
+                    connection.execute(
+                        select(func.max(audit_event_table.c.seq)).where(
+                            audit_event_table.c.chain == chain
+                        )
+                    ).scalar()
+                    or 0
+                )
 
-            def event_hash(seq: int) -> str | None:
+            def event_hash(chain: str, seq: int) -> str | None:
                 found = connection.execute(
-                    select(audit_event_table.c.hash).where(audit_event_table.c.seq == seq)
+                    select(audit_event_table.c.hash).where(
+                        audit_event_table.c.chain == chain, audit_event_table.c.seq == seq
+                    )
                 ).scalar()
                 return None if found is None else str(found)
 
             findings, notes = check_anchors(
-                anchors,
-                keyring,
-                event_hash=event_hash,
-                archived_up_to=archives[-1].seq if archives else 0,
-                last_seq=int(last or 0),
+                anchors, keyring, event_hash=event_hash, archived_up_to=archived, last_seq=last
             )
         if signatures and not keyring:
             findings.insert(0, (None, "no key", "no key to check the anchors' signatures with"))

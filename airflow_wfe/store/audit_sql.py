@@ -12,16 +12,17 @@ from typing import Final
 
 from sqlalchemy import Connection
 
+from airflow_wfe.core.audit.partitions import MAIN
 from airflow_wfe.core.audit.verify import ROW_COLUMNS
 from airflow_wfe.store.tables import audit_event_table, audit_head_table
 
 __all__ = ["CHAIN", "EVENT_COLUMNS", "HEAD_COLUMNS", "DriverSql", "driver_sql"]
 
-#: The one chain every event joins (partitioned chains would add names here).
-CHAIN: Final = "main"
+#: The chain of an unpartitioned store, and partition 0 of a partitioned one.
+CHAIN: Final = MAIN
 
-#: Written in the order verification reads them back.
-EVENT_COLUMNS: Final = ROW_COLUMNS
+#: Written in the order verification reads them back, after the chain's name.
+EVENT_COLUMNS: Final = ("chain", *ROW_COLUMNS)
 HEAD_COLUMNS: Final = ("seq", "hash", "at", "signature", "algorithm", "key_id")
 
 

@@ -10,19 +10,32 @@ head is always the *last* lock a transaction takes, so it never waits for a run 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import Connection, Select, func, insert, select
 
+from airflow_wfe.core.audit.canonical import format_time
 from airflow_wfe.core.audit.events import (
     BODY_VERSION,
-    GENESIS_HASH,
     AuditEvent,
+    Draft,
     SealedEvent,
     draft,
     seal,
     seal_draft,
+)
+from airflow_wfe.core.audit.partitions import (
+    PartitionHead,
+    TreeHead,
+    chain_order,
+    genesis_hash,
+    heads_text,
+    parse_heads,
+    partition_of,
+    sorted_heads,
+    tree_root,
 )
 from airflow_wfe.core.audit.redact import Redactor
 from airflow_wfe.core.audit.signing import (
@@ -31,6 +44,7 @@ from airflow_wfe.core.audit.signing import (
     Signer,
     checkpoint_message,
     head_message,
+    tree_message,
 )
 from airflow_wfe.core.audit.verify import ROW_COLUMNS, Checkpoint, Head
 from airflow_wfe.exceptions import AuditError
@@ -42,6 +56,7 @@ from airflow_wfe.store.tables import (
     audit_checkpoint_table,
     audit_event_table,
     audit_head_table,
+    audit_tree_table,
 )
 
 __all__ = [
@@ -67,13 +82,12 @@ def resolve_signer(signer: Signer, connection: Connection) -> Signer:
     if not isinstance(signer, GeneratedKey):
         return signer
     row = connection.execute(
-        select(audit_head_table.c.seq, audit_head_table.c.key_id).where(
-            audit_head_table.c.chain == CHAIN
-        )
+        select(audit_head_table.c.key_id).where(audit_head_table.c.seq > 0).limit(1)
     ).first()
-    seq = 0 if row is None else int(row.seq)
     return signer.for_store(
-        connection.dialect.name, trail_empty=seq == 0, head_key=None if row is None else row.key_id
+        connection.dialect.name,
+        trail_empty=row is None,
+        head_key=None if row is None else row.key_id,
     )
 
 
@@ -89,7 +103,7 @@ def event_query(
     types: Sequence[str] | None = None,
 ) -> Select[Any]:
     """Stored events in chain order, filtered (``since`` is a formatted UTC time)."""
-    query = select(audit_event_table).order_by(audit_event_table.c.seq)
+    query = select(audit_event_table).order_by(audit_event_table.c.chain, audit_event_table.c.seq)
     if dag_id is not None:
         query = query.where(audit_event_table.c.dag_id == dag_id)
     if run_id is not None:
@@ -112,9 +126,11 @@ class AuditLog:
         on_written: told how many events each append wrote (the metrics counter).
         body_version: layout of the bodies written (1 only to build old-style chains in tests).
         anchor_dir: where a periodic checkpoint also writes a signed anchor (see
-            :mod:`airflow_wfe.core.audit.anchors`) of the *previous* checkpoint, which is committed
+            :mod:`airflow_wfe.core.audit.anchors`) of the *previous* tree head, which is committed
             (an anchor of a position that then rolled back would be a false alarm); ``wfe audit
             anchor`` on a schedule covers the events after it.
+        partitions: how many chains events are spread over by DAG id (``[wfe] audit_partitions``;
+            1: the one chain ``main``). See :mod:`airflow_wfe.core.audit.partitions`.
     """
 
     def __init__(
@@ -126,8 +142,10 @@ class AuditLog:
         on_written: Callable[[int], None] | None = None,
         body_version: int = BODY_VERSION,
         anchor_dir: Path | None = None,
+        partitions: int = 1,
     ) -> None:
         self.signer = signer
+        self.partitions = max(1, partitions)
         #: The embedded default key, until the first append has seen which store it signs.
         self._pending_key = signer if isinstance(signer, GeneratedKey) else None
         self.redactor = redactor or Redactor()
@@ -139,41 +157,78 @@ class AuditLog:
     # -- writing -----------------------------------------------------------------------------
 
     def append(self, connection: Connection, events: Sequence[AuditEvent]) -> list[SealedEvent]:
-        """Seal ``events`` after the current head and write them in ``connection``'s transaction."""
+        """Seal ``events`` after their partitions' heads and write them in ``connection``'s
+        transaction (returned in the order given)."""
         if not events:
             return []
         # Everything that does not need the chain's position is done before the head is locked.
         redact = self.redactor
         drafts = [draft(e, redact(e.payload), redact(e.versions)) for e in events]
+        groups = self._groups(drafts)
         sql = driver_sql(connection)
         cursor = connection.connection.cursor()
         try:
-            head = self._lock_head_raw(cursor, sql)
-            if head is None:
-                head = self._lock_head(connection)
-            seq, prev = head
+            # Heads are locked in partition order, so writers needing several never deadlock.
+            chains = sorted(groups, key=chain_order) if len(groups) > 1 else list(groups)
+            heads = {}
+            for chain in chains:
+                head = self._lock_head_raw(cursor, sql, chain)
+                heads[chain] = head if head is not None else self._lock_head(connection, chain)
             if self._pending_key is not None:
-                self._resolve_key(connection, seq)
-            sealed: list[SealedEvent] = []
-            for item, event in zip(drafts, events, strict=True):
-                seq += 1
-                if self.body_version == BODY_VERSION:
-                    record = seal_draft(item, seq, prev)
-                else:
-                    record = seal(self._redacted(event), seq, prev, version=self.body_version)
-                sealed.append(record)
-                prev = record.hash
-            due: list[SealedEvent] = []
-            if self.signer is not None and self.checkpoint_every > 0:
-                due = [e for e in sealed if e.seq % self.checkpoint_every == 0]
-            last = sealed[-1]
-            if due and self.anchor_dir is not None:
-                self._anchor_previous_checkpoint(connection, due[0].seq)
-            self._write(connection, cursor, sql, sealed, due, head[0], last)
+                self._resolve_key(connection)
+            sealed: list[SealedEvent | None] = [None] * len(drafts)
+            began = checkpointed = False
+            for chain in chains:
+                began = began or (heads[chain][0] == 0 and chain != CHAIN)
+                chain_events = self._seal(chain, heads[chain], groups[chain], drafts, events)
+                for index, record in zip(groups[chain], chain_events, strict=True):
+                    sealed[index] = record
+                due: list[SealedEvent] = []
+                if self.signer is not None and self.checkpoint_every > 0:
+                    due = [e for e in chain_events if e.seq % self.checkpoint_every == 0]
+                if due and self.anchor_dir is not None:
+                    self._anchor_previous(connection, chain, due[0].seq)
+                self._write(connection, cursor, sql, chain, chain_events, due, heads[chain][0])
+                checkpointed = checkpointed or bool(due)
+            if (began or (checkpointed and self.partitions > 1)) and self.signer is not None:
+                # A partition began (a tree head must name it from then on), or a checkpoint fell
+                # in a partitioned store.
+                self.write_tree(connection, "partition" if began else "periodic")
         finally:
             cursor.close()
         if self.on_written is not None:
             self.on_written(len(sealed))
+        return [e for e in sealed if e is not None]
+
+    def _groups(self, drafts: list[Draft]) -> dict[str, list[int]]:
+        """The drafts' positions by the chain they join."""
+        partitions = self.partitions
+        if partitions <= 1:
+            return {CHAIN: list(range(len(drafts)))}
+        groups: dict[str, list[int]] = {}
+        for index, item in enumerate(drafts):
+            groups.setdefault(partition_of(item.dag_id, partitions), []).append(index)
+        return groups
+
+    def _seal(
+        self,
+        chain: str,
+        head: tuple[int, str],
+        indices: list[int],
+        drafts: list[Draft],
+        events: Sequence[AuditEvent],
+    ) -> list[SealedEvent]:
+        """The events at ``indices``, sealed one after the other after ``head`` in ``chain``."""
+        seq, prev = head
+        sealed = []
+        for index in indices:
+            seq += 1
+            if self.body_version == BODY_VERSION:
+                record = seal_draft(drafts[index], seq, prev, chain)
+            else:
+                record = seal(self._redacted(events[index]), seq, prev, version=self.body_version)
+            sealed.append(record)
+            prev = record.hash
         return sealed
 
     def _write(
@@ -181,14 +236,16 @@ class AuditLog:
         connection: Connection,
         cursor: Any,
         sql: DriverSql,
+        chain: str,
         sealed: list[SealedEvent],
         due: list[SealedEvent],
         old_seq: int,
-        last: SealedEvent,
     ) -> None:
-        """Insert the sealed events, their due checkpoints, and move the signed head."""
+        """Insert one chain's sealed events, their due checkpoints, and move its signed head."""
+        last = sealed[-1]
         rows = [
             (
+                chain,
                 e.seq,
                 e.at,
                 e.type,
@@ -202,16 +259,16 @@ class AuditLog:
             )
             for e in sealed
         ]
-        head_values = self._head_values(last.seq, last.hash, last.at)
+        head_values = self._head_values(chain, last.seq, last.hash, last.at)
         if sql.insert_and_move is not None and len(rows) == 1 and not due:
             # One round trip for the insert and the head's move (the one event *is* the new head,
-            # so the named parameters the two share, seq/hash/at, have the same values).
+            # so the named parameters the two share, chain/seq/hash/at, have the same values).
             if sql.named:
                 params: Any = dict(zip(EVENT_COLUMNS, rows[0], strict=True))
                 params.update(zip(HEAD_COLUMNS, head_values, strict=True))
-                params.update(chain=CHAIN, old_seq=old_seq)
+                params.update(chain=chain, old_seq=old_seq)
             else:
-                params = (*rows[0], *head_values, CHAIN, old_seq)
+                params = (*rows[0], *head_values, chain, old_seq)
             cursor.execute(sql.insert_and_move, params)
             if cursor.rowcount != 1:
                 raise ChainConflict
@@ -229,23 +286,55 @@ class AuditLog:
         if due:
             connection.execute(
                 insert(audit_checkpoint_table),
-                [self._checkpoint_row(e.seq, e.hash, e.at, "periodic") for e in due],
+                [self._checkpoint_row(chain, e.seq, e.hash, e.at, "periodic") for e in due],
             )
-        self._move_head(cursor, sql, old_seq, head_values)
+        self._move_head(cursor, sql, chain, old_seq, head_values)
 
-    def _resolve_key(self, connection: Connection, head_seq: int) -> None:
-        """Turn the embedded default key into a real one, under the chain's lock: created only for
+    def write_tree(self, connection: Connection, reason: str) -> TreeHead:
+        """Sign every partition's head as this transaction sees it into a tree head. Other
+        partitions' heads are read without a lock: a committed position of a chain that only grows
+        stays true, which is all a tree head claims."""
+        assert self.signer is not None
+        rows = connection.execute(
+            select(audit_head_table.c.chain, audit_head_table.c.seq, audit_head_table.c.hash)
+        ).all()
+        heads = sorted_heads(PartitionHead(r.chain, int(r.seq), r.hash) for r in rows)
+        at = format_time(datetime.now(UTC))
+        root = tree_root(heads)
+        tree = TreeHead(
+            heads=tuple(heads),
+            root=root,
+            at=at,
+            algorithm=self.signer.algorithm,
+            key_id=self.signer.key_id,
+            signature=self.signer.sign(tree_message(root, at)),
+        )
+        connection.execute(
+            insert(audit_tree_table).values(
+                at=at,
+                heads=heads_text(heads),
+                root=root,
+                algorithm=tree.algorithm,
+                key_id=tree.key_id,
+                signature=tree.signature,
+                reason=reason,
+            )
+        )
+        return tree
+
+    def _resolve_key(self, connection: Connection) -> None:
+        """Turn the embedded default key into a real one, under a chain's lock: created only for
         an empty trail in a SQLite store (see :class:`~airflow_wfe.core.audit.signing.GeneratedKey`).
         """
         pending = self._pending_key
         assert pending is not None
-        key_id = None
-        if head_seq > 0:
-            key_id = connection.execute(
-                select(audit_head_table.c.key_id).where(audit_head_table.c.chain == CHAIN)
-            ).scalar()
+        row = connection.execute(
+            select(audit_head_table.c.key_id).where(audit_head_table.c.seq > 0).limit(1)
+        ).first()
         self.signer = pending.for_store(
-            connection.dialect.name, trail_empty=head_seq == 0, head_key=key_id
+            connection.dialect.name,
+            trail_empty=row is None,
+            head_key=None if row is None else row.key_id,
         )
         self._pending_key = None
 
@@ -253,32 +342,48 @@ class AuditLog:
         """The signer, the embedded default resolved (for checkpoints and archives, which sign
         outside an append)."""
         if self._pending_key is not None:
-            seq, _hash = self._lock_head(connection)
-            self._resolve_key(connection, seq)
+            self._lock_head(connection, CHAIN)
+            self._resolve_key(connection)
         return self.signer
 
-    def _anchor_previous_checkpoint(self, connection: Connection, before: int) -> None:
-        """Anchor the latest committed checkpoint before ``before``, if its signature holds (an
-        anchor must never sign what someone slipped into the checkpoint table). Only every
-        ``checkpoint_every`` events, never on the per-transition path."""
+    def _anchor_previous(self, connection: Connection, chain: str, before: int) -> None:
+        """Anchor the latest committed tree head (or, in a store without one, the latest committed
+        checkpoint of ``main`` before ``before``), if its signature holds (an anchor must never
+        sign what someone slipped into the store). Only at checkpoints, never on the
+        per-transition path; the mark anchored is committed (an anchor of a position that then
+        rolled back would be a false alarm)."""
         from airflow_wfe.store.audit_anchor import write_anchor
 
         assert self.signer is not None
         assert self.anchor_dir is not None
+        keys = Keyring([self.signer])
+        tree = self.latest_tree(connection)
+        if tree is not None:
+            if keys.check(tree.key_id, tree_message(tree.root, tree.at), tree.signature):
+                return
+            write_anchor(self.anchor_dir, self.signer, tree.at, heads=tree.heads)
+            return
+        if chain != CHAIN:
+            return
         row = connection.execute(
             select(audit_checkpoint_table)
-            .where(audit_checkpoint_table.c.seq < before)
+            .where(audit_checkpoint_table.c.chain == CHAIN, audit_checkpoint_table.c.seq < before)
             .order_by(audit_checkpoint_table.c.seq.desc())
             .limit(1)
         ).first()
         if row is None:
             return
         mark = _checkpoint(row)
-        if Keyring([self.signer]).check(
+        if keys.check(
             mark.key_id, checkpoint_message(mark.seq, mark.hash, mark.at), mark.signature
         ):
             return
-        write_anchor(self.anchor_dir, self.signer, mark.seq, mark.hash, mark.at)
+        write_anchor(
+            self.anchor_dir,
+            self.signer,
+            mark.at,
+            heads=(PartitionHead(CHAIN, mark.seq, mark.hash),),
+        )
 
     def _redacted(self, event: AuditEvent) -> AuditEvent:
         return AuditEvent(
@@ -294,147 +399,250 @@ class AuditLog:
         )
 
     @staticmethod
-    def _lock_head_raw(cursor: Any, sql: DriverSql) -> tuple[int, str] | None:
-        cursor.execute(sql.lock_head, {"chain": CHAIN} if sql.named else (CHAIN,))
+    def _lock_head_raw(cursor: Any, sql: DriverSql, chain: str) -> tuple[int, str] | None:
+        cursor.execute(sql.lock_head, {"chain": chain} if sql.named else (chain,))
         row = cursor.fetchone()
         return None if row is None else (int(row[0]), str(row[1]))
 
     @staticmethod
-    def _lock_head(connection: Connection) -> tuple[int, str]:
+    def _lock_head(connection: Connection, chain: str) -> tuple[int, str]:
         row = connection.execute(
             select(audit_head_table.c.seq, audit_head_table.c.hash)
-            .where(audit_head_table.c.chain == CHAIN)
+            .where(audit_head_table.c.chain == chain)
             .with_for_update()
         ).first()
         if row is None:
-            # The migration creates the genesis head. A store without it but with events (or
-            # archives) had its head deleted: starting a new chain at #1 would collide with the
-            # events there (an IntegrityError on every write) and bless whatever the tail now is.
-            last = connection.execute(select(func.max(audit_event_table.c.seq))).scalar()
-            archived = connection.execute(select(func.max(audit_archive_table.c.last_seq))).scalar()
+            # The migration creates main's genesis head, a partition's first writer its own. A
+            # chain without its head but with events (or archives) had its head deleted: starting
+            # it again at #1 would collide with the events there (an IntegrityError on every
+            # write) and bless whatever the tail now is.
+            last = connection.execute(
+                select(func.max(audit_event_table.c.seq)).where(audit_event_table.c.chain == chain)
+            ).scalar()
+            archived = connection.execute(
+                select(func.max(audit_archive_table.c.last_seq)).where(
+                    audit_archive_table.c.chain == chain
+                )
+            ).scalar()
             if last is not None or archived is not None:
                 raise AuditError(
                     "audit trail",
-                    "the chain head row (wfe_audit_head, chain 'main') is missing although the "
-                    f"trail holds events up to #{last or archived}: the store was tampered with "
-                    "or damaged, and nothing more is recorded until it is repaired. Run `wfe audit "
-                    "verify` (with --anchors), then restore the store or its head from a backup",
+                    f"the chain head row (wfe_audit_head, chain {chain!r}) is missing although "
+                    f"the chain holds events up to #{last or archived}: the store was tampered "
+                    "with or damaged, and nothing more is recorded in it until it is repaired. Run "
+                    "`wfe audit verify` (with --anchors), then restore the store or its head from "
+                    "a backup",
                 )
             # An insert race is an IntegrityError, which the store retries.
+            genesis = genesis_hash(chain)
             connection.execute(
-                insert(audit_head_table).values(chain=CHAIN, seq=0, hash=GENESIS_HASH, at="")
+                insert(audit_head_table).values(chain=chain, seq=0, hash=genesis, at="")
             )
-            return 0, GENESIS_HASH
+            return 0, genesis
         return int(row.seq), str(row.hash)
 
-    def _head_values(self, seq: int, hash_: str, at: str) -> tuple[Any, ...]:
+    def _head_values(self, chain: str, seq: int, hash_: str, at: str) -> tuple[Any, ...]:
         """The head's new columns (``HEAD_COLUMNS``), signed."""
         signature = algorithm = key_id = None
         if self.signer is not None:
-            signature = self.signer.sign(head_message(seq, hash_, at))
+            signature = self.signer.sign(head_message(seq, hash_, at, chain))
             algorithm, key_id = self.signer.algorithm, self.signer.key_id
         return (seq, hash_, at, signature, algorithm, key_id)
 
     @staticmethod
-    def _move_head(cursor: Any, sql: DriverSql, old_seq: int, values: tuple[Any, ...]) -> None:
+    def _move_head(
+        cursor: Any, sql: DriverSql, chain: str, old_seq: int, values: tuple[Any, ...]
+    ) -> None:
         if sql.named:
             params: Any = dict(zip(HEAD_COLUMNS, values, strict=True))
-            params.update(chain=CHAIN, old_seq=old_seq)
+            params.update(chain=chain, old_seq=old_seq)
         else:
-            params = (*values, CHAIN, old_seq)
+            params = (*values, chain, old_seq)
         cursor.execute(sql.move_head, params)
         if cursor.rowcount != 1:
             raise ChainConflict
 
-    def _checkpoint_row(self, seq: int, hash_: str, at: str, reason: str) -> dict[str, Any]:
+    def _checkpoint_row(
+        self, chain: str, seq: int, hash_: str, at: str, reason: str
+    ) -> dict[str, Any]:
         assert self.signer is not None
         return {
+            "chain": chain,
             "seq": seq,
             "hash": hash_,
             "at": at,
             "algorithm": self.signer.algorithm,
             "key_id": self.signer.key_id,
-            "signature": self.signer.sign(checkpoint_message(seq, hash_, at)),
+            "signature": self.signer.sign(checkpoint_message(seq, hash_, at, chain)),
             "reason": reason,
         }
 
     def checkpoint(self, connection: Connection, reason: str = "manual") -> Checkpoint | None:
-        """Sign a checkpoint at the current head (``None`` for an empty chain or no signer)."""
+        """Sign a checkpoint at the head of every partition that has events, and a tree head over
+        them all; returns ``main``'s checkpoint (else the first partition's), ``None`` for an
+        empty trail or no signer."""
         if self.ready_signer(connection) is None:
             return None
-        seq, hash_ = self._lock_head(connection)
-        if seq == 0:
-            return None
-        at = connection.execute(
-            select(audit_event_table.c.at).where(audit_event_table.c.seq == seq)
-        ).scalar_one()
-        existing = connection.execute(
-            select(audit_checkpoint_table).where(audit_checkpoint_table.c.seq == seq)
-        ).first()
-        if existing is None:
-            connection.execute(
-                insert(audit_checkpoint_table).values(self._checkpoint_row(seq, hash_, at, reason))
-            )
-        return _checkpoint(
-            existing
-            or connection.execute(
-                select(audit_checkpoint_table).where(audit_checkpoint_table.c.seq == seq)
-            ).one()
+        chains = sorted(
+            (str(c) for c in connection.execute(select(audit_head_table.c.chain)).scalars()),
+            key=chain_order,
         )
+        marks = []
+        for chain in chains:
+            seq, hash_ = self._lock_head(connection, chain)
+            if seq == 0:
+                continue
+            where = (audit_checkpoint_table.c.chain == chain, audit_checkpoint_table.c.seq == seq)
+            if (
+                connection.execute(select(audit_checkpoint_table.c.seq).where(*where)).first()
+                is None
+            ):
+                at = connection.execute(
+                    select(audit_event_table.c.at).where(
+                        audit_event_table.c.chain == chain, audit_event_table.c.seq == seq
+                    )
+                ).scalar_one()
+                connection.execute(
+                    insert(audit_checkpoint_table).values(
+                        self._checkpoint_row(chain, seq, hash_, at, reason)
+                    )
+                )
+            marks.append(
+                _checkpoint(connection.execute(select(audit_checkpoint_table).where(*where)).one())
+            )
+        if not marks:
+            return None
+        if len(chains) > 1 or chains != [CHAIN]:
+            self.write_tree(connection, reason)
+        return marks[0]
 
     # -- reading -----------------------------------------------------------------------------
 
     @staticmethod
-    def head(connection: Connection) -> Head | None:
+    def head(connection: Connection, chain: str = CHAIN) -> Head | None:
         row = connection.execute(
-            select(audit_head_table).where(audit_head_table.c.chain == CHAIN)
+            select(audit_head_table).where(audit_head_table.c.chain == chain)
         ).first()
         return None if row is None else _head(row)
 
     @staticmethod
-    def checkpoints(connection: Connection, *, from_seq: int = 0) -> dict[int, Checkpoint]:
+    def heads(connection: Connection) -> dict[str, Head]:
+        """Every partition's head row, by chain, in partition order."""
+        rows = connection.execute(select(audit_head_table)).all()
+        return {
+            str(row.chain): _head(row) for row in sorted(rows, key=lambda r: chain_order(r.chain))
+        }
+
+    @staticmethod
+    def tree_heads(connection: Connection) -> list[tuple[TreeHead | None, str]]:
+        """Every stored tree head, oldest first, as (tree head, its row's id); ``None`` for a row
+        whose partition list cannot be read (verification names it)."""
+        found: list[tuple[TreeHead | None, str]] = []
+        for row in connection.execute(select(audit_tree_table).order_by(audit_tree_table.c.id)):
+            try:
+                heads = tuple(parse_heads(row.heads))
+            except ValueError:
+                found.append((None, str(row.id)))
+                continue
+            found.append(
+                (
+                    TreeHead(
+                        heads=heads,
+                        root=row.root,
+                        at=row.at,
+                        algorithm=row.algorithm,
+                        key_id=row.key_id,
+                        signature=row.signature,
+                    ),
+                    str(row.id),
+                )
+            )
+        return found
+
+    @staticmethod
+    def latest_tree(connection: Connection) -> TreeHead | None:
+        for tree, _id in reversed(AuditLog.tree_heads(connection)):
+            if tree is not None:
+                return tree
+        return None
+
+    @staticmethod
+    def checkpoints(
+        connection: Connection, chain: str = CHAIN, *, from_seq: int = 0
+    ) -> dict[int, Checkpoint]:
         rows = connection.execute(
-            select(audit_checkpoint_table).where(audit_checkpoint_table.c.seq >= from_seq)
+            select(audit_checkpoint_table).where(
+                audit_checkpoint_table.c.chain == chain, audit_checkpoint_table.c.seq >= from_seq
+            )
         )
         return {int(row.seq): _checkpoint(row) for row in rows}
 
     @staticmethod
-    def archive_anchor(connection: Connection) -> tuple[int, str, Checkpoint | None]:
+    def archive_anchor(
+        connection: Connection, chain: str = CHAIN
+    ) -> tuple[int, str, Checkpoint | None]:
         """Where the chain in the database starts: after the last archive, else at #1 (with that
         archive's record as a mark; whether its signature holds is verification's business)."""
         row = connection.execute(
-            select(audit_archive_table).order_by(audit_archive_table.c.last_seq.desc()).limit(1)
+            select(audit_archive_table)
+            .where(audit_archive_table.c.chain == chain)
+            .order_by(audit_archive_table.c.last_seq.desc())
+            .limit(1)
         ).first()
         if row is None:
-            return 1, GENESIS_HASH, None
+            return 1, genesis_hash(chain), None
         return int(row.last_seq) + 1, row.last_hash, _archive_mark(row)
 
     @staticmethod
-    def archives(connection: Connection) -> list[Checkpoint]:
-        """Every archive record as a signed mark (``first_seq`` set), oldest first."""
+    def archives(connection: Connection, chain: str = CHAIN) -> list[Checkpoint]:
+        """Every archive record of ``chain`` as a signed mark (``first_seq`` set), oldest first."""
         rows = connection.execute(
-            select(audit_archive_table).order_by(audit_archive_table.c.last_seq)
+            select(audit_archive_table)
+            .where(audit_archive_table.c.chain == chain)
+            .order_by(audit_archive_table.c.last_seq)
         )
         return [_archive_mark(row) for row in rows]
 
     @staticmethod
+    def event_chains(connection: Connection) -> set[str]:
+        """Every chain that holds events or archive records (a skip over the primary key)."""
+        chains = {
+            str(c)
+            for c in connection.execute(select(audit_archive_table.c.chain).distinct()).scalars()
+        }
+        found = connection.execute(select(func.min(audit_event_table.c.chain))).scalar()
+        while found is not None:
+            chains.add(str(found))
+            found = connection.execute(
+                select(func.min(audit_event_table.c.chain)).where(audit_event_table.c.chain > found)
+            ).scalar()
+        return chains
+
+    @staticmethod
     def stream_rows(
-        connection: Connection, *, since: str | None = None, batch: int = 1000
+        connection: Connection,
+        chain: str = CHAIN,
+        *,
+        since: str | None = None,
+        batch: int = 5000,
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """Every event in chain order (from ``since``, a formatted UTC time) as batches of plain
-        DBAPI tuples of :data:`~airflow_wfe.core.audit.verify.ROW_COLUMNS`: what verification reads,
-        without building a SQLAlchemy row per event. Memory is one batch on any backend (a
-        server-side cursor on PostgreSQL), in the connection's current transaction.
+        """Every event of ``chain`` in chain order (from ``since``, a formatted UTC time) as batches
+        of plain DBAPI tuples of :data:`~airflow_wfe.core.audit.verify.ROW_COLUMNS`: what
+        verification reads, without building a SQLAlchemy row per event. Memory is one batch on any
+        backend (a server-side cursor on PostgreSQL), in the connection's current transaction.
         """
         dialect = connection.dialect
-        mark = {"qmark": "?", "format": "%s", "numeric": ":1", "named": ":since"}.get(
-            dialect.paramstyle, "%(since)s"
-        )
-        where = "" if since is None else f" WHERE at >= {mark}"
-        sql = f"SELECT {', '.join(ROW_COLUMNS)} FROM {audit_event_table.name}{where} ORDER BY seq"
-        params: Any = ()
+        style = dialect.paramstyle
+        marks = {"qmark": ("?", "?"), "format": ("%s", "%s"), "numeric": (":1", ":2"),
+                 "named": (":chain", ":since")}.get(style, ("%(chain)s", "%(since)s"))  # fmt: skip
+        where = f" WHERE chain = {marks[0]}"
         if since is not None:
-            params = {"since": since} if dialect.paramstyle in ("named", "pyformat") else (since,)
+            where += f" AND at >= {marks[1]}"
+        sql = f"SELECT {', '.join(ROW_COLUMNS)} FROM {audit_event_table.name}{where} ORDER BY seq"
+        values = (chain,) if since is None else (chain, since)
+        params: Any = values
+        if style in ("named", "pyformat"):
+            params = dict(zip(("chain", "since"), values, strict=False))
         # A transaction must be open (a reader's snapshot, and PostgreSQL's named cursors need one).
         if not connection.in_transaction():
             connection.begin()

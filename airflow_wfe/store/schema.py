@@ -30,7 +30,7 @@ __all__ = [
 #: Alembic version table of the store; distinct from Airflow's ``alembic_version``.
 VERSION_TABLE: Final = "wfe_alembic_version"
 #: The revision this package's code reads and writes. A test keeps it equal to Alembic's head.
-HEAD_REVISION: Final = "0007"
+HEAD_REVISION: Final = "0008"
 
 #: PostgreSQL advisory-lock key that serialises migrations of the store ("wfe" + schema).
 _LOCK_KEY: Final = 0x7766_6553_4348

@@ -31,6 +31,7 @@ __all__ = [
     "audit_checkpoint_table",
     "audit_event_table",
     "audit_head_table",
+    "audit_tree_table",
     "compensation_request_table",
     "cost_entry_table",
     "decision_table",
@@ -154,6 +155,8 @@ run_artifact_table = Table(
 audit_event_table = Table(
     "wfe_audit_event",
     metadata,
+    # The partition's chain (``main`` for an unpartitioned store): see core/audit/partitions.py.
+    Column("chain", String(32), primary_key=True, server_default="main"),
     Column("seq", _Id, primary_key=True, autoincrement=False),
     # ISO 8601 UTC text of fixed width: compares and sorts as text on every backend.
     Column("at", String(32), nullable=False),
@@ -187,6 +190,7 @@ audit_head_table = Table(
 audit_checkpoint_table = Table(
     "wfe_audit_checkpoint",
     metadata,
+    Column("chain", String(32), primary_key=True, server_default="main"),
     Column("seq", _Id, primary_key=True, autoincrement=False),
     Column("hash", String(64), nullable=False),
     Column("at", String(32), nullable=False),
@@ -201,6 +205,7 @@ audit_archive_table = Table(
     "wfe_audit_archive",
     metadata,
     Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("chain", String(32), nullable=False, server_default="main"),
     Column("first_seq", _Id, nullable=False),
     Column("last_seq", _Id, nullable=False),
     Column("last_hash", String(64), nullable=False),
@@ -210,6 +215,21 @@ audit_archive_table = Table(
     Column("algorithm", String(32)),
     Column("key_id", String(64)),
     Column("signature", Text),
+)
+
+#: Signed tree heads: every partition's head (chain, seq, hash) at one moment, under one signature.
+audit_tree_table = Table(
+    "wfe_audit_tree",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("at", String(32), nullable=False),
+    #: Canonical JSON ``[[chain, seq, hash], ...]`` in partition order (what ``root`` is over).
+    Column("heads", Text, nullable=False),
+    Column("root", String(64), nullable=False),
+    Column("algorithm", String(32), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("reason", String(32), nullable=False),
 )
 
 #: How far an import from another source has got (Airflow's own audit log, by its row id).

@@ -14,11 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from airflow_wfe.core.audit.canonical import canonical_json
+from airflow_wfe.core.audit.partitions import (
+    MAIN,
+    PartitionHead,
+    genesis_hash,
+    parse_heads,
+    sorted_heads,
+)
 from airflow_wfe.core.audit.signing import Keyring, Signer, anchor_message
 
 __all__ = ["ANCHOR_FORMAT", "Anchor", "check_anchors", "make_anchor", "parse_anchor"]
@@ -39,24 +46,44 @@ class Anchor:
     algorithm: str
     key_id: str
     signature: str
+    #: The other partitions' positions, ``[[chain, seq, hash], ...]`` (absent: ``main`` only).
+    partitions: list[list[Any]] | None = None
 
     def signed_fields(self) -> dict[str, Any]:
         data = asdict(self)
         del data["signature"]
+        if data["partitions"] is None:  # an unpartitioned anchor signs exactly the old fields
+            del data["partitions"]
         return data
 
+    def positions(self) -> list[PartitionHead]:
+        """Every chain position this anchor vouches for, ``main`` first.
 
-def make_anchor(signer: Signer, seq: int, hash_: str, at: str, prev: str | None) -> str:
-    """The text of a new anchor (one canonical JSON line)."""
-    fields = {
+        Raises:
+            ValueError: its partition list is malformed.
+        """
+        found = [PartitionHead(MAIN, self.seq, self.hash)]
+        if self.partitions is not None:
+            found += parse_heads(canonical_json(self.partitions))
+        return found
+
+
+def make_anchor(signer: Signer, heads: Sequence[PartitionHead], at: str, prev: str | None) -> str:
+    """The text of a new anchor (one canonical JSON line) of every partition's head in ``heads``
+    (``main``'s as ``seq``/``hash``, the others as ``partitions``)."""
+    main = next((h for h in heads if h.chain == MAIN), PartitionHead(MAIN, 0, genesis_hash(MAIN)))
+    others = [[h.chain, h.seq, h.hash] for h in sorted_heads(heads) if h.chain != MAIN]
+    fields: dict[str, Any] = {
         "format": ANCHOR_FORMAT,
-        "seq": seq,
-        "hash": hash_,
+        "seq": main.seq,
+        "hash": main.hash,
         "at": at,
         "prev": prev,
         "algorithm": signer.algorithm,
         "key_id": signer.key_id,
     }
+    if others:
+        fields["partitions"] = others
     return canonical_json({**fields, "signature": signer.sign(anchor_message(fields))}) + "\n"
 
 
@@ -72,17 +99,21 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _where(chain: str, seq: int) -> str:
+    return f"event #{seq}" if chain == MAIN else f"partition {chain}, event #{seq}"
+
+
 def check_anchors(
     anchors: Sequence[tuple[str, str]],
     keys: Keyring | None,
     *,
-    event_hash: Callable[[int], str | None],
-    archived_up_to: int,
-    last_seq: int,
+    event_hash: Callable[[str, int], str | None],
+    archived_up_to: Mapping[str, int],
+    last_seq: Mapping[str, int],
 ) -> tuple[list[tuple[int | None, str, str]], list[str]]:
     """Compare the store with every anchor: ``anchors`` are (name, text) pairs; ``event_hash``
-    gives the stored hash at a position (``None``: no such event); the store holds events up to
-    ``last_seq`` and has archived those up to ``archived_up_to``.
+    gives the stored hash at a chain's position (``None``: no such event); each chain holds events
+    up to ``last_seq[chain]`` and has archived those up to ``archived_up_to[chain]``.
 
     Returns (findings as (seq, kind, message), notes). The first finding of kind ``truncated`` or
     ``erased`` names the last anchored position that is gone.
@@ -96,8 +127,8 @@ def check_anchors(
         except (ValueError, TypeError):
             findings.append((None, "anchor unreadable", f"{name} is not a signed anchor"))
     known = {digest for _n, _a, digest in parsed}
-    gone: tuple[str, Anchor] | None = None
-    for name, anchor, _digest in sorted(parsed, key=lambda p: (p[1].seq, p[1].at)):
+    gone: tuple[str, Anchor, PartitionHead] | None = None
+    for name, anchor, _digest in sorted(parsed, key=lambda p: (p[1].at, p[1].seq)):
         if keys is not None:
             problem = keys.check(
                 anchor.key_id, anchor_message(anchor.signed_fields()), anchor.signature
@@ -115,30 +146,44 @@ def check_anchors(
                     f"the anchor before {name} is missing from the folder",
                 )
             )
-        if anchor.seq == 0 or anchor.seq <= archived_up_to:
+        try:
+            positions = anchor.positions()
+        except ValueError:
+            findings.append((None, "anchor unreadable", f"{name}: its partition list is malformed"))
             continue
-        stored = event_hash(anchor.seq) if anchor.seq <= last_seq else None
-        if stored is None:
-            gone = (name, anchor)
-        elif stored != anchor.hash:
-            findings.append(
-                (
-                    anchor.seq,
-                    "rolled back",
-                    f"event #{anchor.seq} differs from the one anchored at {anchor.at} ({name}): "
-                    "the store was rewritten or rolled back to another history",
+        for position in positions:
+            chain, seq = position.chain, position.seq
+            if seq == 0 or seq <= archived_up_to.get(chain, 0):
+                continue
+            stored = event_hash(chain, seq) if seq <= last_seq.get(chain, 0) else None
+            if stored is None:
+                gone = (name, anchor, position)
+            elif stored != position.hash:
+                findings.append(
+                    (
+                        seq,
+                        "rolled back",
+                        f"{_where(chain, seq)} differs from the one anchored at {anchor.at} "
+                        f"({name}): the store was rewritten or rolled back to another history",
+                    )
                 )
-            )
     if gone is not None:
-        name, anchor = gone
-        kind = "erased" if last_seq == 0 and archived_up_to == 0 else "truncated"
+        name, anchor, position = gone
+        empty = not any(last_seq.values()) and not any(archived_up_to.values())
+        kind = "erased" if empty else "truncated"
+        ends = last_seq.get(position.chain, 0)
         findings.insert(
             0,
             (
-                anchor.seq,
+                position.seq,
                 kind,
-                f"the last anchored position, event #{anchor.seq} (anchored at {anchor.at}, "
-                f"{name}), is gone: the store ends at #{last_seq}",
+                f"the last anchored position, {_where(position.chain, position.seq)} (anchored at "
+                f"{anchor.at}, {name}), is gone: "
+                + (
+                    f"the store ends at #{ends}"
+                    if position.chain == MAIN
+                    else f"partition {position.chain} ends at #{ends}"
+                ),
             ),
         )
     notes.append(f"{len(parsed)} anchor(s) compared with the store")

@@ -27,6 +27,7 @@ from json.encoder import encode_basestring
 from typing import Any, Final, NamedTuple
 
 from airflow_wfe.core.audit.canonical import canonical_json, format_time
+from airflow_wfe.core.audit.partitions import MAIN
 
 __all__ = [
     "BODY_VERSION",
@@ -111,6 +112,8 @@ class SealedEvent:
     body: str
     prev_hash: str
     hash: str
+    #: The partition's chain the event belongs to (see :mod:`.partitions`).
+    chain: str = MAIN
 
     def content(self) -> dict[str, Any]:
         """The body as data (for exports and readers), in the same shape for every layout."""
@@ -207,8 +210,9 @@ def draft(
     )
 
 
-def seal_draft(d: Draft, seq: int, prev_hash: str) -> SealedEvent:
-    """Give a drafted event its place after ``prev_hash`` (version-2 body) and its hash."""
+def seal_draft(d: Draft, seq: int, prev_hash: str, chain: str = MAIN) -> SealedEvent:
+    """Give a drafted event its place after ``prev_hash`` in ``chain`` (version-2 body) and its
+    hash."""
     body = header(seq, prev_hash, d.at, d.type, d.actor, d.dag_id, d.run_id, d.step_id) + d.rest
     return SealedEvent(
         seq=seq,
@@ -221,6 +225,7 @@ def seal_draft(d: Draft, seq: int, prev_hash: str) -> SealedEvent:
         body=body,
         prev_hash=prev_hash,
         hash=hashlib.sha256(body.encode()).hexdigest(),
+        chain=chain,
     )
 
 

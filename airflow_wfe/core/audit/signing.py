@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from airflow_wfe.core.audit.canonical import canonical_json
+from airflow_wfe.core.audit.partitions import MAIN, signed_chain
 from airflow_wfe.exceptions import AuditError, ConfigError
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "ED25519",
     "HEAD",
     "HMAC",
+    "TREE",
     "Ed25519Signer",
     "GeneratedKey",
     "HmacSigner",
@@ -62,6 +64,7 @@ __all__ = [
     "load_public_key",
     "load_signer",
     "load_verify_key",
+    "tree_message",
 ]
 
 HMAC: Final = "hmac-sha256"
@@ -73,6 +76,7 @@ HEAD: Final = "head"
 CHECKPOINT: Final = "checkpoint"
 ARCHIVE: Final = "archive"
 ANCHOR: Final = "anchor"
+TREE: Final = "tree"
 
 
 class Signer(Protocol):
@@ -90,34 +94,38 @@ class Signer(Protocol):
     def verify(self, message: bytes, signature: str) -> bool: ...
 
 
-def _mark_message(domain: str, seq: int, event_hash: str, at: str) -> bytes:
-    if type(seq) is int and type(event_hash) is str and type(at) is str:
+def _mark_message(domain: str, seq: int, event_hash: str, at: str, chain: str = MAIN) -> bytes:
+    name = signed_chain(chain)
+    if type(seq) is int and type(event_hash) is str and type(at) is str and name == "wfe":
         return (
             f'{{"at":{encode_basestring(at)},"chain":"wfe","domain":"{domain}",'
             f'"hash":{encode_basestring(event_hash)},"seq":{seq}}}'
         ).encode()
     return canonical_json(
-        {"chain": "wfe", "domain": domain, "seq": seq, "hash": event_hash, "at": at}
+        {"chain": name, "domain": domain, "seq": seq, "hash": event_hash, "at": at}
     ).encode()
 
 
-def head_message(seq: int, event_hash: str, at: str) -> bytes:
+def head_message(seq: int, event_hash: str, at: str, chain: str = MAIN) -> bytes:
     """What the head's signature covers: ``{"at","chain":"wfe","domain":"head","hash","seq"}``
-    as canonical JSON (written out directly: it is built for every append)."""
-    return _mark_message(HEAD, seq, event_hash, at)
+    as canonical JSON (written out directly: it is built for every append). A partition other
+    than ``main`` signs ``"chain":"wfe/<name>"`` (see :mod:`.partitions`)."""
+    return _mark_message(HEAD, seq, event_hash, at, chain)
 
 
-def checkpoint_message(seq: int, event_hash: str, at: str) -> bytes:
+def checkpoint_message(seq: int, event_hash: str, at: str, chain: str = MAIN) -> bytes:
     """What a checkpoint's signature covers (the head's fields, domain ``checkpoint``)."""
-    return _mark_message(CHECKPOINT, seq, event_hash, at)
+    return _mark_message(CHECKPOINT, seq, event_hash, at, chain)
 
 
-def archive_message(first_seq: int, last_seq: int, last_hash: str, at: str) -> bytes:
+def archive_message(
+    first_seq: int, last_seq: int, last_hash: str, at: str, chain: str = MAIN
+) -> bytes:
     """What an archive record's (and its file's closing mark's) signature covers: which events
     left the store, and the hash the chain in the store goes on from."""
     return canonical_json(
         {
-            "chain": "wfe",
+            "chain": signed_chain(chain),
             "domain": ARCHIVE,
             "first_seq": first_seq,
             "seq": last_seq,
@@ -125,6 +133,12 @@ def archive_message(first_seq: int, last_seq: int, last_hash: str, at: str) -> b
             "at": at,
         }
     ).encode()
+
+
+def tree_message(root: str, at: str) -> bytes:
+    """What a tree head's signature covers: the root over every partition's head (see
+    :func:`~airflow_wfe.core.audit.partitions.tree_root`) and when it was taken."""
+    return canonical_json({"chain": "wfe", "domain": TREE, "root": root, "at": at}).encode()
 
 
 def anchor_message(fields: dict[str, Any]) -> bytes:

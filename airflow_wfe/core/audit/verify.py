@@ -29,6 +29,7 @@ from json.encoder import encode_basestring
 from typing import Any, Final, NamedTuple, Protocol
 
 from airflow_wfe.core.audit.events import HEADER_PREFIX, body_hash, header, parse_body
+from airflow_wfe.core.audit.partitions import MAIN
 from airflow_wfe.core.audit.signing import (
     Keyring,
     Signer,
@@ -153,9 +154,13 @@ class Finding:
     seq: int | None
     kind: str
     message: str
+    #: The partition's chain it concerns (``main``: the one chain of an unpartitioned store).
+    chain: str = MAIN
 
     def __str__(self) -> str:
         where = f"event #{self.seq}" if self.seq is not None else "chain head"
+        if self.chain != MAIN:
+            where = f"partition {self.chain}, {where}"
         return f"{where}: {self.kind}: {self.message}"
 
 
@@ -194,7 +199,8 @@ class VerifyReport:
             "checkpoints": self.checkpoints,
             "signatures_checked": self.signatures_checked,
             "findings": [
-                {"seq": f.seq, "kind": f.kind, "message": f.message} for f in self.findings
+                {"seq": f.seq, "kind": f.kind, "message": f.message, "chain": f.chain}
+                for f in self.findings
             ],
             "notes": list(self.notes),
         }
@@ -212,6 +218,9 @@ class Verifier:
         signatures: ``False`` checks hashes and links only (and the report says so).
         anchored: whether ``start_seq``/``prev_hash`` are known facts (a full verification) or just
             where a ``--since`` window begins (its first event is then trusted as a starting point).
+        chain: the partition's chain verified (its marks sign its name; see
+            :mod:`~airflow_wfe.core.audit.partitions`).
+        marks: positions (seq -> hash) of this chain that valid signed tree heads vouch for.
     """
 
     def __init__(
@@ -223,7 +232,13 @@ class Verifier:
         keys: Keyring | Signer | None,
         signatures: bool = True,
         anchored: bool = True,
+        chain: str = MAIN,
+        marks: Mapping[int, str] | None = None,
     ) -> None:
+        self.chain = chain
+        self.marks = dict(marks or {})
+        #: Positions the fast path of :meth:`feed_rows` leaves to :meth:`feed`.
+        self.stops = set(checkpoints) | set(self.marks)
         self.expected = start_seq
         self.prev_hash = prev_hash
         self.checkpoints = checkpoints
@@ -250,7 +265,7 @@ class Verifier:
 
     def add_finding(self, seq: int | None, kind: str, message: str) -> None:
         if len(self.report.findings) < _MAX_FINDINGS:
-            self.report.findings.append(Finding(seq, kind, message))
+            self.report.findings.append(Finding(seq, kind, message, self.chain))
 
     def check_signature(self, mark: Checkpoint | Head, what: str) -> bool:
         """Whether ``mark`` carries a valid signature of its kind (``what``: chain head, checkpoint
@@ -258,14 +273,15 @@ class Verifier:
         signatures are not checked."""
         if not self.signatures or not self.keys:
             return not self.signatures
+        chain = self.chain
         if what == HEAD_MARK:
-            message = head_message(mark.seq, mark.hash, mark.at)
+            message = head_message(mark.seq, mark.hash, mark.at, chain)
         elif what == ARCHIVE_MARK:
             first = getattr(mark, "first_seq", None)
             message = archive_message(first if first is not None else -1, mark.seq, mark.hash,
-                                      mark.at)  # fmt: skip
+                                      mark.at, chain)  # fmt: skip
         else:
-            message = checkpoint_message(mark.seq, mark.hash, mark.at)
+            message = checkpoint_message(mark.seq, mark.hash, mark.at, chain)
         problem = self.keys.check(mark.key_id, message, mark.signature)
         if problem is None:
             return True
@@ -323,6 +339,14 @@ class Verifier:
                 self.add_finding(
                     seq, "rewritten", "it differs from the signed checkpoint taken at its place"
                 )
+        vouched = self.marks.get(seq)
+        if vouched is not None and vouched != event.hash:
+            self.add_finding(
+                seq,
+                "rolled back",
+                "it differs from the event a signed tree head recorded at its place (the "
+                "partition was rewritten or rolled back to another history)",
+            )
         self.prev_hash = event.hash
         self.expected = seq + 1
 
@@ -336,7 +360,7 @@ class Verifier:
         """
         sha256 = hashlib.sha256
         quote = encode_basestring
-        checkpoints = self.checkpoints
+        stops = self.stops
         feed = self.feed
         report = self.report
         expected, prev = self.expected, self.prev_hash
@@ -350,7 +374,7 @@ class Verifier:
                 hex_prev
                 and seq == expected
                 and prev_hash == prev
-                and seq not in checkpoints
+                and seq not in stops
                 and body.startswith(
                     f'[2,{seq},"{prev_hash}",{quote(at)},{quote(type_)},{quote(actor)},'
                     f"{'null' if dag_id is None else quote(dag_id)},"
@@ -443,6 +467,14 @@ class Verifier:
                 last + 1,
                 "truncated",
                 f"a signed checkpoint covers event #{beyond[-1]}, but the trail ends at #{last}",
+            )
+        vouched = max((s for s in self.marks if s > last), default=None)
+        if vouched is not None and not beyond:
+            self.add_finding(
+                last + 1,
+                "truncated",
+                f"a signed tree head records event #{vouched}, but the chain ends at #{last} "
+                "(cut back, or rolled back to an older copy)",
             )
         if head is None:
             if expect_head:
