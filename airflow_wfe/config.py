@@ -4,14 +4,18 @@ The option table below is the single source: the provider info publishes it to A
 ``airflow config list --section wfe`` shows it with defaults and descriptions), and
 :func:`get_settings` falls back to the same defaults when a process has not loaded provider config.
 Values are read through Airflow's configuration (``airflow.cfg`` or ``AIRFLOW__WFE__*``) the first time
-something asks, never at import time, because DAG files import this package.
+something asks, never at import time, because DAG files import this package; a process that has not
+imported Airflow (the ``wfe`` command) reads the same file and variables itself where that is exact.
+
 """
 
 from __future__ import annotations
 
+import configparser
 import functools
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -28,6 +32,9 @@ __all__ = [
     "GovernMode",
     "Option",
     "Settings",
+    "airflow_config_file",
+    "airflow_option",
+    "fast_getter",
     "get_settings",
     "parse_window",
     "reset_settings",
@@ -444,8 +451,119 @@ def _parse_bool(name: str, value: str) -> bool:
     raise ConfigError(name, value, "expected a boolean (True or False)")
 
 
+# -- Reading airflow.cfg without importing Airflow ---------------------------------------------
+# Importing Airflow to read its configuration costs about a second (its package __init__ loads
+# settings, providers and logging), which the `wfe` command would pay before every answer. Most
+# options come from two places this reader reads the way Airflow does: an AIRFLOW__SECTION__KEY
+# environment variable, then `[section] key` in airflow.cfg ($AIRFLOW_CONFIG, else
+# $AIRFLOW_HOME/airflow.cfg), both with Airflow's $VAR and ~ expansion; else the caller's default.
+# Whatever it cannot reproduce exactly makes it step aside for Airflow's own configuration: a
+# `_cmd` / `_secret` variant of an option of the section (a command to run, a secrets backend to
+# ask), or a process that has imported Airflow's configuration already (nothing more to pay, and it
+# sees options set in the process, e.g. by tests). Schedulers, workers and task processes always
+# have, so only cold command-line processes take the fast path.
+
+#: Airflow's configuration modules: once one of them is loaded, Airflow's ``conf`` answers.
+_AIRFLOW_CONFIG_MODULES = ("airflow.configuration", "airflow.sdk.configuration")
+
+
+def _expand(value: str) -> str:
+    """``$VAR`` and ``~`` expanded until stable, as Airflow's ``expand_env_var`` does."""
+    while True:
+        expanded = os.path.expanduser(os.path.expandvars(value))
+        if expanded == value:
+            return expanded
+        value = expanded
+
+
+def airflow_config_file() -> Path:
+    """The ``airflow.cfg`` Airflow reads: ``$AIRFLOW_CONFIG``, else ``$AIRFLOW_HOME/airflow.cfg``."""
+    explicit = os.environ.get("AIRFLOW_CONFIG")
+    if explicit is not None:
+        return Path(_expand(explicit))
+    home = _expand(os.environ.get("AIRFLOW_HOME", "~/airflow"))
+    return Path(home) / "airflow.cfg"
+
+
+@functools.cache
+def _parsed(path: Path, mtime_ns: int) -> configparser.ConfigParser:
+    """``airflow.cfg`` parsed (cached per path and modification time)."""
+    parser = configparser.ConfigParser()  # Airflow's parser is a ConfigParser: same interpolation
+    parser.read(path, encoding="utf-8")
+    return parser
+
+
+def _file_section(section: str) -> Mapping[str, str]:
+    path = airflow_config_file()
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except OSError:  # no airflow.cfg yet (Airflow writes one on its first start)
+        return {}
+    parser = _parsed(path, mtime_ns)
+    if not parser.has_section(section):
+        return {}
+    return {key: parser.get(section, key) for key in parser.options(section)}
+
+
+def _airflow_loaded() -> bool:
+    return any(name in sys.modules for name in _AIRFLOW_CONFIG_MODULES)
+
+
+def fast_getter(section: str) -> Callable[[str], str | None] | None:
+    """A ``key -> value`` lookup of ``section`` read without Airflow, or None where it would differ.
+
+    None means: ask Airflow's configuration (already imported, or the section uses ``_cmd`` /
+    ``_secret`` options that only Airflow can resolve). The lookup returns None for an option set
+    nowhere, so the caller applies its own default.
+
+    Raises:
+        configparser.Error: when ``airflow.cfg`` cannot be parsed (Airflow refuses it too).
+    """
+    if _airflow_loaded():
+        return None
+    prefix = f"AIRFLOW__{section.upper()}__"
+    names = [name for name in os.environ if name.startswith(prefix)]
+    from_file = _file_section(section)
+    if any(name.endswith(("_CMD", "_SECRET")) for name in names) or any(
+        key.endswith(("_cmd", "_secret")) for key in from_file
+    ):
+        return None
+
+    def get(key: str) -> str | None:
+        value = os.environ.get(f"{prefix}{key.upper()}")
+        if value is None:
+            value = from_file.get(key.lower())
+        return None if value is None else _expand(value)
+
+    return get
+
+
+def airflow_option(section: str, key: str, fallback: str) -> str:
+    """One option of Airflow's configuration: read without Airflow when exact, else through it.
+
+    For callers outside ``[wfe]`` (the emitter reads ``[metrics]``); ``fallback`` is Airflow's own
+    default for the option.
+    """
+    fast = fast_getter(section)
+    if fast is not None:
+        value = fast(key)
+        return fallback if value is None else value
+    from airflow.sdk import conf
+
+    found = conf.get(section, key, fallback=fallback)
+    return fallback if found is None else str(found)
+
+
 def _airflow_getter() -> Callable[[str], str | None]:
-    """A lookup through Airflow's own configuration, so airflow.cfg and env vars both count."""
+    """A lookup through Airflow's own configuration, so airflow.cfg and env vars both count.
+
+    A process that has not imported Airflow (the ``wfe`` command) reads ``airflow.cfg`` and the
+    ``AIRFLOW__WFE__*`` variables itself when that gives the same answer (see
+    :func:`fast_getter`): importing Airflow to read them would cost about a second.
+    """
+    fast = fast_getter("wfe")
+    if fast is not None:
+        return fast
     try:
         # The Task SDK's parser works in every process (task processes included) and sees
         # airflow.cfg, AIRFLOW__WFE__* variables and the provider defaults.
@@ -476,3 +594,4 @@ def get_settings() -> Settings:
 def reset_settings() -> None:
     """Forget cached settings so the next :func:`get_settings` reads the configuration again."""
     get_settings.cache_clear()
+    _parsed.cache_clear()

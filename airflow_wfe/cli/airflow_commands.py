@@ -4,15 +4,20 @@ One pass-through command rather than a second definition of every argument: ``ai
 --json`` runs exactly ``wfe runs list --json``, so the two can never drift apart. Airflow parses only
 what comes before the first subcommand (``--version``, ``--debug``); everything from the subcommand on,
 ``--help`` included, is handed to ``wfe``'s own parser, so ``airflow wfe runs list --help`` shows the
-same help as ``wfe runs list --help``. ``airflow wfe --help`` lists every subcommand, read from that
-parser.
+same help as ``wfe runs list --help``.
+
+Airflow calls :func:`get_cli_commands` before *every* ``airflow`` command (``airflow version``
+included) to build its parser, so this module stays cheap: the command list in ``airflow wfe
+--help`` comes from the static index :mod:`airflow_wfe.cli.commands`, and the command itself is
+loaded through Airflow's ``lazy_load_command`` only when ``airflow wfe`` runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
+
+from airflow_wfe.cli.commands import COMMANDS
 
 __all__ = ["get_cli_commands"]
 
@@ -30,32 +35,16 @@ class _PrintVersion(argparse.Action):
         parser.exit()
 
 
-def _run(args: argparse.Namespace) -> None:
-    from airflow_wfe.cli.main import main
-
-    arguments = list(args.wfe_args)
-    if arguments[:1] == ["--"]:
-        arguments = arguments[1:]
-    if args.wfe_debug:
-        arguments = ["--debug", *arguments]
-    sys.exit(main(arguments or ["--help"]))
-
-
 def _subcommand_list() -> str:
     """``COMMAND  help`` for every top-level ``wfe`` subcommand, as ``wfe --help`` shows them."""
-    from airflow_wfe.cli.main import build_parser
-
-    parser = build_parser()
     lines = ["commands (each has its own --help, e.g. `airflow wfe runs list --help`):"]
-    for action in parser._subparsers._group_actions if parser._subparsers else ():
-        for choice in getattr(action, "_choices_actions", ()):
-            lines.append(f"  {choice.dest:<12} {choice.help or ''}")
+    lines += [f"  {command.name:<12} {command.help}" for command in COMMANDS]
     return "\n".join(lines)
 
 
 def get_cli_commands() -> list[Any]:
     """Airflow CLI commands contributed by airflow-wfe (called by Airflow's CLI parser)."""
-    from airflow.cli.cli_config import ActionCommand, Arg
+    from airflow.cli.cli_config import ActionCommand, Arg, lazy_load_command
 
     return [
         ActionCommand(
@@ -64,7 +53,7 @@ def get_cli_commands() -> list[Any]:
             description="airflow-wfe: governed Airflow runs (state, compensation, gates, audit). "
             "Same commands as the `wfe` script.",
             epilog=_subcommand_list(),
-            func=_run,
+            func=lazy_load_command("airflow_wfe.cli.main.run_from_airflow"),
             args=(
                 Arg(  # type: ignore[no-untyped-call]
                     ("--version",),

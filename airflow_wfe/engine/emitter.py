@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-from airflow_wfe.config import get_settings
+from airflow_wfe.config import airflow_option, get_settings
 from airflow_wfe.core.metrics import Emitter, MetricsSettings, build_emitter
 
 __all__ = ["get_emitter", "metrics_settings", "reset_emitter"]
@@ -19,10 +19,9 @@ _TRUE = {"true", "1", "yes", "on", "t", "y"}
 
 def metrics_settings() -> MetricsSettings:
     """Airflow's ``[metrics]`` section with the ``[wfe] statsd_*`` overrides applied."""
-    from airflow.sdk import conf
-
     def get(key: str, default: str) -> str:
-        return str(conf.get("metrics", key, fallback=default) or default)
+        # Without importing Airflow where that reads the same values (the `wfe` command).
+        return airflow_option("metrics", key, default) or default
 
     wfe = get_settings()
     statsd_on = get("statsd_on", "False").lower() in _TRUE
@@ -32,9 +31,8 @@ def metrics_settings() -> MetricsSettings:
         port=wfe.statsd_port or int(get("statsd_port", "8125")),
         prefix=wfe.statsd_prefix or get("statsd_prefix", "airflow"),
         ipv6=get("statsd_ipv6", "False").lower() in _TRUE,
-        allow_list=wfe.statsd_allow_list
-        or str(conf.get("metrics", "metrics_allow_list", fallback="") or ""),
-        block_list=str(conf.get("metrics", "metrics_block_list", fallback="") or ""),
+        allow_list=wfe.statsd_allow_list or get("metrics_allow_list", ""),
+        block_list=get("metrics_block_list", ""),
         tags=wfe.statsd_tags,
         deployment_dags=wfe.deployment_dags,
         dora_window_days=wfe.dora_window.total_seconds() / 86400,

@@ -86,22 +86,25 @@ def build_audit_log() -> AuditLog:
     )
 
 
-def _airflow_masker() -> Callable[[str], str] | None:
+def _airflow_masker() -> Callable[[str], str]:
     """Airflow's secrets maskers (the Task SDK's in task processes, the core one elsewhere).
 
     Airflow registers every connection password, sensitive variable and ``mask_secret`` value with
     the masker of the process that fetched it; applying both covers whichever one this process uses.
+    Imported on the first text to mask: importing them imports Airflow (about a second), which a
+    command that only reads the store (``wfe runs list``) never needs.
     """
-    maskers: list[Callable[..., object]] = []
-    for module in ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker"):
-        try:
-            maskers.append(importlib.import_module(module).redact)
-        except ImportError:
-            continue
-    if not maskers:
-        return None
+    maskers: list[Callable[..., object]] | None = None
 
     def mask(text: str) -> str:
+        nonlocal maskers
+        if maskers is None:
+            maskers = []
+            for module in ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker"):
+                try:
+                    maskers.append(importlib.import_module(module).redact)
+                except ImportError:
+                    continue
         for redact in maskers:
             text = str(redact(text))
         return text
