@@ -8,7 +8,8 @@ parses a DAG file, so the scheduler, the UI and every worker see the same tasks.
 ``task_policy`` runs wherever Airflow parses a DAG file, including each task process right before the
 task runs. For governed tasks it chains a pre-execute check: Airflow swallows listener exceptions, so
 the pre-execute step is where ``[wfe] fail_closed`` can stop a task whose start the listener could
-not record. The check is a dictionary lookup; it does no I/O.
+not record, and where a task of a run REJECTED at its pre-flight is refused (failed without retries,
+naming the pre-flight's decision). The check is two dictionary lookups; it does no I/O.
 
 The check shadows the operator's ``pre_execute`` method (the Task SDK runs an overridden one right
 after the ``pre_execute=`` hook) rather than filling that hook: the hook is a serialized field, and
@@ -32,18 +33,29 @@ __all__ = ["CheckedUnmap", "FailClosedCheck", "dag_policy", "task_policy"]
 
 
 class FailClosedCheck:
-    """Pre-execute check: fail the task if its start was not recorded and fail_closed is on, then
-    run the operator's own ``pre_execute`` (or what another policy put in its place)."""
+    """Pre-execute check: fail the task if its run was rejected at its pre-flight, or if its start
+    was not recorded and fail_closed is on; then run the operator's own ``pre_execute`` (or what
+    another policy put in its place)."""
 
     def __init__(self, chained: Any = None) -> None:
         self.chained = chained
 
     def __call__(self, context: Any) -> None:
         from airflow_wfe.adapters.listeners.listener import harness_failure_for
+        from airflow_wfe.adapters.listeners.scope import rejected_at_preflight
         from airflow_wfe.config import get_settings
         from airflow_wfe.exceptions import HarnessError
 
         ti = context["ti"]
+        rejected = rejected_at_preflight(ti.dag_id, ti.run_id)
+        if rejected is not None:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            # Not retryable: another try would meet the same decision.
+            raise AirflowFailException(
+                f"airflow-wfe refuses to run task {ti.task_id!r}: run {ti.run_id!r} of DAG "
+                f"{ti.dag_id!r} was REJECTED at its pre-flight: {rejected}"
+            )
         map_index = getattr(ti, "map_index", -1)
         failure = harness_failure_for(
             ti.dag_id,

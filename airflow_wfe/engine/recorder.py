@@ -16,9 +16,11 @@ store; after that the next fact flushes the spool first (within :data:`~.spool_g
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from airflow_wfe.core.metrics import Emitter, names
 from airflow_wfe.core.reconciliation import RECONCILABLE, needs_reconciling
@@ -37,16 +39,32 @@ from airflow_wfe.store.contract import RunPlan, StepPlan, Store
 
 if TYPE_CHECKING:
     from airflow_wfe.core.ledger import CompensationRequest, DecisionRecord
+    from airflow_wfe.engine.preflight import PreflightResult
 
-__all__ = ["RECONCILABLE", "Recorder", "SpoolPlace", "needs_reconciling"]
+__all__ = ["RECONCILABLE", "Recorder", "RunStart", "SpoolPlace", "needs_reconciling"]
 
 
 log = logging.getLogger("airflow_wfe.engine.recorder")
 
-#: Reason recorded for VALIDATED until declared specs and start-time policies add their own checks.
-PREFLIGHT_REASON = (
-    "pre-flight passed: DAG definition and version known, params validated by Airflow"
-)
+#: Reason recorded for VALIDATED when the run was first reported already under way, so no
+#: pre-flight ran for it (a gate of an ungoverned DAG, a run whose start was spooled, a run end).
+UNCHECKED_REASON = "no pre-flight ran: the run was first reported after it had started"
+
+_UNSEEN: Final = object()
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a run-start report found: the transitions written and the run's state after it.
+
+    Attributes:
+        known: whether the store answered (``False``: the fact was spooled; ``state`` is ``None``).
+        state: the run's state after the report (``None`` with ``known``: the run is not recorded).
+    """
+
+    written: list[TransitionRecord] = field(default_factory=list)
+    state: RunState | None = None
+    known: bool = False
 
 
 class Recorder(SpoolGuard):
@@ -72,6 +90,8 @@ class Recorder(SpoolGuard):
         self.emitter = emitter
         self.spool = spool
         self.fail_closed = fail_closed
+        #: per thread, the run state the last run plan saw (what :class:`RunStart` reports)
+        self._seen = threading.local()
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -84,14 +104,127 @@ class Recorder(SpoolGuard):
         reason: str,
         facts: Mapping[str, str | None] | None = None,
         at: datetime | None = None,
+        preflight_pending: bool = False,
     ) -> list[TransitionRecord]:
         """The run is executing: bring it to RUNNING through CREATED and VALIDATED if needed.
 
         Reported by the scheduler when it starts the run and by every task as it starts, because
         ``airflow dags test`` never reports the run start and tasks may race the scheduler.
+        With ``preflight_pending`` (a task that will run the pre-flight itself when no one has),
+        a new run is only CREATED and a CREATED one left there: :meth:`run_preflight` moves it on.
+        """
+        return self.start_run(
+            dag_id,
+            run_id,
+            actor=actor,
+            reason=reason,
+            facts=facts,
+            at=at,
+            preflight_pending=preflight_pending,
+        ).written
+
+    def start_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        actor: str,
+        reason: str,
+        facts: Mapping[str, str | None] | None = None,
+        at: datetime | None = None,
+        preflight_pending: bool = False,
+    ) -> RunStart:
+        """:meth:`run_started`, also saying where the run stands (read in the same transaction)."""
+        args = {"dag_id": dag_id, "run_id": run_id, "actor": actor, "reason": reason}
+        more = {"facts": dict(facts) if facts else None, "preflight_pending": preflight_pending}
+        self._seen.state = _UNSEEN
+        written = self._guarded("run_started", {**args, **more}, at)
+        return self._run_start(written)
+
+    def run_preflight(
+        self,
+        dag_id: str,
+        run_id: str,
+        result: PreflightResult,
+        *,
+        actor: str,
+        reason: str,
+        facts: Mapping[str, str | None] | None = None,
+        at: datetime | None = None,
+    ) -> RunStart:
+        """A run's pre-flight: CREATED → VALIDATED → RUNNING when every check passed, CREATED →
+        REJECTED otherwise, with the decision (kind ``preflight``, every check a reason) when start
+        policies took part or the run is refused, in one transaction. Only a run not yet past CREATED moves: a pre-flight that lost the race to
+        another writes nothing, and the state it found is reported.
         """
         args = {"dag_id": dag_id, "run_id": run_id, "actor": actor, "reason": reason}
-        return self._guarded("run_started", {**args, "facts": dict(facts) if facts else None}, at)
+        more = {"facts": dict(facts) if facts else None, "preflight": result.to_dict()}
+        self._seen.state = _UNSEEN
+        written = self._guarded("run_preflight", {**args, **more}, at)
+        return self._run_start(written)
+
+    def _run_start(self, written: list[TransitionRecord]) -> RunStart:
+        seen = getattr(self._seen, "state", _UNSEEN)
+        if written:
+            return RunStart(written, RunState(written[-1].to_state), True)
+        if seen is _UNSEEN:
+            return RunStart(written, None, False)
+        return RunStart(written, seen, True)  # type: ignore[arg-type]  # a RunState or None here
+
+    def _run_preflight(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        actor: str,
+        reason: str,
+        preflight: Mapping[str, Any],
+        facts: Mapping[str, str | None] | None = None,
+        at: datetime | None = None,
+        superseded: Superseded | None = None,
+    ) -> list[TransitionRecord]:
+        from airflow_wfe.engine.preflight import PREFLIGHT_STEP, PreflightResult
+
+        result = PreflightResult.from_dict(preflight)
+        run_type = (facts or {}).get("run_type")
+        created = f"run created ({run_type})" if run_type else "run created"
+        summary = result.summary()
+        verdict = (
+            [Move(RunState.VALIDATED, summary), Move(RunState.RUNNING, reason)]
+            if result.passed
+            else [Move(RunState.REJECTED, summary)]
+        )
+
+        def plan(current: RunState | None) -> Sequence[Move]:
+            self._seen.state = current
+            if current is None:
+                return [Move(RunState.CREATED, created), *verdict]
+            if current is RunState.CREATED:
+                return verdict
+            return []
+
+        try:
+            written = self.store.record_preflight(
+                dag_id,
+                run_id,
+                outcome=result.outcome,
+                reasons=result.decision_reasons(),
+                policies=result.policies,
+                actor=actor,
+                run_plan=replayed(plan, superseded),
+                details={"evaluated_at": result.evaluated_at, "checks": summary},
+                facts=facts,
+                step_id=PREFLIGHT_STEP,
+                # A decision when start policies took part or the run is refused; a plain pass
+                # is told by the VALIDATED transition's reason (every check and its outcome).
+                with_decision=bool(result.policies) or not result.passed,
+            )
+        except IllegalTransitionError:
+            self.emitter.incr(names.TRANSITIONS_REFUSED)  # the refusal itself is in the trail
+            raise
+        if written:
+            emit_run_transitions(self.store, self.emitter, dag_id, run_id, written, actor)
+        return written
 
     def _run_started(
         self,
@@ -103,19 +236,25 @@ class Recorder(SpoolGuard):
         facts: Mapping[str, str | None] | None = None,
         at: datetime | None = None,
         superseded: Superseded | None = None,
+        preflight_pending: bool = False,
     ) -> list[TransitionRecord]:
         run_type = (facts or {}).get("run_type")
         created = f"run created ({run_type})" if run_type else "run created"
 
         def plan(current: RunState | None) -> Sequence[Move]:
+            self._seen.state = current
             if current is None:
+                if preflight_pending:
+                    return [Move(RunState.CREATED, created)]
                 return [
                     Move(RunState.CREATED, created),
-                    Move(RunState.VALIDATED, PREFLIGHT_REASON),
+                    Move(RunState.VALIDATED, UNCHECKED_REASON),
                     Move(RunState.RUNNING, reason),
                 ]
             if current is RunState.CREATED:
-                return [Move(RunState.VALIDATED, PREFLIGHT_REASON), Move(RunState.RUNNING, reason)]
+                if preflight_pending:
+                    return []
+                return [Move(RunState.VALIDATED, UNCHECKED_REASON), Move(RunState.RUNNING, reason)]
             if current is RunState.VALIDATED:
                 return [Move(RunState.RUNNING, reason)]
             return []
@@ -516,6 +655,7 @@ class Recorder(SpoolGuard):
     ) -> list[TransitionRecord]:
         methods: dict[str, Callable[..., list[TransitionRecord]]] = {
             "run_started": self._run_started,
+            "run_preflight": self._run_preflight,
             "run_finished": self._run_finished,
             "step": self._step_fact,
             "reconcile_step": self._reconcile_step,

@@ -205,6 +205,25 @@ class Store(Protocol):
         move is audited as refused and raised, and the decision is not written)."""
         ...
 
+    def record_preflight(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        outcome: str,
+        reasons: Sequence[Mapping[str, Any]],
+        policies: Mapping[str, str],
+        actor: str,
+        run_plan: RunPlan,
+        details: Mapping[str, Any] | None = None,
+        facts: Mapping[str, str | None] | None = None,
+        step_id: str = "pre-flight",
+        with_decision: bool = True,
+    ) -> list[TransitionRecord]:
+        """A run's pre-flight moves and (``with_decision``) its decision in one transaction,
+        creating the run if new; nothing is written when the plan makes no move."""
+        ...
+
     def decisions(self, dag_id: str, run_id: str) -> list[DecisionRecord]: ...
 
     def gate_decisions(

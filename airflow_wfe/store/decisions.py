@@ -70,7 +70,11 @@ class _Draft:
             )
         )
         return AuditEvent(
-            type=EventType.POLICY_DECISION if self.kind == "policy" else EventType.APPROVAL,
+            type=(
+                EventType.POLICY_DECISION
+                if self.kind in ("policy", "preflight")
+                else EventType.APPROVAL
+            ),
             actor=self.actor,
             at=self.at,
             dag_id=dag_id,
@@ -175,6 +179,58 @@ class Decisions(RunWrites):
 
         written = unwrap(self._write(f"{dag_id}/{run_id}/{step_id} decision", attempt))
         return draft.record(), written
+
+    def record_preflight(
+        self,
+        dag_id: str,
+        run_id: str,
+        *,
+        outcome: str,
+        reasons: Sequence[Mapping[str, Any]],
+        policies: Mapping[str, str],
+        actor: str,
+        run_plan: RunPlan,
+        details: Mapping[str, Any] | None = None,
+        facts: Mapping[str, str | None] | None = None,
+        step_id: str = "pre-flight",
+        with_decision: bool = True,
+    ) -> list[TransitionRecord]:
+        """A run's pre-flight: its moves (from nothing or CREATED) and its decision, in one
+        transaction, creating the run when it is new; only when ``run_plan`` moves the run, so a
+        pre-flight that lost a race to another (scheduler and first task) writes nothing.
+        ``with_decision=False``: the moves alone (their reasons still carry every check).
+
+        Raises:
+            IllegalTransitionError: a move of the plan is not allowed (audited; nothing else).
+        """
+        draft = _Draft(
+            self.audit.redactor, step_id, "preflight", outcome, reasons, policies, actor, details
+        )
+        when = draft.at
+        known = {k: v for k, v in (facts or {}).items() if v}
+
+        def attempt(connection: Connection) -> list[TransitionRecord] | Refused:
+            planned = self._plan_run(connection, dag_id, run_id, run_plan, known)
+            row = planned.row
+            if not planned.moves:
+                missing = (
+                    {} if row is None else {k: v for k, v in known.items() if not row._mapping[k]}
+                )
+                if missing and row is not None:
+                    self._update_run(connection, row, missing)
+                return []
+            refused = self._check_run(connection, planned, actor, when)
+            if refused is not None:
+                return refused
+            missing = {} if row is None else {k: v for k, v in known.items() if not row._mapping[k]}
+            records, events = self._apply_run(connection, planned, actor, when, known, missing)
+            if with_decision:
+                pk = run_pk(connection, dag_id, run_id)
+                events.append(draft.write(connection, pk, dag_id, run_id))
+            self.audit.append(connection, events)
+            return records
+
+        return unwrap(self._write(f"{dag_id}/{run_id} pre-flight", attempt))
 
     def decisions(self, dag_id: str, run_id: str) -> list[DecisionRecord]:
         """The run's decisions and approvals, oldest first (empty for an unknown run)."""

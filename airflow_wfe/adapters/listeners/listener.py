@@ -36,6 +36,7 @@ from airflow_wfe.adapters.listeners.scope import (
     harness_failure_for,
     is_governed_tags,
     map_index_of,
+    rejected_at_preflight,
     remember_start_failure,
     task_governed,
 )
@@ -110,6 +111,7 @@ class WfeListener:
 
     @staticmethod
     def _task_running(ti: Any) -> None:
+        from airflow_wfe.adapters.listeners.preflight import candidate_of_task
         from airflow_wfe.engine.harness import get_recorder
 
         recorder = get_recorder()
@@ -121,7 +123,10 @@ class WfeListener:
             actor=WORKER,
             reason=f"task {ti.task_id} started",
             facts=facts,
+            candidate=lambda: candidate_of_task(ti),
         )
+        if rejected_at_preflight(ti.dag_id, ti.run_id) is not None:
+            return  # the step never runs: its pre-execute check refuses it
         recorder.step(
             ti.dag_id,
             ti.run_id,
@@ -146,6 +151,10 @@ class WfeListener:
             )
             map_index = map_index_of(ti)
             try_number = int(getattr(ti, "try_number", 0) or 0) or None
+            refused = rejected_at_preflight(ti.dag_id, ti.run_id)
+            if refused is not None and target is StepState.FAILED:
+                # The pre-execute check refused the task: the step never ran.
+                target, reason = StepState.SKIPPED, f"not run: the run was rejected ({refused})"
             if getattr(ti, "task", None) is None:
                 # An ORM task instance without its operator: a state set by hand through the UI or
                 # REST, reported by the API server. Record it through the states no one reported,
@@ -176,8 +185,11 @@ class WfeListener:
                 if not dag_run_governed(dag_run):
                     return
                 # Read everything from the ORM object here, in the loop's thread.
+                from airflow_wfe.adapters.listeners.preflight import candidate_of_dag_run
+
                 dag_id, run_id = dag_run.dag_id, dag_run.run_id
                 facts = dag_run_facts(dag_run)
+                candidate = candidate_of_dag_run(dag_run)
                 trigger = changes.trigger_of(dag_run)
                 session = None
                 if not process.in_background():
@@ -189,16 +201,19 @@ class WfeListener:
 
                 def write() -> None:
                     from airflow_wfe.adapters.listeners.airflow_log import sync_soon
+                    from airflow_wfe.adapters.listeners.preflight import preflight
                     from airflow_wfe.engine.harness import get_recorder
 
                     recorder = get_recorder()
-                    written = recorder.run_started(
+                    # The run's pre-flight, off the loop's thread (policies, maybe the ledger).
+                    written = recorder.run_preflight(
                         dag_id,
                         run_id,
+                        preflight(recorder, candidate),
                         actor=SCHEDULER,
                         reason="scheduler started the run",
                         facts=facts,
-                    )
+                    ).written
                     if written and trigger is not None:
                         changes.record_trigger(recorder, trigger)
                     # Clears and deletions fire no listener: import them from Airflow's log now

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_wfe.config import GOVERNED_TAG, GovernMode, get_settings
+from airflow_wfe.core.states import RunState
 
 if TYPE_CHECKING:
+    from airflow_wfe.engine.preflight import RunCandidate
     from airflow_wfe.engine.recorder import Recorder
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "harness_failure_for",
     "is_governed_tags",
     "map_index_of",
+    "rejected_at_preflight",
     "remember_start_failure",
     "task_governed",
     "ti_key",
@@ -44,6 +47,17 @@ _running_runs_lock = threading.Lock()
 #: Bound per recorder: a scheduler sees runs without end; forgetting only costs a no-op transaction.
 _MAX_RUNNING_RUNS = 10_000
 
+#: Runs this process found REJECTED at their pre-flight, with the reason: the governed task's
+#: pre-execute check refuses their tasks without asking the store again.
+_rejected_runs: dict[tuple[str, str], str] = {}
+_PREFLIGHT_SOURCES = frozenset({RunState.CREATED, RunState.VALIDATED})
+
+
+def rejected_at_preflight(dag_id: str, run_id: str) -> str | None:
+    """Why this run was rejected at its pre-flight, if this process saw it so (no I/O)."""
+    with _running_runs_lock:
+        return _rejected_runs.get((dag_id, run_id))
+
 
 def ensure_run_started(
     recorder: Recorder,
@@ -53,21 +67,69 @@ def ensure_run_started(
     actor: str,
     reason: str,
     facts: Mapping[str, str | None] | None = None,
+    candidate: Callable[[], RunCandidate] | None = None,
 ) -> None:
     """``recorder.run_started``, skipped when this process already brought the run to RUNNING and
-    reported the same facts (the store would find nothing to write)."""
+    reported the same facts (the store would find nothing to write).
+
+    With ``candidate`` (a task starting), a run no one has pre-flighted yet (``dags test``, where no
+    DAG-run hook fires, or a task racing the scheduler's writer) gets its pre-flight here, and a
+    run found REJECTED at its pre-flight is remembered for :func:`rejected_at_preflight`. The state
+    comes from the run-start transaction itself: a run already RUNNING costs no extra read.
+    """
     reported = frozenset(k for k, v in (facts or {}).items() if v)
     key = (dag_id, run_id)
     with _running_runs_lock:
+        if key in _rejected_runs:
+            return
         known = _running_runs.get(recorder, {}).get(key)
     if known is not None and reported <= known:
         return
-    recorder.run_started(dag_id, run_id, actor=actor, reason=reason, facts=facts)
+    start = recorder.start_run(
+        dag_id,
+        run_id,
+        actor=actor,
+        reason=reason,
+        facts=facts,
+        preflight_pending=candidate is not None,
+    )
+    if start.known and start.state in (None, RunState.CREATED) and candidate is not None:
+        from airflow_wfe.adapters.listeners.preflight import preflight
+
+        result = preflight(recorder, candidate())
+        start = recorder.run_preflight(
+            dag_id, run_id, result, actor=actor, reason=reason, facts=facts
+        )
+    if not start.known or start.state is None:
+        return  # spooled: nothing known, ask again at the next task
+    if start.state is RunState.REJECTED:
+        why = _preflight_rejection(recorder, dag_id, run_id, start)
+        if why is not None:
+            with _running_runs_lock:
+                if len(_rejected_runs) >= _MAX_RUNNING_RUNS:
+                    _rejected_runs.clear()
+                _rejected_runs[key] = why
+            return
     with _running_runs_lock:
         runs = _running_runs.setdefault(recorder, {})
         if len(runs) >= _MAX_RUNNING_RUNS:
             runs.clear()
         runs[key] = reported | (known or frozenset())
+
+
+def _preflight_rejection(recorder: Recorder, dag_id: str, run_id: str, start: Any) -> str | None:
+    """The reason of a REJECTED run's pre-flight refusal; ``None`` when a gate rejected it later
+    (its other tasks, and its saga, go on as before)."""
+    for record in reversed(start.written):
+        if record.to_state == RunState.REJECTED:
+            return record.reason if record.from_state in _PREFLIGHT_SOURCES else None
+    run = recorder.store.get_run(dag_id, run_id)
+    for record in reversed(run.transitions):
+        if record.to_state == RunState.REJECTED:
+            if record.from_state not in _PREFLIGHT_SOURCES:
+                return None
+            return record.reason or "rejected at pre-flight"
+    return None
 
 
 def is_governed_tags(tags: Any) -> bool:

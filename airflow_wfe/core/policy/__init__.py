@@ -11,6 +11,7 @@ from airflow_wfe.core.policy.files import (
     load_policy_file,
     load_policy_folder,
     load_policy_set,
+    load_policy_set_cached,
     parse_policy,
     select,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "load_policy_file",
     "load_policy_folder",
     "load_policy_set",
+    "load_policy_set_cached",
     "parse_policy",
     "select",
 ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airflow_wfe.core.policy.engine import LoadedPolicy
-from airflow_wfe.core.policy.models import Policy
+from airflow_wfe.core.policy.models import Policy, Stage
 from airflow_wfe.exceptions import PolicyError, SpecError
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "load_policy_file",
     "load_policy_folder",
     "load_policy_set",
+    "load_policy_set_cached",
     "parse_policy",
     "select",
 ]
@@ -71,6 +72,10 @@ class PolicySet:
         """The policies a gate asks for (see :func:`select`), failing closed on broken files."""
         return select(self.policies, names, broken=self.broken)
 
+    def for_stage(self, stage: Stage) -> list[LoadedPolicy]:
+        """The policies evaluated at ``stage`` (their ``stages`` name it)."""
+        return [p for p in self.policies if stage in p.policy.stages]
+
     def strict(self) -> list[LoadedPolicy]:
         """Every policy, or an error naming every broken file (for budgets: all must hold)."""
         if len(self.broken) == 1:
@@ -104,6 +109,32 @@ def load_policy_set(folder: Path) -> PolicySet:
     return PolicySet(tuple(loaded.values()), tuple(broken))
 
 
+_CACHE: dict[Path, tuple[tuple[tuple[str, int, int], ...], PolicySet]] = {}
+
+
+def load_policy_set_cached(folder: Path) -> PolicySet:
+    """:func:`load_policy_set`, read again only when a file of ``folder`` changed (name, size or
+    modification time): for processes that evaluate policies at every run start (the scheduler),
+    where parsing and compiling the same files each time would cost milliseconds per run."""
+    if not folder.is_dir():
+        return PolicySet()
+    signature = tuple(
+        sorted(
+            (entry.name, entry.stat().st_size, entry.stat().st_mtime_ns)
+            for entry in folder.iterdir()
+            if entry.suffix in _SUFFIXES and entry.is_file()
+        )
+    )
+    cached = _CACHE.get(folder)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    loaded = load_policy_set(folder)
+    if len(_CACHE) > 16:
+        _CACHE.clear()
+    _CACHE[folder] = (signature, loaded)
+    return loaded
+
+
 def load_policy_folder(folder: Path) -> list[LoadedPolicy]:
     """Every policy of ``folder`` (none when it does not exist), by name; all must be valid.
 
@@ -126,7 +157,7 @@ def select(
     *,
     broken: Sequence[SpecError | PolicyError] = (),
 ) -> list[LoadedPolicy]:
-    """The policies a gate asks for by name (all of them when it names none).
+    """The policies a gate asks for by name (every ``gate``-stage policy when it names none).
 
     Raises:
         PolicyError: a name is not among the available policies, or the gate takes every policy
@@ -136,7 +167,7 @@ def select(
     if not wanted:
         if broken:
             raise PolicyError("gate", f"it takes every policy, and {_broken_text(broken)}")
-        return list(available)
+        return [p for p in available if Stage.GATE in p.policy.stages]
     by_name = {p.policy.name: p for p in available}
     missing = [n for n in wanted if n not in by_name]
     if missing:

@@ -38,6 +38,7 @@ __all__ = [
     "Outcome",
     "Policy",
     "Rule",
+    "Stage",
 ]
 
 RULE_ID: Final = r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$"
@@ -49,6 +50,14 @@ class Outcome(StrEnum):
     ALLOW = "allow"
     NEEDS_APPROVAL = "needs_approval"
     DENY = "deny"
+
+
+class Stage(StrEnum):
+    """When a policy is evaluated: at a gate (the default), or at a run's pre-flight (``start``),
+    before any step runs, on the run's facts (no ``step``; ``cost.reserve`` is 0)."""
+
+    GATE = "gate"
+    START = "start"
 
 
 class _Strict(BaseModel):
@@ -214,6 +223,10 @@ class Policy(_Strict):
     version: str | None = Field(default=None, max_length=64, description="your label")
     description: str = ""
     applies_to: Applies = Field(default_factory=Applies)
+    stages: tuple[Stage, ...] = Field(
+        default=(Stage.GATE,),
+        description="when it is evaluated: gate (gates that take every policy), start (pre-flight)",
+    )
     # Not min_length: pydantic would also report "too short" for a list whose items are invalid.
     rules: tuple[Rule, ...]
 
@@ -221,6 +234,8 @@ class Policy(_Strict):
     def _unique_ids(self) -> Policy:
         if not self.rules:
             raise ValueError("a policy needs at least one rule")
+        if not self.stages:
+            raise ValueError("`stages` needs at least one of gate, start")
         seen: set[str] = set()
         for rule in self.rules:
             if rule.id in seen:

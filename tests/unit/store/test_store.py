@@ -11,7 +11,7 @@ from sqlalchemy import func, inspect, select, text
 
 from airflow_wfe.core.metrics import NullEmitter
 from airflow_wfe.core.states import RunState, StepState
-from airflow_wfe.engine.recorder import PREFLIGHT_REASON, Recorder
+from airflow_wfe.engine.recorder import UNCHECKED_REASON, Recorder
 from airflow_wfe.exceptions import (
     IllegalTransitionError,
     RunNotFoundError,
@@ -491,7 +491,7 @@ def test_run_started_is_idempotent(recorder: Recorder, store: SqlStore) -> None:
         "deploy", "r1", actor="scheduler", reason="run started", facts={"run_type": "manual"}
     )
     assert edges(first) == [(None, "CREATED"), ("CREATED", "VALIDATED"), ("VALIDATED", "RUNNING")]
-    assert [t.reason for t in first] == ["run created (manual)", PREFLIGHT_REASON, "run started"]
+    assert [t.reason for t in first] == ["run created (manual)", UNCHECKED_REASON, "run started"]
     assert recorder.run_started("deploy", "r1", actor="task", reason="task started") == []
     run = store.get_run("deploy", "r1")
     assert len(run.transitions) == 3

@@ -1,0 +1,69 @@
+"""Pre-flight under a real scheduler: the DAG-run hook runs the checks before any task is queued.
+
+A start policy (``stages: [start]``) freezes ``wfe_example_success``; the run triggered through the
+REST API is REJECTED by the scheduler at its pre-flight, the decision is recorded, the first task's
+forked process refuses to execute (failed, one try, no retry masking it), and ``wfe runs show``
+tells it as one story.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cluster import Cluster
+
+REPO = Path(__file__).resolve().parents[2]
+DAG = "wfe_example_success"
+
+FREEZE = """
+name: freeze-success
+version: "1"
+stages: [start]
+applies_to: {dags: [wfe_example_success]}
+rules:
+  - id: incident-freeze
+    kind: change_window
+    freeze: [{start: 2000-01-01T00:00:00, end: 2999-01-01T00:00:00, reason: incident freeze}]
+"""
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(360)]
+
+
+def test_the_scheduler_rejects_a_run_at_pre_flight_and_no_step_runs(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "freeze.yaml").write_text(FREEZE)
+    env = {"AIRFLOW__WFE__POLICY_PATH": str(policies)}
+    with Cluster.running(tmp_path, dags=REPO / "dags", deadline_s=180.0, extra_env=env) as cluster:
+        cluster.login()
+        run_id = cluster.trigger(DAG)
+        dag_run = cluster.wait_run_finished(DAG, run_id)
+        assert dag_run["state"] == "failed"
+        tis = cluster.task_instances(DAG, run_id)
+        assert tis["extract"]["state"] == "failed"
+        assert tis["extract"]["try_number"] == 1  # refused for good: no retry masks it
+        assert tis["load"]["state"] == "upstream_failed"
+
+        record = cluster.show_run(DAG, run_id)
+        assert record["state"] == "REJECTED"
+        assert [(t["from_state"], t["to_state"], t["actor"]) for t in record["transitions"]] == [
+            (None, "CREATED", "scheduler"),
+            ("CREATED", "REJECTED", "scheduler"),
+        ]
+        reason = record["transitions"][-1]["reason"]
+        assert reason.startswith("pre-flight refused the run: definition ok: ")
+        assert "freeze-success/incident-freeze: incident freeze" in reason
+        decisions = record["decisions"]
+        assert [(d["kind"], d["outcome"], d["step_id"]) for d in decisions] == [
+            ("preflight", "deny", "pre-flight")
+        ]
+        assert not [s for s in record["steps"] if s["state"] in ("RUNNING", "SUCCEEDED")]
+        extract = next(s for s in record["steps"] if s["step_id"] == "extract")
+        assert extract["state"] == "SKIPPED"
+        assert [t["actor"] for t in extract["transitions"]] == ["worker", "worker"]
+
+        text = cluster.wfe("runs", "show", DAG, run_id)
+        assert "REJECTED" in text.stdout
+        assert "pre-flight refused the run" in text.stdout
+        assert "preflight" in text.stdout
