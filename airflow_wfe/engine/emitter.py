@@ -8,6 +8,7 @@ no store, no SQLAlchemy and no recorder (the plugin import stays a few milliseco
 from __future__ import annotations
 
 import functools
+import os
 
 from airflow_wfe.config import airflow_option, get_settings
 from airflow_wfe.core.metrics import Emitter, MetricsSettings, build_emitter
@@ -19,6 +20,7 @@ _TRUE = {"true", "1", "yes", "on", "t", "y"}
 
 def metrics_settings() -> MetricsSettings:
     """Airflow's ``[metrics]`` section with the ``[wfe] statsd_*`` overrides applied."""
+
     def get(key: str, default: str) -> str:
         # Without importing Airflow where that reads the same values (the `wfe` command).
         return airflow_option("metrics", key, default) or default
@@ -36,7 +38,28 @@ def metrics_settings() -> MetricsSettings:
         tags=wfe.statsd_tags,
         deployment_dags=wfe.deployment_dags,
         dora_window_days=wfe.dora_window.total_seconds() / 86400,
+        otel_on=get("otel_on", "False").lower() in _TRUE,
+        otel_endpoint=_otel_endpoint(
+            get("otel_host", "localhost"),
+            get("otel_port", "8889"),
+            get("otel_ssl_active", "False").lower() in _TRUE,
+        ),
+        otel_prefix=get("otel_prefix", "airflow"),
+        otel_interval_ms=int(float(get("otel_interval_milliseconds", "60000"))),
+        otel_service=get("otel_service", "airflow"),
     )
+
+
+def _otel_endpoint(host: str, port: str, ssl: bool) -> str:
+    """The OTLP/HTTP metrics URL of Airflow's (deprecated but honoured) ``otel_host``/``otel_port``;
+    empty when the standard ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variables say where, as Airflow does.
+    """
+    if os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    ):
+        return ""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if ssl else 'http'}://{shown}:{port}/v1/metrics"
 
 
 @functools.cache

@@ -58,6 +58,10 @@ class MetricsSettings:
         deployment_dags: DAG ids (or ``fnmatch`` patterns) whose runs are deployments, so their
             end emits the DORA gauges.
         dora_window_days: the window of those gauges.
+        otel_on: send over OTLP/HTTP instead (Airflow's ``[metrics] otel_on``; StatsD wins when
+            both are on, as in Airflow).
+        otel_endpoint: the OTLP/HTTP metrics URL; empty: the ``OTEL_EXPORTER_OTLP_*`` variables.
+        otel_prefix, otel_interval_ms, otel_service: name prefix, export interval, service name.
     """
 
     statsd_on: bool = False
@@ -70,6 +74,11 @@ class MetricsSettings:
     tags: bool = False
     deployment_dags: tuple[str, ...] = ()
     dora_window_days: float = 30.0
+    otel_on: bool = False
+    otel_endpoint: str = ""
+    otel_prefix: str = "airflow"
+    otel_interval_ms: int = 60000
+    otel_service: str = "airflow"
 
 
 class NullEmitter:
@@ -229,10 +238,19 @@ class StatsdEmitter:
 
 
 def build_emitter(settings: MetricsSettings) -> Emitter:
-    """A StatsD emitter when ``statsd_on``; a null one when off or when the host does not resolve.
+    """A StatsD emitter when ``statsd_on``, else an OpenTelemetry one when ``otel_on``; a null one
+    when both are off or the emitter cannot be built (StatsD host unresolvable, SDK missing).
 
     At most one warning per process: the host cannot be resolved here, or the first send failed.
     """
+    if not settings.statsd_on and settings.otel_on:
+        try:
+            from airflow_wfe.core.metrics.otel import OtelEmitter
+
+            return OtelEmitter(settings)
+        except Exception as exc:  # noqa: BLE001 - a metrics misconfiguration never fails a task
+            log.warning("wfe metrics: cannot set up OpenTelemetry (%s); metrics are off", exc)
+            return NullEmitter(settings)
     if not settings.statsd_on:
         return NullEmitter(settings)
     try:
