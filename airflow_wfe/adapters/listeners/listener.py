@@ -102,7 +102,10 @@ class WfeListener:
             raw = getattr(task_instance, "state", None)
             state = str(getattr(raw, "value", raw) or "")
             target = StepState.RETRYING if state == "up_for_retry" else StepState.FAILED
-            self._task_end(task_instance, target, describe_error(error), "failed")
+            task = getattr(task_instance, "task", None)
+            timeout = getattr(task, "execution_timeout", None)
+            reason = describe_error(error, timeout=timeout)
+            self._task_end(task_instance, target, reason, "failed")
 
     @hookimpl
     def on_task_instance_skipped(self, previous_state: Any, task_instance: Any) -> None:

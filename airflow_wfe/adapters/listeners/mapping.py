@@ -6,7 +6,11 @@ from typing import Final
 
 from airflow_wfe.core.states import StepState
 
-__all__ = ["END_REASONS", "STEP_STATE_OF_TI", "describe_error", "run_end_reason"]
+__all__ = ["END_REASONS", "STEP_STATE_OF_TI", "TIMED_OUT", "describe_error", "run_end_reason"]
+
+#: How a reason says that time ran out (a step's ``execution_timeout``, a run's ``dagrun_timeout``):
+#: the first word of the reason, so ``wfe runs show`` and queries on reasons tell it from a failure.
+TIMED_OUT: Final = "TIMED_OUT"
 
 #: Airflow TI states that are facts about a finished step. ``removed`` (the task left the DAG) and
 #: unfinished states are left alone: reconciliation only records what Airflow decided.
@@ -22,7 +26,7 @@ STEP_STATE_OF_TI: Final[dict[str, StepState]] = {
 END_REASONS: Final[dict[str, str]] = {
     "success": "all tasks finished; Airflow marked the run success",
     "task_failure": "a task failed; Airflow marked the run failed",
-    "timed_out": "the run exceeded its dagrun_timeout",
+    "timed_out": f"{TIMED_OUT}: the run exceeded its dagrun_timeout; Airflow failed it",
     "all_tasks_deadlocked": "no task could be scheduled (deadlock); Airflow failed the run",
 }
 
@@ -36,10 +40,17 @@ def run_end_reason(msg: str | None) -> str:
     return END_REASONS.get(msg, f"Airflow: {msg}")
 
 
-def describe_error(error: object) -> str:
-    """``Type: message`` of a task error, masked by Airflow's secrets masker and bounded in size."""
+def describe_error(error: object, *, timeout: object = None) -> str:
+    """``Type: message`` of a task error, masked by Airflow's secrets masker and bounded in size.
+
+    An execution timeout (Airflow's ``AirflowTaskTimeout``) reads ``TIMED_OUT: ...`` with the
+    task's ``execution_timeout``, rather than Airflow's "Timeout, PID: 18077".
+    """
     if error is None:
         return "task failed"
+    if type(error).__name__ == "AirflowTaskTimeout":
+        limit = f" of {timeout}" if timeout else ""
+        return f"{TIMED_OUT}: the task ran past its execution_timeout{limit} and was stopped"
     text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
     try:
         from airflow.sdk._shared.secrets_masker import redact
