@@ -6,7 +6,6 @@ The option table below is the single source: the provider info publishes it to A
 Values are read through Airflow's configuration (``airflow.cfg`` or ``AIRFLOW__WFE__*``) the first time
 something asks, never at import time, because DAG files import this package; a process that has not
 imported Airflow (the ``wfe`` command) reads the same file and variables itself where that is exact.
-
 """
 
 from __future__ import annotations
@@ -209,12 +208,6 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "erased store. Empty: none written.",
         "/mnt/wfe-anchors",
     ),
-    # -- metrics: empty means "as in Airflow's [metrics] section" ---------------------------------
-    Option(
-        "statsd_on",
-        "string",
-        "",
-        "Send airflow-wfe's metrics to StatsD. Empty follows ``[metrics] statsd_on``.",
     Option(
         "audit_partitions",
         "integer",
@@ -228,6 +221,12 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "existing chains stay as they are.",
         "32",
     ),
+    # -- metrics: empty means "as in Airflow's [metrics] section" ---------------------------------
+    Option(
+        "statsd_on",
+        "string",
+        "",
+        "Send airflow-wfe's metrics to StatsD. Empty follows ``[metrics] statsd_on``.",
         "True",
     ),
     Option(
@@ -305,13 +304,13 @@ class Settings:
     audit_redact: tuple[str, ...] = ()
     audit_verify_keys: tuple[str, ...] = ()
     audit_anchor_dir: Path | None = None
+    audit_partitions: int = 16
     airflow_home: Path = Path()
     # Metrics overrides of Airflow's [metrics]: None / empty means "follow [metrics]".
     statsd_on: bool | None = None
     statsd_host: str = ""
     statsd_port: int | None = None
     statsd_prefix: str = ""
-    audit_partitions: int = 16
     statsd_allow_list: str = ""
     statsd_tags: bool = False
     deployment_dags: tuple[str, ...] = ()
@@ -362,13 +361,13 @@ class Settings:
                 part.strip() for part in raw("audit_verify_keys").split(",") if part.strip()
             ),
             audit_anchor_dir=Path(raw("audit_anchor_dir")) if raw("audit_anchor_dir") else None,
+            audit_partitions=_parse_partitions(raw("audit_partitions")),
             airflow_home=airflow_home,
             store_connect_timeout=_parse_seconds(
                 "store_connect_timeout", raw("store_connect_timeout")
             ),
             store_statement_timeout=_parse_seconds(
                 "store_statement_timeout", raw("store_statement_timeout")
-            audit_partitions=_parse_partitions(raw("audit_partitions")),
             ),
             store_lock_timeout=_parse_seconds("store_lock_timeout", raw("store_lock_timeout")),
             spool_path=Path(raw("spool_path") or airflow_home / "wfe_spool"),
@@ -403,12 +402,6 @@ def _parse_count(name: str, value: str) -> int:
     return number
 
 
-def _parse_seconds(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not 0 < number < 86_400:
 def _parse_partitions(value: str) -> int:
     number = _parse_count("audit_partitions", value)
     if not 1 <= number <= 256:  # core.audit.partitions.MAX_PARTITIONS (not imported: parse cost)
@@ -416,6 +409,12 @@ def _parse_partitions(value: str) -> int:
     return number
 
 
+def _parse_seconds(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 < number < 86_400:
         raise ConfigError(name, value, "expected a number of seconds, more than 0 (e.g. 3 or 0.5)")
     return number
 
