@@ -7,18 +7,12 @@ The receiver is a small HTTP server that decodes each ``POST /v1/metrics`` body 
 
 from __future__ import annotations
 
-import gzip
-import http.server
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-    ExportMetricsServiceResponse,
-)
+from otlp_receiver import Receiver, running_receiver
 
 from airflow_wfe.core.metrics import MetricsSettings, build_emitter
 from airflow_wfe.core.metrics.otel import EXPORT_TIMEOUT_S, OtelEmitter
@@ -28,81 +22,10 @@ from airflow_wfe.engine.harness import reset_runtime
 pytestmark = pytest.mark.integration
 
 
-class Receiver(http.server.ThreadingHTTPServer):
-    """Collects every metric data point posted to /v1/metrics."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[ExportMetricsServiceRequest] = []
-        self.paths: list[str] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1/metrics"
-
-    def points(self, prefix: str = "") -> list[dict[str, Any]]:
-        """Every data point: name, kind (sum, gauge, histogram), value or count/sum, attributes."""
-        found = []
-        for request in self.requests:
-            for resource in request.resource_metrics:
-                for scope in resource.scope_metrics:
-                    for metric in scope.metrics:
-                        if not metric.name.startswith(prefix):
-                            continue
-                        kind = metric.WhichOneof("data")
-                        for point in getattr(metric, kind).data_points:
-                            entry: dict[str, Any] = {
-                                "name": metric.name,
-                                "kind": kind,
-                                "scope": scope.scope.name,
-                                "attributes": {
-                                    a.key: a.value.string_value for a in point.attributes
-                                },
-                            }
-                            if kind == "histogram":
-                                entry.update(count=point.count, sum=point.sum, unit=metric.unit)
-                            else:
-                                entry["value"] = (
-                                    point.as_int if point.HasField("as_int") else point.as_double
-                                )
-                            found.append(entry)
-        return found
-
-    def totals(self, prefix: str) -> dict[str, float]:
-        """The last reported value per (counter or gauge) name: cumulative sums, latest gauges."""
-        return {p["name"]: p["value"] for p in self.points(prefix) if p["kind"] != "histogram"}
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        request = ExportMetricsServiceRequest()
-        request.ParseFromString(body)
-        self.server.paths.append(self.path)
-        self.server.requests.append(request)
-        reply = ExportMetricsServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        return None
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with running_receiver() as server:
+        yield server
 
 
 def test_the_emitter_sends_counters_gauges_and_histograms(receiver: Receiver) -> None:
@@ -200,3 +123,28 @@ def test_a_collector_that_is_away_never_fails_or_holds_the_caller() -> None:
     emitter.close()
     # The export gives up within its bound (EXPORT_TIMEOUT_S), retries included; nothing raised.
     assert time.monotonic() - started < 2 * EXPORT_TIMEOUT_S + 1.0
+
+
+def test_counters_are_deltas_so_processes_add_up(receiver: Receiver) -> None:
+    first, second = (
+        build_emitter(MetricsSettings(otel_on=True, otel_endpoint=receiver.url)) for _ in range(2)
+    )
+    assert isinstance(first, OtelEmitter)
+    assert isinstance(second, OtelEmitter)
+    first.incr("wfe.step.state.running")
+    first.flush()
+    first.incr("wfe.step.state.running")
+    first.close()
+    second.incr("wfe.step.state.running", 3)
+    second.close()
+    values = [p["value"] for p in receiver.points("airflow.wfe.step.state.running")]
+    assert sorted(values) == [1, 1, 3]  # what each export added, not running totals
+    assert receiver.totals("airflow.wfe.")["airflow.wfe.step.state.running"] == 5
+    temporality = {
+        m.sum.aggregation_temporality
+        for r in receiver.requests
+        for rm in r.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert temporality == {1}  # AGGREGATION_TEMPORALITY_DELTA

@@ -2,8 +2,9 @@
 
 With Airflow's ``[metrics] otel_on`` the same ``wfe.*`` names (with the same prefix, ``airflow.`` by
 default) go to an OpenTelemetry collector: a counter per :meth:`incr` name, a gauge per
-:meth:`gauge` name, a histogram (unit ``ms``) per :meth:`timing` name; with ``[wfe] statsd_tags``
-the tags become attributes. We build a meter provider of our own rather than borrowing Airflow's:
+:meth:`gauge` name, a histogram (unit ``ms``) per :meth:`timing` name, counters and histograms with
+delta temporality (what each process added, as StatsD counts); with ``[wfe] statsd_tags`` the tags
+become attributes. We build a meter provider of our own rather than borrowing Airflow's:
 Airflow's OTel logger is not set up in every process (the same reason the StatsD emitter uses its
 own client), and we never replace the process's global provider, so Airflow's own OTel metrics
 are untouched.
@@ -53,15 +54,25 @@ class OtelEmitter:
 
     def _build(self) -> None:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+        from opentelemetry.sdk.metrics.export import (
+            AggregationTemporality,
+            PeriodicExportingMetricReader,
+        )
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
         # endpoint None: the exporter reads OTEL_EXPORTER_OTLP_(METRICS_)ENDPOINT, as OTel wants.
         # A bounded export: a collector that is away must not hold a task process's exit for
         # the exporter's default 10 s (nor its retries).
+        # Deltas, as StatsD counts: every task process is short-lived and reports what it added,
+        # so a collector sums them without one series per process.
         exporter = OTLPMetricExporter(
-            endpoint=self.settings.otel_endpoint or None, timeout=EXPORT_TIMEOUT_S
+            endpoint=self.settings.otel_endpoint or None,
+            timeout=EXPORT_TIMEOUT_S,
+            preferred_temporality={
+                Counter: AggregationTemporality.DELTA,
+                Histogram: AggregationTemporality.DELTA,
+            },
         )
         reader = PeriodicExportingMetricReader(
             exporter, export_interval_millis=self.settings.otel_interval_ms
