@@ -26,6 +26,13 @@ Per run:
   the sessions of the cluster's components, the same two instants; other work on the machine does not
   count here.
 
+``BENCH_SCHEDULER_EXECUTOR=celery`` runs the same modes on CeleryExecutor instead, as deployments
+that scale out do: per mode, Airflow's metadata database, Celery's results and the wfe store in
+fresh PostgreSQL databases (``WFE_TEST_PG_URL``'s server, dropped afterwards), a Redis database of
+the mode's own as broker (``BENCH_REDIS_URL``'s server, databases 6, 7, 8, flushed), and two
+``airflow celery worker`` processes with 4 slots each (parallelism 8, as LocalExecutor's). The
+figures are labelled ``scheduler mode (celery)``.
+
 Per task, the governed cluster's listener reports itself (``wfe.listener.duration.<hook>``): under
 LocalExecutor each task is the first task of its process, so its ``running`` hook is the first hook of
 a fresh process (imports, opening the store) and its ``success`` hook a later one.
@@ -52,7 +59,13 @@ from typing import Any
 from bench.common import Result, emit, percentile, quick, runs, skip, summarise
 
 ROOT = Path(__file__).resolve().parent.parent
-AREA = "scheduler mode"
+#: ``local`` (LocalExecutor, SQLite) or ``celery`` (CeleryExecutor, PostgreSQL, Redis).
+EXECUTOR = os.environ.get("BENCH_SCHEDULER_EXECUTOR", "local").strip().lower() or "local"
+AREA = "scheduler mode" if EXECUTOR == "local" else f"scheduler mode ({EXECUTOR})"
+PG_URL = os.environ.get("WFE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+#: The Redis database of each mode's broker, in mode order (the Celery test uses 5).
+REDIS_FIRST_DB = 6
 PARALLELISM = 8
 #: Per run; a 100-task chain takes ~2–3 minutes on 2 cores.
 RUN_DEADLINE_S = 900.0
@@ -82,6 +95,52 @@ def _cluster_class() -> Any:
     from cluster import Cluster  # type: ignore[import-not-found]
 
     return Cluster
+
+
+def _pg_dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@contextlib.contextmanager
+def _celery_options(mode_index: int) -> Iterator[dict[str, Any]]:
+    """The Cluster options of one mode on CeleryExecutor: fresh databases, its own broker db."""
+    import psycopg
+    import redis
+    from sqlalchemy.engine import make_url
+
+    cluster_module = sys.modules[_cluster_class().__module__]
+    broker_url = f"{REDIS_URL.rstrip('/')}/{REDIS_FIRST_DB + mode_index}"
+    broker = redis.Redis.from_url(broker_url)
+    broker.flushdb()
+    suffix = f"{os.getpid()}_{mode_index}"
+    names = {"airflow": f"wfe_bench_airflow_{suffix}", "store": f"wfe_bench_store_{suffix}"}
+    with psycopg.connect(_pg_dsn(PG_URL), autocommit=True) as connection:
+        for name in names.values():
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            connection.execute(f'CREATE DATABASE "{name}"')
+    base = make_url(PG_URL)
+    urls = {k: base.set(database=v).render_as_string(hide_password=False) for k, v in names.items()}
+    try:
+        yield {
+            "database_url": urls["airflow"],
+            "celery": cluster_module.CeleryBackends(
+                broker_url=broker_url,
+                result_backend=f"db+{urls['airflow']}",
+                workers=2,
+                concurrency=PARALLELISM // 2,
+            ),
+            "store_env": {
+                "AIRFLOW__WFE__STORE_CONN": urls["store"],
+                # A server store needs a signing key (docs/audit.md); a bench-only HMAC key.
+                "AIRFLOW__WFE__AUDIT_SIGNING_KEY": "wfe-bench-only-hmac-key-0123456789",
+            },
+        }
+    finally:
+        broker.flushdb()
+        broker.close()
+        with psycopg.connect(_pg_dsn(PG_URL), autocommit=True) as connection:
+            for name in names.values():
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _openlineage_installed() -> bool:
@@ -298,26 +357,35 @@ def clusters(
     """One started cluster per mode, each with every DAG parsed and unpaused, all paused."""
     cluster_class = _cluster_class()
     started: dict[str, ModeCluster] = {}
-    try:
-        for mode, extra in modes.items():
-            folder = base / mode.replace(" ", "_")
-            folder.mkdir()
-            cluster = cluster_class(folder, dags=dags, deadline_s=300.0, extra_env=extra)
-            mc = started[mode] = ModeCluster(mode, cluster)
-            cluster.start()
-            mc.sessions = {proc.pid for proc in cluster.processes.values()}
-            cluster.login()
-            for dag_id in dag_ids:
-                _await_parsed(cluster, dag_id)
-            # One untimed run: caches, the store's schema and the first serialised versions settle.
-            run_once(mc, dag_ids[0])
-            mc.pause()
-        yield started
-    finally:
-        for mc in started.values():
-            if mc.paused:
-                mc.resume()
-            mc.cluster.stop()
+    with contextlib.ExitStack() as backends:
+        try:
+            for index, (mode, mode_env) in enumerate(modes.items()):
+                folder = base / mode.replace(" ", "_")
+                folder.mkdir()
+                options: dict[str, Any] = {}
+                env = dict(mode_env)
+                if EXECUTOR == "celery":
+                    options = dict(backends.enter_context(_celery_options(index)))
+                    env.update(options.pop("store_env"))
+                cluster = cluster_class(
+                    folder, dags=dags, deadline_s=300.0, extra_env=env, **options
+                )
+                mc = started[mode] = ModeCluster(mode, cluster)
+                cluster.start()
+                mc.sessions = {proc.pid for proc in cluster.processes.values()}
+                cluster.login()
+                for dag_id in dag_ids:
+                    _await_parsed(cluster, dag_id)
+                # One untimed run: caches, the store's schema and the first serialised versions
+                # settle.
+                run_once(mc, dag_ids[0])
+                mc.pause()
+            yield started
+        finally:
+            for mc in started.values():
+                if mc.paused:
+                    mc.resume()
+                mc.cluster.stop()
 
 
 def _await_parsed(cluster: Any, dag_id: str) -> None:
@@ -441,6 +509,8 @@ def _sizes() -> list[tuple[int, str]]:
 
 
 def main() -> None:
+    if EXECUTOR not in ("local", "celery"):
+        raise SystemExit(f"BENCH_SCHEDULER_EXECUTOR: {EXECUTOR!r} is not local or celery")
     sizes = [(5, "chain"), (5, "fan-out")] if quick() else _sizes()
     parent = os.environ.get("BENCH_HOME") or None
     base = Path(tempfile.mkdtemp(prefix="wfe-bench-scheduler-", dir=parent))
