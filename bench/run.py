@@ -35,6 +35,7 @@ MODULES = (
     "policy_eval",
     "statsd_send",
     "api_pages",
+    "cli_startup",
     "task_overhead",
     "scheduler_mode",
 )

@@ -103,7 +103,15 @@ def _stack_svgs(drawings: Sequence[bytes]) -> bytes:
             raise WfeError("Graphviz `dot` wrote an SVG without a size")
         w, h = float(size.group(1)), float(size.group(2))
         body = svg[svg.index(b"<svg") :]
-        parts.append(body.replace(b"<svg", f'<svg x="0" y="{height:.1f}"'.encode(), 1))
+        # The outer document counts in points (its viewBox), so each part's size is given in
+        # those units, not in "pt" again (which would scale it by 4/3).
+        start = body[: body.index(b">") + 1]
+        sized = start.replace(size.group(1) + b"pt", size.group(1), 1).replace(
+            size.group(2) + b"pt", size.group(2), 1
+        )
+        sized = sized.replace(b"<svg", f'<svg x="0" y="{height:.1f}"'.encode(), 1)
+        parts.append(sized + body[len(start) :])
+
         width, height = max(width, w), height + h + gap
     height -= gap
     head = (
@@ -195,10 +203,10 @@ def run_timeline_svg(run: RunDetail) -> str:
         'font-size="12" role="img">',
         f"<title>{escape(title)}</title>",
         f'<rect x="0" y="-24" width="{width:.0f}" height="{height + 24:.0f}" fill="#ffffff"/>',
-        f'<text x="0" y="-8" fill="#1a202c" font-weight="bold">{escape(title)}</text>',
+        f'<text x="4" y="-8" fill="#1a202c" font-weight="bold">{escape(title)}</text>',
     ]
     if not moments:
-        out.append('<text x="0" y="14" fill="#4a5568">no transitions recorded</text>')
+        out.append('<text x="4" y="14" fill="#4a5568">no transitions recorded</text>')
         return "\n".join([*out, "</svg>"]) + "\n"
     start, end = min(moments), max(moments)
     span = max((end - start).total_seconds(), 1e-3)
