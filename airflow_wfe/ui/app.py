@@ -27,9 +27,10 @@ from airflow_wfe.api.deps import ContextDep
 from airflow_wfe.api.headers import SecurityHeaders
 from airflow_wfe.api.routes.runs import PAGE_MAX
 from airflow_wfe.api.security import EDIT_RUN, READ_RUN, DagScope, DagScopeDep, GetUserDep
-from airflow_wfe.app import audit, costs, dora, runs
+from airflow_wfe.app import costs, dora, runs
 from airflow_wfe.app.context import AppContext
-from airflow_wfe.app.models import AuditStory, DagCost
+from airflow_wfe.app.models import DagCost, RunDetail
+from airflow_wfe.app.run_page import AuditTail, audit_tail
 from airflow_wfe.core.states import RUN_MACHINE, RunState
 from airflow_wfe.exceptions import PolicyError, SpecError, UsageError, WfeError
 from airflow_wfe.ui import artifact_pages, csrf, policy_pages, trail_pages
@@ -68,6 +69,18 @@ async def _pending_gates(request: Request, dag_id: str, run_id: str) -> list[dic
     except HTTPException:
         return []
     return [gate for gate in found if not gate.get("response_received")]
+
+
+def _step_paths(run: RunDetail) -> list[list[tuple[str, str]]]:
+    """Per step, each state it reached with when, by whom and why (the steps table's tooltips;
+    formatted here: a run of 200 steps has thousands, and Jinja2 takes several times longer)."""
+    return [
+        [
+            (t.to_state, f"{t.at.isoformat()} by {t.actor}" + (f": {t.reason}" if t.reason else ""))
+            for t in step.transitions
+        ]
+        for step in run.steps
+    ]
 
 
 def _spend(ctx: AppContext, scope: DagScope) -> tuple[list[DagCost], str | None]:
@@ -152,9 +165,9 @@ def build_app() -> FastAPI:
     ) -> Any:
         # The store reads block: off the event loop, as FastAPI runs a plain ``def`` route.
         run = await run_in_threadpool(runs.run_detail, ctx, dag_id, run_id)
-        story: AuditStory | None = None
+        story: AuditTail | None = None
         if may(user, dag_id, "GET", DagAccessEntity.AUDIT_LOG):
-            story = await run_in_threadpool(audit.run_story, ctx, dag_id, run_id)
+            story = await run_in_threadpool(audit_tail, ctx, dag_id, run_id, EVENTS_SHOWN)
         gates: list[dict[str, Any]] = []
         if run.state == RunState.WAITING_APPROVAL:
             gates = await _pending_gates(request, dag_id, run_id)
@@ -167,9 +180,9 @@ def build_app() -> FastAPI:
             machine=run_machine(run.transitions, run.state),
             current=run.state,
             timeline=timeline(run),
+            step_paths=_step_paths(run),
             gates=gates,
             may_act=may(user, dag_id, "PUT", DagAccessEntity.RUN),
-            events_shown=EVENTS_SHOWN,
             csrf_field=csrf.FIELD,
             csrf_token=csrf.token_for(request),
             answered=answered,

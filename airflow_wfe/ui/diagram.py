@@ -155,9 +155,27 @@ class Bar:
     end: datetime | None
 
     @property
+    def css(self) -> str:
+        """The class naming its state's colour."""
+        return f"state-{self.state.lower()}"
+
+    @property
+    def left(self) -> str:
+        """Its left edge in the drawing (after the row labels), as SVG takes it."""
+        return f"{_LABEL_W + self.x:.1f}"
+
+    @property
+    def span(self) -> str:
+        """Its width, as SVG takes it."""
+        return f"{self.width:.1f}"
+
+    @property
     def tip(self) -> str:
-        """The bar's tooltip after its row's label (formatted here: a run of 200 steps draws
-        thousands of bars, and calls from the template cost several times more)."""
+        """The bar's tooltip after its row's label.
+
+        This and the properties above are formatted here, not in the template: a run of 200
+        steps draws thousands of bars, and the same formatting in Jinja2 costs several times
+        more."""
         until = f" to {self.end.isoformat()}" if self.end else ""
         return f"{self.state} from {self.start.isoformat()}{until}"
 

@@ -327,3 +327,51 @@ def test_the_artifact_pages_show_versions_and_roll_back(pages: Pages) -> None:
     missing = pages.get("/artifacts/no/such", "viewer")
     assert missing.status_code == 404
     assert "text/html" in missing.headers["content-type"]
+
+
+def test_a_long_run_page_shows_its_newest_events_and_checks_every_hash(pages: Pages) -> None:
+    """The page keeps the newest 200 events; the count and the hash check cover all of them."""
+    from sqlalchemy import text
+
+    from airflow_wfe.core.states import StepState
+    from airflow_wfe.engine.harness import get_recorder
+    from airflow_wfe.store.engine import get_engine
+    from airflow_wfe.ui.app import EVENTS_SHOWN
+
+    recorder = get_recorder()
+    recorder.run_started(OPEN_DAG, "manual__long", actor="scheduler", reason="long")
+    for step in range(110):
+        for state in (StepState.RUNNING, StepState.SUCCEEDED):
+            recorder.step(OPEN_DAG, "manual__long", f"s{step:03d}", state, actor="worker")
+    engine = get_engine(f"sqlite:///{pages.home / 'wfe.db'}")
+    with engine.begin() as connection:
+        total = connection.execute(
+            text("SELECT count(*) FROM wfe_audit_event WHERE run_id = 'manual__long'")
+        ).scalar_one()
+    assert total > EVENTS_SHOWN
+    page = pages.get(f"/runs/{OPEN_DAG}/manual__long", "viewer")
+    assert page.status_code == 200, page.text
+    assert f"{total} events; every body matches its hash." in page.text
+    assert f"The last {EVENTS_SHOWN} are shown" in page.text
+    audit = page.text[page.text.index('id="h-audit"') :]
+    assert audit.count("<tr><td>") == EVENTS_SHOWN
+    # An edit of the run's first event, far from the ones shown, is still seen.
+    with engine.begin() as connection:
+        seq, body = connection.execute(
+            text(
+                "SELECT seq, body FROM wfe_audit_event WHERE run_id = 'manual__long' "
+                "ORDER BY seq LIMIT 1"
+            )
+        ).one()
+        connection.execute(
+            text("UPDATE wfe_audit_event SET body = :b WHERE seq = :s"),
+            {"b": body.replace("long", "short"), "s": seq},
+        )
+    try:
+        edited = pages.get(f"/runs/{OPEN_DAG}/manual__long", "viewer")
+        assert "every body does NOT match its hash" in edited.text
+    finally:
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE wfe_audit_event SET body = :b WHERE seq = :s"), {"b": body, "s": seq}
+            )
