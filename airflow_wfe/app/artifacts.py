@@ -61,7 +61,11 @@ def artifact_history(ctx: AppContext, name: str) -> ArtifactHistory:
     Raises:
         ArtifactNotFoundError: no artifact by that name.
     """
-    return ArtifactHistory.model_validate(_fields(ctx.store.artifacts.history(name)))
+    fields = _fields(ctx.store.artifacts.history(name))
+    fields["runs"] = [_fields(use) for use in ctx.store.artifacts.runs_using(name)]
+    for run in fields["runs"]:
+        run.pop("name", None)
+    return ArtifactHistory.model_validate(fields)
 
 
 def active_content(ctx: AppContext, name: str) -> bytes:

@@ -15,6 +15,7 @@ from airflow_wfe.app.context import AppContext
 from airflow_wfe.app.decisions import decision_items
 from airflow_wfe.app.models.runs import (
     Compensation,
+    RunArtifact,
     RunDetail,
     RunList,
     RunSummary,
@@ -187,6 +188,10 @@ def detail(record: RunRecord, ctx: AppContext) -> RunDetail:
         steps=[_step(s) for s in record.steps],
         compensations=compensations(record.steps),
         decisions=decision_items(ctx.store.decisions(record.dag_id, record.run_id)),
+        artifacts=[
+            RunArtifact(name=use.name or "", version=use.version, used_at=use.used_at)
+            for use in ctx.store.artifacts.used_by_run(record.dag_id, record.run_id)
+        ],
     )
 
 

@@ -75,6 +75,13 @@ def render_artifact(history: ArtifactHistory) -> str:
         lines += table(events, "    ")
     else:
         lines.append("    none yet")
+    lines += ["", f"  Runs that used it ({len(history.runs)})"]
+    if history.runs:
+        used = [("VERSION", "DAG", "RUN", "FIRST USED")]
+        used += [(r.version, r.dag_id, r.run_id, timestamp(r.used_at)) for r in history.runs]
+        lines += table(used, "    ")
+    else:
+        lines.append("    none yet")
     return "\n".join(lines)
 
 

@@ -109,6 +109,11 @@ def render_run(run: RunDetail) -> str:
             f"    {c.order}. {_label(c.step_id, c.map_index)}: {c.outcome}  ({c.reason})"
             for c in run.compensations
         ]
+    if run.artifacts:
+        lines += ["", "  Artifacts (versions pinned at the run's start)"]
+        lines += [
+            f"    {a.name} @ {a.version}  first used {timestamp(a.used_at)}" for a in run.artifacts
+        ]
     return "\n".join(lines)
 
 
@@ -121,7 +126,8 @@ def render_decisions(found: Sequence[DecisionItem]) -> list[str]:
     for d in found:
         versions = ", ".join(f"{k} {v}" for k, v in sorted(d.policies.items())) or "-"
         head = f"    {timestamp(d.at)}  {d.step_id}: {d.kind} {d.outcome.upper()}  by {d.actor}"
-        lines.append(head + (f"  (policies: {versions})" if d.kind == "policy" else ""))
+        with_versions = d.kind == "policy" or (d.kind == "preflight" and bool(d.policies))
+        lines.append(head + (f"  (policies: {versions})" if with_versions else ""))
         for reason in d.reasons:
             where = f"  [{reason['policy']}/{reason['rule']}]" if "rule" in reason else ""
             outcome = f"{reason['outcome']}: " if "outcome" in reason else ""

@@ -76,6 +76,8 @@ class ArtifactUse:
     run_id: str
     version: str
     used_at: datetime
+    #: the artifact's name (set where a run's uses of several artifacts are listed)
+    name: str | None = None
 
 
 def version_for(content: bytes) -> str:

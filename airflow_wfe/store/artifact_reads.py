@@ -200,6 +200,28 @@ class ArtifactReads:
             for r in used
         ]
 
+    def used_by_run(self, dag_id: str, run_id: str) -> builtins.list[ArtifactUse]:
+        """The artifact versions a run used, in the order of first use (empty for an unknown run)."""
+        query = (
+            select(
+                artifact_table.c.name,
+                artifact_table.c.version,
+                run_artifact_table.c.used_at,
+            )
+            .join(artifact_table, artifact_table.c.id == run_artifact_table.c.artifact_pk)
+            .join(run_table, run_table.c.id == run_artifact_table.c.run_pk)
+            .where(run_table.c.dag_id == dag_id, run_table.c.run_id == run_id)
+            .order_by(run_artifact_table.c.used_at, artifact_table.c.id)
+        )
+        with self._store._read() as connection:
+            used = connection.execute(query).all()
+        return [
+            ArtifactUse(
+                dag_id=dag_id, run_id=run_id, version=r.version, used_at=utc(r.used_at), name=r.name
+            )
+            for r in used
+        ]
+
     def _find(
         self, connection: Connection, name: str, version: str, *, content: bool = False
     ) -> Row[Any]:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from airflow_wfe.core.artifact_records import (
     VERSION_LENGTH,
@@ -48,6 +49,7 @@ from airflow_wfe.store.tables import (
     artifact_activation_table,
     artifact_table,
     run_artifact_table,
+    run_table,
 )
 
 __all__ = [
@@ -274,6 +276,78 @@ class ArtifactRegistry(ArtifactReads):
                 )
 
         self._store._write(f"{dag_id}/{run_id} uses {name}@{version}", attempt)
+
+    def use_pinned(self, dag_id: str, run_id: str, name: str) -> ArtifactVersion:
+        """The version of ``name`` this run is pinned to, with its content, its use recorded.
+
+        A run reads the version that was active when it started (the run's CREATED time), so an
+        activation or a rollback made while it runs applies to later runs only; once the run used
+        a version of ``name`` it keeps reading that one. A name first activated after the run
+        started gives its active version. One transaction: the choice and its record.
+
+        Raises:
+            RunNotFoundError: the run is not in the store (its DAG is not governed).
+            ArtifactNotFoundError: no such artifact, or none of its versions was ever activated.
+        """
+
+        def attempt(connection: Connection) -> ArtifactVersion:
+            run = connection.execute(
+                select(run_table.c.id, run_table.c.created_at).where(
+                    run_table.c.dag_id == dag_id, run_table.c.run_id == run_id
+                )
+            ).first()
+            if run is None:
+                run_pk(connection, dag_id, run_id)  # raises RunNotFoundError
+            assert run is not None
+            columns = (*VERSION_COLUMNS, artifact_table.c.content)
+            used = connection.execute(
+                select(*columns)
+                .join(run_artifact_table, run_artifact_table.c.artifact_pk == artifact_table.c.id)
+                .where(run_artifact_table.c.run_pk == run.id, artifact_table.c.name == name)
+                .order_by(run_artifact_table.c.used_at)
+                .limit(1)
+            ).first()
+            if used is not None:
+                return rows.artifact_version(used, with_content=True)
+            activations = (
+                select(*columns)
+                .join(
+                    artifact_activation_table,
+                    artifact_activation_table.c.artifact_pk == artifact_table.c.id,
+                )
+                .where(artifact_activation_table.c.name == name)
+                .order_by(artifact_activation_table.c.id.desc())
+                .limit(1)
+            )
+            row = connection.execute(
+                activations.where(artifact_activation_table.c.at <= run.created_at)
+            ).first()
+            if row is None:
+                row = connection.execute(activations).first()
+            if row is None:
+                raise self._not_found(connection, name, None)
+            try:
+                # A savepoint: another task of the run may record the same (pinned) version first.
+                with connection.begin_nested():
+                    connection.execute(
+                        insert(run_artifact_table).values(
+                            run_pk=run.id, artifact_pk=row.id, used_at=datetime.now(UTC)
+                        )
+                    )
+            except IntegrityError:
+                return rows.artifact_version(row, with_content=True)
+            self._audit(
+                connection,
+                EventType.ARTIFACT_USED,
+                "worker",
+                {"name": name, "version": row.version, "pinned_at_run_start": True},
+                dag_id=dag_id,
+                run_id=run_id,
+                versions={f"artifact:{name}": str(row.version)},
+            )
+            return rows.artifact_version(row, with_content=True)
+
+        return self._store._write(f"{dag_id}/{run_id} uses {name}", attempt)
 
     # -- helpers -----------------------------------------------------------------------------
 

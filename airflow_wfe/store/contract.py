@@ -70,6 +70,10 @@ class ArtifactStore(Protocol):
 
     def runs_using(self, name: str, version: str | None = None) -> builtins.list[ArtifactUse]: ...
 
+    def use_pinned(self, dag_id: str, run_id: str, name: str) -> ArtifactVersion: ...
+
+    def used_by_run(self, dag_id: str, run_id: str) -> builtins.list[ArtifactUse]: ...
+
 
 class Store(Protocol):
     """What the engine, the application layer and the adapters need from a store."""

@@ -58,12 +58,13 @@ del _LAZY["use_artifact"]
 
 
 def use_artifact(name: str, version: str | None = None) -> bytes:
-    """The content of an artifact's active version (or of ``version``), recorded as used by the
-    current run.
+    """The content of the artifact's version this run is pinned to (or of ``version``), recorded
+    as used by the current run.
 
-    Call it inside an Airflow task. The use is recorded through the configured state store
-    (``[wfe] store_conn``) when the run is governed; for an ungoverned run (not in the store) the
-    content is returned and nothing is recorded.
+    Call it inside an Airflow task. A governed run reads the version that was active when the run
+    started, and keeps reading it: a rollback or activation made meanwhile applies to later runs.
+    The use is recorded through the configured state store (``[wfe] store_conn``); for an
+    ungoverned run (not in the store) the active version is returned and nothing is recorded.
 
     Raises:
         ArtifactNotFoundError: no such artifact or version, or no active version.
@@ -76,8 +77,14 @@ def use_artifact(name: str, version: str | None = None) -> bytes:
 
     ti = get_current_context()["ti"]
     registry = get_runtime_store().artifacts
-    artifact = registry.active(name) if version is None else registry.get(name, version)
-    # An ungoverned run is not in the store: there is no run to link the version to.
+    if version is None:
+        try:
+            artifact = registry.use_pinned(ti.dag_id, ti.run_id, name)
+        except RunNotFoundError:  # ungoverned: no run to pin to or link the version to
+            artifact = registry.active(name)
+        assert artifact.content is not None
+        return artifact.content
+    artifact = registry.get(name, version)
     with contextlib.suppress(RunNotFoundError):
         registry.record_use(ti.dag_id, ti.run_id, name, artifact.version)
     assert artifact.content is not None  # get() and active() always load it

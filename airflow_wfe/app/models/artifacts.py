@@ -12,6 +12,7 @@ __all__ = [
     "ArtifactHistory",
     "ArtifactList",
     "ArtifactRegistration",
+    "ArtifactRun",
     "ArtifactSummary",
     "ArtifactVersion",
 ]
@@ -53,13 +54,25 @@ class ArtifactActivation(ResponseModel):
     reason: str | None = Field(description="why, if given")
 
 
+class ArtifactRun(ResponseModel):
+    """A run that used a version of the artifact."""
+
+    dag_id: str = Field(description="the run's DAG")
+    run_id: str = Field(description="the run")
+    version: str = Field(description="the version it used")
+    used_at: IsoDatetime = Field(description="its first use")
+
+
 class ArtifactHistory(ResponseModel):
-    """One artifact: every version (oldest first) and every activation (the last one is active)."""
+    """One artifact: its versions, activations (the last one is active) and the runs using them."""
 
     name: str = Field(description="artifact name")
     active_version: str | None = Field(description="the active version (null: none yet)")
     versions: list[ArtifactVersion] = Field(description="every version, oldest first")
     activations: list[ArtifactActivation] = Field(description="every activation, in order")
+    runs: list[ArtifactRun] = Field(
+        default_factory=list, description="runs that used a version, in the order of first use"
+    )
 
 
 class ArtifactChange(ResponseModel):

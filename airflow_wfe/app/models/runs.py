@@ -11,6 +11,7 @@ from airflow_wfe.app.models.base import IsoDatetime, ResponseModel
 __all__ = [
     "Compensation",
     "DecisionItem",
+    "RunArtifact",
     "RunDetail",
     "RunList",
     "RunSummary",
@@ -80,7 +81,9 @@ class DecisionItem(ResponseModel):
     """A gate's decision (``kind`` policy) or a person's answer (``kind`` approval)."""
 
     step_id: str = Field(description="the gate's task id")
-    kind: str = Field(description="policy or approval")
+    kind: str = Field(
+        description="policy (a gate), preflight (the run's start checks), approval, canary, ..."
+    )
     outcome: str = Field(description="allow, deny, needs_approval; approved, rejected, ...")
     at: IsoDatetime = Field(description="when it was recorded")
     actor: str = Field(description="gate:<task> for a policy decision, user:<id> for an answer")
@@ -91,6 +94,14 @@ class DecisionItem(ResponseModel):
     comment: Any = Field(description="the approver's comment, or null")
 
 
+class RunArtifact(ResponseModel):
+    """An artifact version the run used (pinned when the run started)."""
+
+    name: str = Field(description="artifact name")
+    version: str = Field(description="the version the run read")
+    used_at: IsoDatetime = Field(description="its first use in the run")
+
+
 class RunDetail(RunSummary):
     """One run: its summary, its transitions, its steps, its compensations and decisions."""
 
@@ -98,6 +109,10 @@ class RunDetail(RunSummary):
     steps: list[StepDetail] = Field(description="every step instance with its history")
     compensations: list[Compensation] = Field(description="compensated steps, in the order run")
     decisions: list[DecisionItem] = Field(description="gate decisions and approvals, in order")
+    artifacts: list[RunArtifact] = Field(
+        default_factory=list,
+        description="artifact versions the run used (those active at its start), first use first",
+    )
     spooled: int = Field(
         default=0,
         description="transitions of this run still waiting in this host's local spool for the "
