@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from airflow_env import scenario
 from cluster import Cluster
 
 pytestmark = [
@@ -241,22 +242,33 @@ def test_the_pages_have_no_critical_accessibility_violations(
 ) -> None:
     """axe-core (npm, installed by .ci/run into .ci/node) on the overview, the runs list and a run
     page, in light and dark: no critical or serious violation."""
-    if not AXE.is_file():
-        reason = f"axe-core is missing at {AXE} (npm install --prefix .ci/node axe-core)"
-        if os.environ.get("WFE_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"WFE_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
-        pytest.skip(reason)
+    _require_axe()
     cluster.login()
     _record_hostile_run(cluster)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.add_cookies([{"name": "_token", "value": cluster.token, "url": cluster.base_url}])
     page = context.new_page()
     run = f"/wfe/ui/runs/{quote(HOSTILE_DAG, safe='')}/{quote(HOSTILE_RUN, safe='')}"
+    found = _axe_findings(page, cluster.base_url, ("/wfe/ui/", "/wfe/ui/runs", run))
+    assert found == {key: [] for key in found}, found
+
+
+def _require_axe() -> None:
+    """axe-core must be there (skipped otherwise, a failure under WFE_REQUIRE_BROWSER=1)."""
+    if not AXE.is_file():
+        reason = f"axe-core is missing at {AXE} (npm install --prefix .ci/node axe-core)"
+        if os.environ.get("WFE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"WFE_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+def _axe_findings(page: Any, base_url: str, paths: Iterable[str]) -> dict[Any, list[str]]:
+    """Critical and serious axe-core violations of each page, in light and dark."""
     found = {}
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
-        for path in ("/wfe/ui/", "/wfe/ui/runs", run):
-            page.goto(cluster.base_url + path)
+        for path in paths:
+            page.goto(base_url + path)
             # axe runs in the page; the CSP forbids inline script, so it goes in through
             # Playwright's isolated evaluation rather than a <script> element.
             page.evaluate(AXE.read_text())
@@ -266,4 +278,174 @@ def test_the_pages_have_no_critical_accessibility_violations(
                 for v in result["violations"]
                 if v["impact"] in ("critical", "serious")
             ]
-    assert found == {key: [] for key in found}, found
+    return found
+
+
+#: The HMAC key the audit trail of the governance pages' cluster is signed with (the components,
+#: the ``wfe`` CLI and the run this test writes share it, so the chain verifies).
+AUDIT_KEY = "browser-test-hmac-key-0123456789abcdef"
+ARTIFACT = "prompts/summary"
+PROD_POLICY = """\
+name: prod-changes
+version: "3"
+description: production changes need a person
+applies_to: {dags: ["deploy_*"]}
+rules:
+  - id: prod-needs-ok
+    when: 'run.params.env == "prod"'
+    decision: needs_approval
+    reason: production changes are approved by a person
+  - id: no-risky
+    when: 'step.risk == "high"'
+    decision: deny
+    reason: high-risk steps are not run unattended
+"""
+#: Line 4 holds the misspelt key.
+BROKEN_POLICY = """\
+name: freeze
+rules:
+  - id: year-end
+    whne: 'true'
+    decision: deny
+    reason: year-end freeze
+"""
+
+
+def _record_signed_run(cluster: Cluster) -> None:
+    """A governed run whose transitions and audit events are written with the cluster's key."""
+    from airflow_wfe.core.audit.signing import HmacSigner
+    from airflow_wfe.core.records import Move
+    from airflow_wfe.store import SqlStore
+    from airflow_wfe.store.audit_writer import AuditLog
+
+    store = SqlStore(
+        f"sqlite:///{cluster.home / 'wfe.db'}",
+        audit=AuditLog(signer=HmacSigner(AUDIT_KEY.encode())),
+    )
+    moves = [Move("CREATED", None), Move("VALIDATED", None), Move("RUNNING", None)]
+    store.advance_run("deploy_web", "manual__1", lambda _c: moves, actor="scheduler")
+    for to in ("PENDING", "RUNNING", "SUCCEEDED"):
+        store.advance_step(
+            "deploy_web",
+            "manual__1",
+            "ship",
+            -1,
+            lambda _s, _t, to=to: [Move(to, None)],
+            actor="worker",
+        )
+    store.advance_run(
+        "deploy_web",
+        "manual__1",
+        lambda _c: [Move("COMPLETED", "all steps succeeded")],
+        actor="scheduler",
+    )
+
+
+def test_the_audit_policies_and_artifacts_pages(browser: Any, tmp_path: Path, shots: Path) -> None:
+    """From Airflow's navigation to the audit trail page (verified, anchored; a checkpoint signed
+    by its button), the policies page (a load error with its line; a dry run's decision) and an
+    artifact's page (rolled back by its button); axe-core finds nothing critical or serious on
+    any of them, light or dark."""
+    from playwright.sync_api import expect
+
+    policies, anchors = tmp_path / "policies", tmp_path / "anchors"
+    policies.mkdir()
+    anchors.mkdir()
+    (policies / "prod.yaml").write_text(PROD_POLICY)
+    (policies / "year_end.yaml").write_text(BROKEN_POLICY)
+    env = {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer,operator:user",
+        "AIRFLOW__WFE__AUDIT_SIGNING_KEY": AUDIT_KEY,
+        "AIRFLOW__WFE__POLICY_PATH": str(policies),
+        "AIRFLOW__WFE__AUDIT_ANCHOR_DIR": str(anchors),
+    }
+    with Cluster.running(
+        tmp_path,
+        dags=scenario("approvals"),
+        deadline_s=120.0,
+        components=("api-server",),
+        extra_env=env,
+    ) as cluster:
+        cluster.login()
+        _record_signed_run(cluster)
+        for text in ("Summarise the release notes.", "Summarise the release notes briefly."):
+            source = tmp_path / "prompt.txt"
+            source.write_text(text)
+            done = cluster.wfe("artifacts", "register", ARTIFACT, str(source), "--activate")
+            assert done.returncode == 0, cluster.commands[-1]
+
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        _sign_in(page, cluster, "operator")
+        page.get_by_role("button", name="Browse").click()
+        page.get_by_role("menuitem", name="Governed runs").click()
+        frame = page.frame_locator("iframe")
+        frame.get_by_role("navigation", name="airflow-wfe").get_by_role(
+            "link", name="Audit trail"
+        ).click()
+        verification = frame.get_by_role("region", name="Verification")
+        expect(verification).to_contain_text("Verified")
+        expect(verification).to_contain_text(f"Anchors in {anchors}")
+
+        # The audit page on its own: sign a checkpoint with its button.
+        page.goto(f"{cluster.base_url}/wfe/ui/audit")
+        page.get_by_label("Reason").fill("before the <b>audit</b>")
+        page.get_by_role("button", name="Sign a checkpoint now").click()
+        expect(page.get_by_role("status")).to_contain_text("A checkpoint was signed at event #")
+        expect(page.get_by_role("status")).to_contain_text("and anchored")
+        assert any(anchors.iterdir())
+        page.screenshot(path=str(shots / "ui-audit.png"), full_page=True)
+
+        # Policies: the broken file's line, then a dry run of the loaded one.
+        page.get_by_role("navigation", name="airflow-wfe").get_by_role(
+            "link", name="Policies"
+        ).click()
+        errors = page.get_by_role("region", name="Load errors")
+        expect(errors.get_by_role("row", name="year_end.yaml 4")).to_contain_text("whne")
+        loaded = page.get_by_role("region", name="Loaded")
+        expect(loaded).to_contain_text("prod-changes")
+        expect(loaded).to_contain_text("3+")
+        page.get_by_label("prod-changes").check()
+        page.get_by_label("Facts (a JSON object)").fill(
+            '{"run": {"dag_id": "deploy_web", "params": {"env": "prod"}}, "step": {"risk": "low"}}'
+        )
+        page.get_by_role("button", name="Evaluate").click()
+        decision = page.get_by_role("status", name="Decision")
+        expect(decision).to_contain_text("needs_approval")
+        expect(decision).to_contain_text("production changes are approved by a person")
+        page.screenshot(path=str(shots / "ui-policies.png"), full_page=True)
+
+        # Artifacts: roll the prompt back to its first version.
+        page.get_by_role("navigation", name="airflow-wfe").get_by_role(
+            "link", name="Artifacts"
+        ).click()
+        page.get_by_role("link", name=ARTIFACT).click()
+        rollback = page.get_by_role("region", name="Roll back")
+        button = rollback.get_by_role("button")
+        first = button.inner_text().removeprefix("Roll back to ").strip()
+        rollback.get_by_label("Reason").fill("prompt regression")
+        button.click()
+        expect(page.get_by_role("status")).to_contain_text(f"{first} is active again")
+        expect(page.locator("code.active-version")).to_have_text(first)
+        expect(page.get_by_role("region", name="Activations, newest first")).to_contain_text(
+            "prompt regression"
+        )
+        page.screenshot(path=str(shots / "ui-artifact.png"), full_page=True)
+        shown = json.loads(cluster.wfe("artifacts", "show", ARTIFACT, "--json").stdout)
+        assert shown["active_version"] == first
+
+        # The chain still verifies after the checkpoint and the rollback's audit event.
+        page.goto(f"{cluster.base_url}/wfe/ui/audit")
+        expect(page.get_by_role("region", name="Verification")).to_contain_text("Verified")
+        assert dialogs == [], dialogs
+
+        _require_axe()
+        paths = (
+            "/wfe/ui/audit",
+            "/wfe/ui/policies",
+            "/wfe/ui/artifacts",
+            f"/wfe/ui/artifacts/{ARTIFACT}",
+        )
+        found = _axe_findings(page, cluster.base_url, paths)
+        assert found == {key: [] for key in found}, found
