@@ -259,6 +259,7 @@ class WfeListener:
             # Through the loop's own session, in its thread: one query selecting columns.
             ti_states = task_instance_states(dag_run)
             reason = run_end_reason(msg)
+            auto_compensate = not succeeded and msg == "timed_out" and _compensates_itself(dag)
 
             def write() -> None:
                 from airflow_wfe.engine.harness import get_recorder
@@ -279,10 +280,25 @@ class WfeListener:
                     changes.after_manual_run_change(
                         recorder, dag_id, run_id, succeeded, actor, written
                     )
+                if auto_compensate:
+                    from airflow_wfe.adapters.saga.manual import compensate_timed_out_run
+
+                    compensate_timed_out_run(recorder, dag_id, run_id, why=reason)
 
             process.dispatch(hook, write)
         except Exception as exc:  # noqa: BLE001 - never break the scheduler loop
             process.report_failure(hook, exc)
+
+
+def _compensates_itself(dag: Any) -> bool:
+    """Whether a run of ``dag`` that Airflow failed without a failed step is compensated
+    automatically: the DAG has a saga and does not opt out with its tag."""
+    from airflow_wfe.adapters.saga.manual import NO_AUTO_COMPENSATION_TAG
+    from airflow_wfe.adapters.saga.tasks import SAGA_BEGIN
+
+    if dag is None or NO_AUTO_COMPENSATION_TAG in set(getattr(dag, "tags", None) or ()):
+        return False
+    return SAGA_BEGIN in set(getattr(dag, "task_ids", None) or ())
 
 
 def _reconcile(

@@ -17,11 +17,21 @@ from airflow_wfe.adapters.saga.tasks import SAGA_BEGIN, is_saga_task
 from airflow_wfe.core.states import RunState
 from airflow_wfe.exceptions import DagNotFoundError, StateError, WfeError
 
-__all__ = ["MANUAL_REASON_PREFIX", "request_compensation"]
+__all__ = [
+    "AUTO_REASON_PREFIX",
+    "MANUAL_REASON_PREFIX",
+    "NO_AUTO_COMPENSATION_TAG",
+    "compensate_timed_out_run",
+    "request_compensation",
+]
 
 #: Start of the reason of a manual request's transition: what a person reads in the run's history
 #: (the saga recognises the request by its stored fact, not by this text).
 MANUAL_REASON_PREFIX = "manual compensation requested"
+#: Start of the reason of an automatic request (a run Airflow failed without a failed step).
+AUTO_REASON_PREFIX = "automatic compensation"
+#: A DAG tag that turns automatic compensation off for the DAG (``wfe compensate`` still works).
+NO_AUTO_COMPENSATION_TAG = "wfe:no-auto-compensation"
 
 
 def _saga_tasks(dag_id: str) -> list[str]:
@@ -52,6 +62,32 @@ def _clear(dag_id: str, run_id: str, task_ids: list[str]) -> None:
         if dag is None:
             raise DagNotFoundError(dag_id, "disappeared from Airflow's database")
         dag.clear(task_ids=task_ids, run_id=run_id, session=session)
+
+
+def compensate_timed_out_run(
+    recorder: Any, dag_id: str, run_id: str, *, why: str, actor: str = "scheduler"
+) -> bool:
+    """Compensate a run Airflow failed without a failed step (its ``dagrun_timeout``), the way
+    ``wfe compensate`` does: the request and the run's move FAILED → COMPENSATING recorded in one
+    transaction, then the saga tasks cleared so the scheduler runs them (clearing resets the run's
+    start, so the saga gets a whole ``dagrun_timeout`` of its own).
+
+    Called on the scheduler's writer thread, only for a DAG whose saga exists and that does not
+    carry :data:`NO_AUTO_COMPENSATION_TAG`. Returns whether a compensation was requested: nothing
+    is when the run is not FAILED or no step succeeded (nothing to undo).
+    """
+    from airflow_wfe.core.states import StepState
+
+    if RunState(recorder.store.get_run(dag_id, run_id).state) is not RunState.FAILED:
+        return False
+    states = recorder.store.step_states(dag_id, run_id)
+    if StepState.SUCCEEDED not in states.values():
+        return False
+    tasks = _saga_tasks(dag_id)
+    reason = f"{AUTO_REASON_PREFIX}: {why}"
+    recorder.request_compensation(dag_id, run_id, actor=actor, reason=reason, note=why)
+    _clear(dag_id, run_id, tasks)
+    return True
 
 
 def request_compensation(
