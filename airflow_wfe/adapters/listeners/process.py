@@ -32,7 +32,15 @@ from airflow_wfe.config import get_settings
 from airflow_wfe.core.metrics import names
 from airflow_wfe.engine.emitter import get_emitter
 
-__all__ = ["DRAIN_TIMEOUT_S", "dispatch", "drain", "in_background", "prepare", "report_failure"]
+__all__ = [
+    "DRAIN_TIMEOUT_S",
+    "dispatch",
+    "drain",
+    "in_background",
+    "prepare",
+    "prepare_worker",
+    "report_failure",
+]
 
 log = logging.getLogger("airflow_wfe.listener")
 
@@ -139,11 +147,22 @@ def prepare(component: Any) -> None:
     and move DAG-run writes to the writer thread; nothing anywhere else. Never raises."""
     if not _is_job(component):
         return
+    _prepare_forks(background=True)
+
+
+def prepare_worker() -> None:
+    """A Celery worker's main process, before its pool forks (``worker_init``, wired by
+    :mod:`airflow_wfe.adapters.celery_config`): load what task hooks need, as :func:`prepare` does
+    for a scheduler. Task hooks there write inline, so no writer thread. Never raises."""
+    _prepare_forks(background=False)
+
+
+def _prepare_forks(*, background: bool) -> None:
     try:
         settings = get_settings()
         if not settings.enabled:
             return
-        _state["background"] = True
+        _state["background"] = background
         warm_up(settings.store_conn)
     except Exception as exc:  # noqa: BLE001 - a warm-up failure only costs the forks their imports
         log.warning(
