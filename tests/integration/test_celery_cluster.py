@@ -8,12 +8,16 @@ is the broker, PostgreSQL holds Airflow's metadata database, Celery's results an
 (fresh databases), with an Ed25519 audit signing key and an anchor folder, as docs/audit.md says a
 server store needs. The DAGs (``tests/scenarios/celery``) run at the same time: a saga that
 succeeds, one that fails and compensates, a budget gate that denies and compensates, and a run
-whose long step's worker is SIGKILLed (its whole process group) mid-step; the scheduler finds the
-task without a heartbeat and the other worker runs its retry.
+whose long step's worker is SIGKILLed (with every process below it) mid-step; the scheduler finds
+the task without a heartbeat and the other worker runs its retry. Whatever else the dead worker had
+taken from the broker stays queued until the scheduler requeues it (a short
+``[scheduler] task_queued_timeout`` here).
 
 Checked: Airflow's verdicts; each governed history (no transition recorded twice, the killed try's
 end and the retry in the step's history); each compensation applied once; ``wfe audit verify``
-(signatures, chain, replay of the state tables) OK against the anchors.
+(signatures, chain, replay of the state tables) OK against the anchors. Every component sends its
+metrics over OpenTelemetry (Airflow's ``[metrics] otel_on``) to an OTLP receiver in the test: the
+wfe counters from the scheduler and the workers' task processes add up to the runs' transitions.
 
 Skips naming what is missing (Redis, PostgreSQL, the Celery provider); under
 ``WFE_REQUIRE_POSTGRES=1`` (CI) those skips are failures.
@@ -35,6 +39,7 @@ from typing import Any
 import pytest
 from airflow_env import scenario
 from cluster import BIN, CeleryBackends, Cluster, render_records
+from otlp_receiver import Receiver, running_receiver
 
 #: The Redis database number this test owns (flushed before and after; nothing else uses it).
 REDIS_DB = 5
@@ -46,6 +51,8 @@ RUN_DEADLINE_S = 300.0
 #: How long the scheduler waits for a running task's heartbeat before it fails the try (Airflow's
 #: default is 300 s; short here so the killed try is noticed within the test).
 HEARTBEAT_TIMEOUT_S = 20
+#: How long a task instance may stay queued before the scheduler requeues it (see the fixture).
+QUEUED_TIMEOUT_S = 40
 
 SAGA_OK, SAGA_FAIL = "wfe_c_saga_ok", "wfe_c_saga_fail"
 GATE, KILLED = "wfe_c_gate_budget", "wfe_c_worker_killed"
@@ -134,7 +141,14 @@ def _keygen(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def celery_cluster(tmp_path: Path, backends: dict[str, str]) -> Iterator[Cluster]:
+def otlp() -> Iterator[Receiver]:
+    """Where every component sends its metrics (Airflow's ``[metrics] otel_on``)."""
+    with running_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def celery_cluster(tmp_path: Path, backends: dict[str, str], otlp: Receiver) -> Iterator[Cluster]:
     """api-server, dag-processor, scheduler and two Celery workers on Redis and PostgreSQL."""
     key = _keygen(tmp_path)
     anchors = tmp_path / "anchors"
@@ -158,6 +172,16 @@ def celery_cluster(tmp_path: Path, backends: dict[str, str]) -> Iterator[Cluster
             "AIRFLOW__WFE__AUDIT_ANCHOR_DIR": str(anchors),
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+            # Tasks the killed worker had taken from the broker but not started stay queued
+            # (Celery redelivers them only after the broker's visibility timeout, 6 h): the
+            # scheduler requeues what is queued longer than this (Airflow's default: 600 s).
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": str(QUEUED_TIMEOUT_S),
+            "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "5",
+            # Metrics over OpenTelemetry, from every component and task process.
+            "AIRFLOW__METRICS__OTEL_ON": "True",
+            "AIRFLOW__METRICS__OTEL_HOST": "127.0.0.1",
+            "AIRFLOW__METRICS__OTEL_PORT": str(otlp.server_address[1]),
+            "AIRFLOW__METRICS__OTEL_INTERVAL_MILLISECONDS": "1000",
         },
     )
     try:
@@ -270,8 +294,23 @@ def _check(
     assert cluster.processes[survivor].pid in _started(cluster)[2]["ancestors"], survivor
 
 
+#: wfe counters the runs add up to, over OTLP from the scheduler and the workers' task processes.
+EXPECTED_COUNTS = {
+    "airflow.wfe.run.state.running": 4,
+    "airflow.wfe.run.state.completed": 2,
+    "airflow.wfe.run.state.rejected": 1,
+    "airflow.wfe.run.state.compensated": 2,
+    "airflow.wfe.step.state.compensated": 2,
+}
+
+
+def _counts(otlp: Receiver) -> dict[str, float]:
+    totals = otlp.totals("airflow.wfe.")
+    return {name: totals.get(name, 0) for name in EXPECTED_COUNTS}
+
+
 def test_celery_workers_run_governed_dags_and_survive_a_killed_worker(
-    celery_cluster: Cluster,
+    celery_cluster: Cluster, otlp: Receiver
 ) -> None:
     cluster = celery_cluster
     cluster.login()
@@ -291,6 +330,11 @@ def test_celery_workers_run_governed_dags_and_survive_a_killed_worker(
         shown = {dag: pool.submit(cluster.show_run, dag, run) for dag, run in runs.items()}
     records = {dag: future.result() for dag, future in shown.items()}
     cluster.add_diagnostics(lambda: "--- wfe records:\n" + render_records(*records.values()))
+
+    # The metrics: every process exports each second and at its exit (task processes included).
+    cluster.add_diagnostics(lambda: f"--- wfe counters over OTLP: {otlp.totals('airflow.wfe.')}")
+    cluster.set_deadline(30.0)
+    cluster.wait_until("the wfe counters over OTLP", lambda: _counts(otlp) == EXPECTED_COUNTS)
 
     verified = cluster.wfe("audit", "verify", "--json", timeout=120)
     anchored = cluster.wfe("audit", "anchor", "--json")
