@@ -23,7 +23,7 @@ from airflow_wfe.app.models import RunDetail
 from airflow_wfe.app.runs import run_detail
 from airflow_wfe.exceptions import WfeError
 
-__all__ = ["run_workflow_once"]
+__all__ = ["airflow_output_to", "run_workflow_once"]
 
 
 def _require_airflow_db() -> None:
@@ -54,7 +54,7 @@ def _serialize(dag: Any) -> None:
 
 
 @contextlib.contextmanager
-def _airflow_output_to(target_fd: int) -> Iterator[None]:
+def airflow_output_to(target_fd: int) -> Iterator[None]:
     """Point file descriptors 1 and 2 at ``target_fd`` for the block, then put them back."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -93,9 +93,9 @@ def run_workflow_once(path: Path, *, conf: dict[str, Any], quiet: bool = True) -
     with contextlib.ExitStack() as stack:
         if quiet:
             sink = stack.enter_context(log_file.open("w"))
-            stack.enter_context(_airflow_output_to(sink.fileno()))
+            stack.enter_context(airflow_output_to(sink.fileno()))
         else:
-            stack.enter_context(_airflow_output_to(2))
+            stack.enter_context(airflow_output_to(2))
         dag = build_dag(loaded, dags_folder=configured_dags_folder())
         dag.fileloc = str(loaded.path.resolve())
         _require_airflow_db()

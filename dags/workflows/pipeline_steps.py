@@ -42,12 +42,22 @@ def transform(ti: Any) -> dict[str, Any]:
     return {"orders": len(orders), "revenue_by_country": dict(sorted(by_country.items()))}
 
 
-def publish(ti: Any, ds: str) -> str:
+def publish(ti: Any, run_id: str) -> str:
+    # The run id, not ``ds``: a run triggered without a logical date (the UI's default) has no ds.
     summary = ti.xcom_pull(task_ids="transform")
-    target = _published() / f"orders-{ds}.json"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    target = _published() / f"orders-{safe}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(summary, indent=2))
     return str(target)
+
+
+def announce(params: dict[str, Any], ti: Any) -> str:
+    """The last step; with ``params.fail_after_publish`` it fails, so the saga unpublishes."""
+    published = ti.xcom_pull(task_ids="publish")
+    if params.get("fail_after_publish"):
+        raise RuntimeError(f"the dashboard did not take the announcement of {published}")
+    return f"announced {published}"
 
 
 def unpublish(result: str, idempotency_key: str) -> None:

@@ -62,7 +62,8 @@ def test_campaign_figures_come_from_recorded_spend_and_outcomes(
     uses = ctx.store.artifacts.runs_using("campaign/prompt", v1)
     assert any(use.run_id == dag_run.run_id for use in uses), uses
     lives = {_live(channel) for channel in ("search", "social", "email")}
-    assert len(lives) == 1 and None not in lives, lives
+    assert None not in lives, lives
+    assert len(lives) == 1, lives
 
 
 def test_a_round_past_the_spend_cap_stops_the_run_and_takes_the_channels_back(
