@@ -1,7 +1,8 @@
 """Airflow cluster policies of airflow-wfe (entry point ``airflow.policy``).
 
 ``dag_policy`` refuses governed DAGs that break ``[wfe] parse_time_checks`` (owner, retries,
-timeouts, tags, compensation of side effects: see :mod:`airflow_wfe.adapters.parse_time_checks`), then wires
+timeouts, tags, compensation of side effects: see :mod:`airflow_wfe.adapters.parse_time_checks`) or a
+parse-stage policy of ``[wfe] policy_path`` (:mod:`airflow_wfe.adapters.parse_time_policies`), then wires
 the saga (compensation tasks) into governed DAGs that declare compensations; it runs wherever Airflow
 parses a DAG file, so the scheduler, the UI and every worker see the same tasks.
 
@@ -108,7 +109,8 @@ def dag_policy(dag: Any) -> None:
         return
     from airflow_wfe.config import get_settings
 
-    checks = get_settings().parse_time_checks
+    settings = get_settings()
+    checks = settings.parse_time_checks
     if checks:
         from airflow.exceptions import AirflowClusterPolicyViolation
 
@@ -120,9 +122,39 @@ def dag_policy(dag: Any) -> None:
                 f"DAG {dag.dag_id!r} breaks airflow-wfe's parse-time checks "
                 f"([wfe] parse_time_checks = {', '.join(checks)}): " + "; ".join(problems)
             )
+    _check_parse_policies(dag, settings.policy_path)
     from airflow_wfe.adapters.saga.wiring import wire_saga
 
     wire_saga(dag)
+
+
+#: Set by ``wfe policy test --dag`` (a dry run): refusals are collected here instead of raised, and
+#: nothing is recorded.
+DRY_RUN: dict[str, list[str]] | None = None
+
+
+def _check_parse_policies(dag: Any, folder: Any) -> None:
+    """Refuse ``dag`` when a parse-stage policy of ``[wfe] policy_path`` denies it."""
+    from airflow.exceptions import AirflowClusterPolicyViolation
+
+    from airflow_wfe.adapters.parse_time_policies import check_parse_policies, parse_policies
+    from airflow_wfe.exceptions import WfeError
+
+    try:
+        policies = parse_policies(folder)
+    except WfeError as exc:
+        problems = [f"parse-stage policies cannot be loaded, failing closed: {exc}"]
+    else:
+        if not policies:
+            return
+        problems, _decision = check_parse_policies(dag, policies, record=DRY_RUN is None)
+    if DRY_RUN is not None:
+        DRY_RUN[dag.dag_id] = problems
+        return
+    if problems:
+        raise AirflowClusterPolicyViolation(
+            f"DAG {dag.dag_id!r} breaks airflow-wfe's parse-time policies: " + "; ".join(problems)
+        )
 
 
 @hookimpl

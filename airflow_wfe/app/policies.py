@@ -6,13 +6,21 @@ the way a gate evaluates it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from airflow_wfe.app.models.governance import ApprovalRequirement, PolicyDecision, PolicyReason
+from airflow_wfe.app.models.governance import (
+    ApprovalRequirement,
+    DagPolicyCheck,
+    DagPolicyChecks,
+    PolicyDecision,
+    PolicyReason,
+)
 from airflow_wfe.core.policy import (
     Decision,
     LoadedPolicy,
@@ -122,3 +130,41 @@ def dry_run(policies: Sequence[LoadedPolicy], facts: Mapping[str, Any]) -> Polic
     spent.update(cost.get("spent") or {})
     given["cost"] = {"reserve": 0.0, **cost, "spent": spent}
     return decision_model(evaluate(policies, given))
+
+
+def dry_run_dag_file(path: Path) -> DagPolicyChecks:
+    """Parse a DAG file as Airflow does and say what the parse-time policies (and the built-in
+    ``[wfe] parse_time_checks``) decide for each DAG in it, recording nothing (a dry run).
+
+    Raises:
+        UsageError: ``path`` is not a file.
+    """
+    from airflow_wfe.exceptions import UsageError
+
+    if not path.is_file():
+        raise UsageError(f"--dag {path}: no such file")
+    from airflow.dag_processing.dagbag import DagBag
+
+    from airflow_wfe.adapters import cluster_policy
+
+    cluster_policy.DRY_RUN = {}
+    try:
+        # Airflow logs its parsing to stdout, which holds this command's output (JSON).
+        with contextlib.redirect_stdout(sys.stderr):
+            bag = DagBag(dag_folder=str(path))
+        found = dict(cluster_policy.DRY_RUN)
+    finally:
+        cluster_policy.DRY_RUN = None
+    checks = [
+        DagPolicyCheck(dag_id=dag_id, outcome="deny" if problems else "allow", problems=problems)
+        for dag_id, problems in sorted(found.items())
+    ]
+    checks += [
+        DagPolicyCheck(dag_id=dag_id, outcome="allow", problems=[])
+        for dag_id in sorted(set(bag.dag_ids) - set(found))
+    ]
+    checks += [
+        DagPolicyCheck(dag_id=None, outcome="deny", problems=[str(error).strip()])
+        for error in bag.import_errors.values()
+    ]
+    return DagPolicyChecks(checks)

@@ -7,6 +7,7 @@ Thin handlers over :mod:`airflow_wfe.app.policies` and :mod:`airflow_wfe.app.cos
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from airflow_wfe.app import costs, policies
@@ -17,6 +18,7 @@ from airflow_wfe.config import get_settings
 __all__ = ["add_governance_commands"]
 
 EXIT_OK = 0
+EXIT_FINDING = 1
 
 
 def _facts(raw: str) -> dict[str, Any]:
@@ -27,6 +29,15 @@ def _facts(raw: str) -> dict[str, Any]:
 
 
 def cmd_policy_test(args: argparse.Namespace) -> int:
+    if args.dag is not None:
+        checks = policies.dry_run_dag_file(Path(args.dag))
+        if args.json:
+            print_json(checks)
+        else:
+            for check in checks.root:
+                print(f"{check.dag_id or args.dag}: {check.outcome}")
+                print("\n".join(f"  {problem}" for problem in check.problems))
+        return EXIT_FINDING if any(c.outcome != "allow" for c in checks.root) else EXIT_OK
     # A dry run reads policy files only: no store, so no context to build.
     chosen = policies.load_policies(args.policy, get_settings().policy_path)
     decision = policies.dry_run(chosen, args.facts)
@@ -59,6 +70,11 @@ def add_governance_commands(commands: Any) -> None:
         type=_facts,
         default={},
         help='JSON object (or @file): {"run": {...}, "step": {...}, "cost": {...}, "now": ...}',
+    )
+    test.add_argument(
+        "--dag",
+        metavar="FILE",
+        help="parse a DAG file and dry-run the parse-stage policies (and parse_time_checks) on it",
     )
     test.add_argument("--json", action="store_true")
     test.set_defaults(handler=cmd_policy_test)

@@ -228,6 +228,19 @@ class Store(Protocol):
         creating the run if new; nothing is written when the plan makes no move."""
         ...
 
+    def record_parse_decision(
+        self,
+        dag_id: str,
+        fingerprint: str,
+        *,
+        outcome: str,
+        reasons: Sequence[Mapping[str, Any]],
+        policies: Mapping[str, str],
+        actor: str = "dag-processor",
+    ) -> bool:
+        """A DAG version's parse-time decision as an audit event, once per fingerprint."""
+        ...
+
     def decisions(self, dag_id: str, run_id: str) -> list[DecisionRecord]: ...
 
     def gate_decisions(

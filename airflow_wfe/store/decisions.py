@@ -23,7 +23,7 @@ from airflow_wfe.store import rows
 from airflow_wfe.store.base import run_pk
 from airflow_wfe.store.contract import RunPlan
 from airflow_wfe.store.run_writes import Refused, RunWrites, unwrap
-from airflow_wfe.store.tables import decision_table, run_table
+from airflow_wfe.store.tables import audit_event_table, decision_table, run_table
 
 if TYPE_CHECKING:
     from airflow_wfe.core.ledger import DecisionRecord
@@ -231,6 +231,55 @@ class Decisions(RunWrites):
             return records
 
         return unwrap(self._write(f"{dag_id}/{run_id} pre-flight", attempt))
+
+    def record_parse_decision(
+        self,
+        dag_id: str,
+        fingerprint: str,
+        *,
+        outcome: str,
+        reasons: Sequence[Mapping[str, Any]],
+        policies: Mapping[str, str],
+        actor: str = "dag-processor",
+    ) -> bool:
+        """The parse-time policies' decision on one version of a DAG, as an audit event
+        (``policy.decision``, no run), once per ``fingerprint`` (of the DAG's facts and the
+        policies' versions); returns whether it was written (``False``: already there).
+        """
+        step_id = f"parse:{fingerprint[:40]}"
+        redact = self.audit.redactor
+        event = AuditEvent(
+            type=EventType.POLICY_DECISION,
+            actor=actor,
+            at=datetime.now(UTC),
+            dag_id=dag_id,
+            run_id=None,
+            step_id=step_id,
+            payload={
+                "stage": "parse",
+                "outcome": outcome,
+                "reasons": [redact(dict(r)) for r in reasons],
+                "fingerprint": fingerprint,
+            },
+            versions={f"policy:{name}": v for name, v in policies.items()},
+        )
+
+        def attempt(connection: Connection) -> bool:
+            known = connection.execute(
+                select(audit_event_table.c.seq)
+                .where(
+                    audit_event_table.c.dag_id == dag_id,
+                    audit_event_table.c.run_id.is_(None),
+                    audit_event_table.c.step_id == step_id,
+                )
+                .limit(1)
+            ).first()
+            if known is not None:
+                return False
+            self.audit.append(connection, [event])
+            return True
+
+        return bool(self._write(f"{dag_id} parse-time decision", attempt))
 
     def decisions(self, dag_id: str, run_id: str) -> list[DecisionRecord]:
         """The run's decisions and approvals, oldest first (empty for an unknown run)."""

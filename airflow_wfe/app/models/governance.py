@@ -11,6 +11,8 @@ __all__ = [
     "CompensationRequest",
     "CostList",
     "DagCost",
+    "DagPolicyCheck",
+    "DagPolicyChecks",
     "PolicyDecision",
     "PolicyReason",
 ]
@@ -78,3 +80,17 @@ class CompensationRequest(ResponseModel):
     actor: str = Field(description="who asked")
     reason: str = Field(description="the recorded reason")
     cleared: list[str] = Field(description="saga task ids cleared for Airflow to run again")
+
+
+class DagPolicyCheck(ResponseModel):
+    """What the parse-time policies (and ``[wfe] parse_time_checks``) say of one DAG of a file."""
+
+    dag_id: str | None = Field(description="the DAG (null: the file failed before defining one)")
+    outcome: str = Field(description="allow or deny")
+    problems: list[str] = Field(description="each refusal, naming the policy, rule and file")
+
+
+class DagPolicyChecks(RootModel[list[DagPolicyCheck]]):
+    """Per DAG of the file, by DAG id (a JSON array); ``wfe policy test --dag FILE``."""
+
+    root: list[DagPolicyCheck]

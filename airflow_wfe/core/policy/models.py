@@ -53,11 +53,15 @@ class Outcome(StrEnum):
 
 
 class Stage(StrEnum):
-    """When a policy is evaluated: at a gate (the default), or at a run's pre-flight (``start``),
-    before any step runs, on the run's facts (no ``step``; ``cost.reserve`` is 0)."""
+    """When a policy is evaluated: at a gate (the default); at a run's pre-flight (``start``),
+    before any step runs, on the run's facts (no ``step``; ``cost.reserve`` is 0); or when Airflow
+    parses a governed DAG (``parse``), on the DAG's facts (``dag``: owner, tags, schedule, tasks
+    with their retries, timeouts, compensations and gates), a refusal being the file's import error.
+    """
 
     GATE = "gate"
     START = "start"
+    PARSE = "parse"
 
 
 class _Strict(BaseModel):
@@ -225,7 +229,8 @@ class Policy(_Strict):
     applies_to: Applies = Field(default_factory=Applies)
     stages: tuple[Stage, ...] = Field(
         default=(Stage.GATE,),
-        description="when it is evaluated: gate (gates that take every policy), start (pre-flight)",
+        description="when it is evaluated: gate (gates taking every policy), start (a run's "
+        "pre-flight), parse (when Airflow parses a governed DAG)",
     )
     # Not min_length: pydantic would also report "too short" for a list whose items are invalid.
     rules: tuple[Rule, ...]
@@ -235,7 +240,14 @@ class Policy(_Strict):
         if not self.rules:
             raise ValueError("a policy needs at least one rule")
         if not self.stages:
-            raise ValueError("`stages` needs at least one of gate, start")
+            raise ValueError("`stages` needs at least one of gate, start, parse")
+        if Stage.PARSE in self.stages:
+            others = [r.id for r in self.rules if not isinstance(r, ExpressionRule)]
+            if others:
+                raise ValueError(
+                    "a parse-stage policy holds expression rules only (a DAG being parsed has no "
+                    f"costs, time window or approvers); not: {', '.join(others)}"
+                )
         seen: set[str] = set()
         for rule in self.rules:
             if rule.id in seen:
