@@ -240,11 +240,14 @@ class Recorder(SpoolGuard):
     ) -> list[TransitionRecord]:
         run_type = (facts or {}).get("run_type")
         created = f"run created ({run_type})" if run_type else "run created"
+        # A replayed start (it waited in the spool) had no pre-flight and none will follow: the
+        # run moves on, its VALIDATED saying that no pre-flight ran.
+        pending = preflight_pending and superseded is None
 
         def plan(current: RunState | None) -> Sequence[Move]:
             self._seen.state = current
             if current is None:
-                if preflight_pending:
+                if pending:
                     return [Move(RunState.CREATED, created)]
                 return [
                     Move(RunState.CREATED, created),
@@ -252,7 +255,7 @@ class Recorder(SpoolGuard):
                     Move(RunState.RUNNING, reason),
                 ]
             if current is RunState.CREATED:
-                if preflight_pending:
+                if pending:
                     return []
                 return [Move(RunState.VALIDATED, UNCHECKED_REASON), Move(RunState.RUNNING, reason)]
             if current is RunState.VALIDATED:

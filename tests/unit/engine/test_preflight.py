@@ -1,0 +1,150 @@
+"""The pre-flight's checks (pure) and how the recorder writes them (a real store, SQLite and
+PostgreSQL): VALIDATED only when every check passes, REJECTED with a decision otherwise, once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_wfe.core.metrics import NullEmitter
+from airflow_wfe.core.policy import load_policy_set
+from airflow_wfe.engine.preflight import PreflightResult, RunCandidate, run_preflight
+from airflow_wfe.engine.recorder import Recorder
+from airflow_wfe.store import SqlStore
+
+START_BUDGET = """
+name: day-budget
+stages: [start]
+rules:
+  - {id: per-day, kind: budget, scope: dag_day, limit: 10}
+"""
+START_APPROVAL = """
+name: ask-first
+stages: [start]
+rules:
+  - {id: ask, kind: approval, approvers: [alice]}
+"""
+GATE_ONLY = """
+name: gate-freeze
+rules:
+  - id: freeze
+    kind: change_window
+    freeze: [{start: 2000-01-01T00:00:00, end: 2999-01-01T00:00:00}]
+"""
+BROKEN_START = """
+name: broken
+stages: [start]
+rules:
+  - {id: x, kind: budget, scope: nowhere, limit: 1}
+"""
+
+
+def _folder(tmp_path: Path, **files: str) -> Path:
+    for name, text in files.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    return tmp_path
+
+
+def _candidate(**changes: Any) -> RunCandidate:
+    return RunCandidate(dag_id="deploy", run_id="r1", dag_version="v1", **changes)
+
+
+def _never() -> dict[str, Any]:
+    raise AssertionError("the ledger must not be read without a start budget")
+
+
+def test_every_check_passes_and_gate_policies_are_left_to_gates(tmp_path: Path) -> None:
+    policies = load_policy_set(_folder(tmp_path, gate=GATE_ONLY))
+    result = run_preflight(_candidate(params_count=2), policies, _never)
+    assert result.passed
+    assert [(c.name, c.passed) for c in result.checks] == [
+        ("definition", True),
+        ("params", True),
+        ("policies", True),
+    ]
+    assert result.summary() == (
+        "pre-flight passed: definition ok: DAG 'deploy' known to Airflow (DAG version v1); "
+        "params ok: 2 param(s) valid against the DAG's params schema; "
+        "policies ok: no start policy applies"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "check", "message"),
+    [
+        ({"definition_error": "no parsed DAG"}, "definition", "no parsed DAG"),
+        ({"params_error": "param 'env' is not one of ['dev', 'prod']"}, "params", "'env'"),
+    ],
+)
+def test_an_unknown_definition_or_invalid_params_refuse(
+    tmp_path: Path, changes: dict[str, Any], check: str, message: str
+) -> None:
+    result = run_preflight(_candidate(**changes), load_policy_set(tmp_path), _never)
+    assert not result.passed
+    failed = [c for c in result.checks if not c.passed]
+    assert [c.name for c in failed] == [check]
+    assert message in failed[0].message
+
+
+def test_a_spent_budget_refuses_and_the_ledger_is_read(tmp_path: Path) -> None:
+    policies = load_policy_set(_folder(tmp_path, budget=START_BUDGET))
+    spent = {"run": 0.0, "dag_day": 12.5, "dag_month": 12.5, "tag_day": {}, "tag_month": {}}
+    result = run_preflight(_candidate(), policies, lambda: spent)
+    assert not result.passed
+    assert "day-budget/per-day: budget dag_day would be exceeded: spent 12.50" in (
+        result.checks[-1].message
+    )
+    assert result.policies["day-budget"]
+
+
+def test_needs_approval_cannot_wait_at_pre_flight(tmp_path: Path) -> None:
+    policies = load_policy_set(_folder(tmp_path, ask=START_APPROVAL))
+    result = run_preflight(_candidate(), policies, _never)
+    assert not result.passed
+    assert "approvals belong to a gate" in result.checks[-1].message
+
+
+def test_a_broken_start_policy_file_fails_closed(tmp_path: Path) -> None:
+    policies = load_policy_set(_folder(tmp_path, broken=BROKEN_START, gate=GATE_ONLY))
+    result = run_preflight(_candidate(), policies, _never)
+    assert not result.passed
+    assert "start policy file(s) could not be loaded" in result.checks[-1].message
+    assert "broken.yaml" in result.checks[-1].message
+
+
+def test_the_result_survives_the_spool_round_trip(tmp_path: Path) -> None:
+    result = run_preflight(_candidate(params_error="bad"), load_policy_set(tmp_path), _never)
+    assert PreflightResult.from_dict(result.to_dict()) == result
+
+
+def test_the_recorder_rejects_with_a_decision_once(store: SqlStore, tmp_path: Path) -> None:
+    recorder = Recorder(store, NullEmitter())
+    refused = run_preflight(_candidate(params_error="bad"), load_policy_set(tmp_path), _never)
+    start = recorder.run_preflight("deploy", "r1", refused, actor="scheduler", reason="started")
+    assert start.state == "REJECTED"
+    assert [t.to_state for t in start.written] == ["CREATED", "REJECTED"]
+    # A task racing the scheduler's pre-flight finds it done: nothing more is written.
+    again = recorder.run_preflight("deploy", "r1", refused, actor="worker", reason="task")
+    assert (again.written, again.state, again.known) == ([], "REJECTED", True)
+    (decision,) = store.decisions("deploy", "r1")
+    assert (decision.kind, decision.outcome, decision.step_id) == (
+        "preflight",
+        "deny",
+        "pre-flight",
+    )
+    assert {r["rule"]: r["outcome"] for r in decision.reasons}["params"] == "deny"
+
+
+def test_a_plain_pass_is_told_by_the_validated_reason_alone(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    recorder = Recorder(store, NullEmitter())
+    passed = run_preflight(_candidate(), load_policy_set(tmp_path), _never)
+    held = recorder.start_run("deploy", "r2", actor="worker", reason="t", preflight_pending=True)
+    assert (held.state, [t.to_state for t in held.written]) == ("CREATED", ["CREATED"])
+    start = recorder.run_preflight("deploy", "r2", passed, actor="worker", reason="task started")
+    assert [t.to_state for t in start.written] == ["VALIDATED", "RUNNING"]
+    assert (start.written[0].reason or "").startswith("pre-flight passed: ")
+    assert store.decisions("deploy", "r2") == []
