@@ -29,16 +29,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Final
 
 from airflow.api_fastapi.app import get_auth_manager
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-from fastapi import Depends, HTTPException, Request  # noqa: TID253 - loaded only by the lazily built API app
+from fastapi import Depends, HTTPException, Query, Request  # noqa: TID253 - loaded only by the lazily built API app
 
 if TYPE_CHECKING:
     from airflow.api_fastapi.auth.managers.base_auth_manager import ResourceMethod
+    from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 
 __all__ = [
+    "ANY_DAG",
     "EDIT_EVERY_DAG",
     "EDIT_RUN",
+    "READ_DAG_OR_EVERY_AUDIT_LOG",
     "READ_EVERY_AUDIT_LOG",
     "READ_EVERY_DAG",
     "READ_RUN",
@@ -47,7 +50,9 @@ __all__ = [
     "DagScopeDep",
     "GetUserDep",
     "dag_scope",
+    "may_every_dag",
     "require_json",
+    "requires_dag_or_every_dag",
     "requires_every_dag",
 ]
 
@@ -59,25 +64,71 @@ READ_RUN_AUDIT: Final = Depends(requires_access_dag("GET", DagAccessEntity.AUDIT
 EDIT_RUN: Final = Depends(requires_access_dag("PUT", DagAccessEntity.RUN))
 
 
+#: A DAG id no DAG can have (Airflow's DAG ids hold no ``:``), so no per-DAG grant can name it:
+#: a right on it is a right on every DAG.
+ANY_DAG: Final = "airflow-wfe:any-dag"
+
+
+def may_every_dag(user: BaseUser, method: ResourceMethod, access_entity: DagAccessEntity) -> bool:
+    """Whether ``user`` has this right on every DAG, those Airflow no longer knows included.
+
+    Not ``is_authorized_dag`` without details: Airflow reads that as "may list DAGs", and the FAB
+    auth manager grants it to a user who may read any one DAG. Asked about a DAG id that no
+    per-DAG grant can name, an auth manager says yes only for a right over all DAGs.
+    """
+    return bool(
+        get_auth_manager().is_authorized_dag(
+            method=method, access_entity=access_entity, details=DagDetails(id=ANY_DAG), user=user
+        )
+    )
+
+
 def requires_every_dag(
     method: ResourceMethod, access_entity: DagAccessEntity
 ) -> Callable[[GetUserDep], None]:
-    """A dependency: the right on every DAG at once.
+    """A dependency: the right on every DAG at once (see :func:`may_every_dag`).
 
     Not ``requires_access_dag`` without a ``dag_id``: that one takes ``dag_id`` from the query
     string when a client adds one, which would narrow a trail-wide check to a DAG of its choosing.
     """
 
     def check(user: GetUserDep) -> None:
-        allowed = get_auth_manager().is_authorized_dag(
-            method=method, access_entity=access_entity, user=user
-        )
+        if not may_every_dag(user, method, access_entity):
+            raise HTTPException(403, "Forbidden")
+
+    return check
+
+
+def requires_dag_or_every_dag(
+    method: ResourceMethod, access_entity: DagAccessEntity
+) -> Callable[..., None]:
+    """A dependency: the right on the DAG of the ``dag_id`` query parameter, or, without one, on
+    every DAG (see :func:`may_every_dag`).
+
+    Not ``requires_access_dag``: without a ``dag_id`` it asks the auth manager whether the user
+    may *list* DAGs, which the FAB auth manager grants to a user with any one DAG.
+    """
+
+    def check(
+        user: GetUserDep,
+        dag_id: Annotated[str | None, Query(description="only this DAG")] = None,
+    ) -> None:
+        if not dag_id:
+            allowed = may_every_dag(user, method, access_entity)
+        else:
+            allowed = get_auth_manager().is_authorized_dag(
+                method=method, access_entity=access_entity, details=DagDetails(id=dag_id), user=user
+            )
         if not allowed:
             raise HTTPException(403, "Forbidden")
 
     return check
 
 
+#: Read one DAG's audit log (``?dag_id=``), or without one every DAG's (the export).
+READ_DAG_OR_EVERY_AUDIT_LOG: Final = Depends(
+    requires_dag_or_every_dag("GET", DagAccessEntity.AUDIT_LOG)
+)
 #: Read the audit log of every DAG (verify; export of the whole trail).
 READ_EVERY_AUDIT_LOG: Final = Depends(requires_every_dag("GET", DagAccessEntity.AUDIT_LOG))
 #: Read the runs of every DAG (artifacts and policies serve every DAG).
@@ -143,10 +194,9 @@ class DagScope:
 
 def dag_scope(user: GetUserDep) -> DagScope:
     """The caller's :class:`DagScope`, from Airflow's auth manager."""
-    manager = get_auth_manager()
-    if manager.is_authorized_dag(method="GET", access_entity=DagAccessEntity.RUN, user=user):
+    if may_every_dag(user, "GET", DagAccessEntity.RUN):
         return DagScope(None)
-    return DagScope(frozenset(manager.get_authorized_dag_ids(user=user, method="GET")))
+    return DagScope(frozenset(get_auth_manager().get_authorized_dag_ids(user=user, method="GET")))
 
 
 DagScopeDep = Annotated[DagScope, Depends(dag_scope)]

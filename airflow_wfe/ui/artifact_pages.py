@@ -16,10 +16,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse  # noqa: TID253 - l
 from starlette.concurrency import run_in_threadpool
 
 from airflow_wfe.api.deps import ActorDep, ContextDep
-from airflow_wfe.api.security import EDIT_EVERY_DAG, READ_EVERY_DAG, GetUserDep
+from airflow_wfe.api.security import EDIT_EVERY_DAG, READ_EVERY_DAG, GetUserDep, may_every_dag
 from airflow_wfe.app import artifacts
 from airflow_wfe.ui import csrf
-from airflow_wfe.ui.page_kit import Pages, may_every_dag, read_form, redirect
+from airflow_wfe.ui.page_kit import Pages, read_form, redirect
 
 __all__ = ["router"]
 

@@ -24,7 +24,6 @@ __all__ = [
     "FORM_MAX_BYTES",
     "Pages",
     "may",
-    "may_every_dag",
     "read_form",
     "read_form_pairs",
     "redirect",
@@ -99,11 +98,4 @@ def may(user: Any, dag_id: str, method: ResourceMethod, entity: DagAccessEntity)
         get_auth_manager().is_authorized_dag(
             method=method, access_entity=entity, details=DagDetails(id=dag_id), user=user
         )
-    )
-
-
-def may_every_dag(user: Any, method: ResourceMethod, entity: DagAccessEntity) -> bool:
-    """Whether ``user`` has this right on every DAG at once (trail-wide and artifact pages)."""
-    return bool(
-        get_auth_manager().is_authorized_dag(method=method, access_entity=entity, user=user)
     )

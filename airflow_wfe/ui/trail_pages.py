@@ -22,11 +22,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse  # noqa: TID253 - l
 from starlette.concurrency import run_in_threadpool
 
 from airflow_wfe.api.deps import ActorDep, ContextDep
-from airflow_wfe.api.security import EDIT_EVERY_DAG, DagScopeDep, GetUserDep
+from airflow_wfe.api.security import EDIT_EVERY_DAG, DagScopeDep, GetUserDep, may_every_dag
 from airflow_wfe.app import audit
 from airflow_wfe.ui import csrf
 from airflow_wfe.ui.diagram import chain_strip
-from airflow_wfe.ui.page_kit import Pages, may, may_every_dag, read_form, redirect
+from airflow_wfe.ui.page_kit import Pages, may, read_form, redirect
 
 __all__ = ["EXPORT_LINKS_MAX", "router"]
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Query  # noqa: TID253 - loaded onl
 from fastapi.responses import StreamingResponse  # noqa: TID253 - loaded only by the lazily built API app
 
 from airflow_wfe.api.deps import ContextDep
-from airflow_wfe.api.security import READ_EVERY_AUDIT_LOG, READ_RUN_AUDIT
+from airflow_wfe.api.security import READ_DAG_OR_EVERY_AUDIT_LOG, READ_EVERY_AUDIT_LOG
 from airflow_wfe.app import audit
 from airflow_wfe.app.models import AuditVerification
 
@@ -52,7 +52,7 @@ def verify(ctx: ContextDep, since: Annotated[str | None, _SINCE] = None) -> Audi
 
 @router.get(
     "/export",
-    dependencies=[READ_RUN_AUDIT],
+    dependencies=[READ_DAG_OR_EVERY_AUDIT_LOG],
     response_class=StreamingResponse,
     responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}},
     summary="Export audit events as JSON lines or CSV (streamed)",
