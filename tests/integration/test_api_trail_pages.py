@@ -221,15 +221,16 @@ def test_a_broken_chain_names_its_first_bad_entry(pages: Pages) -> None:
 
     engine = get_engine(f"sqlite:///{pages.home / 'wfe.db'}")
     with engine.begin() as connection:
-        seq = connection.execute(
-            text("SELECT min(seq) FROM wfe_audit_event WHERE body LIKE '%opened%'")
-        ).scalar_one()
-        body = connection.execute(
-            text("SELECT body FROM wfe_audit_event WHERE seq = :s"), {"s": seq}
-        ).scalar_one()
+        # By hash: an event's seq is unique only within its chain when the trail is partitioned.
+        seq, digest, body = connection.execute(
+            text(
+                "SELECT seq, hash, body FROM wfe_audit_event WHERE body LIKE '%opened%' "
+                "ORDER BY seq LIMIT 1"
+            )
+        ).one()
         connection.execute(
-            text("UPDATE wfe_audit_event SET body = :b WHERE seq = :s"),
-            {"b": body.replace("opened", "edited"), "s": seq},
+            text("UPDATE wfe_audit_event SET body = :b WHERE hash = :h"),
+            {"b": body.replace("opened", "edited"), "h": digest},
         )
     try:
         page = pages.get("/audit", "viewer")
@@ -242,7 +243,8 @@ def test_a_broken_chain_names_its_first_bad_entry(pages: Pages) -> None:
     finally:
         with engine.begin() as connection:
             connection.execute(
-                text("UPDATE wfe_audit_event SET body = :b WHERE seq = :s"), {"b": body, "s": seq}
+                text("UPDATE wfe_audit_event SET body = :b WHERE hash = :h"),
+                {"b": body, "h": digest},
             )
     assert "<strong>Verified</strong>" in pages.get("/audit", "viewer").text
 
@@ -357,15 +359,15 @@ def test_a_long_run_page_shows_its_newest_events_and_checks_every_hash(pages: Pa
     assert audit.count("<tr><td>") == EVENTS_SHOWN
     # An edit of the run's first event, far from the ones shown, is still seen.
     with engine.begin() as connection:
-        seq, body = connection.execute(
+        digest, body = connection.execute(
             text(
-                "SELECT seq, body FROM wfe_audit_event WHERE run_id = 'manual__long' "
+                "SELECT hash, body FROM wfe_audit_event WHERE run_id = 'manual__long' "
                 "ORDER BY seq LIMIT 1"
             )
         ).one()
         connection.execute(
-            text("UPDATE wfe_audit_event SET body = :b WHERE seq = :s"),
-            {"b": body.replace("long", "short"), "s": seq},
+            text("UPDATE wfe_audit_event SET body = :b WHERE hash = :h"),
+            {"b": body.replace("long", "short"), "h": digest},
         )
     try:
         edited = pages.get(f"/runs/{OPEN_DAG}/manual__long", "viewer")
@@ -373,5 +375,6 @@ def test_a_long_run_page_shows_its_newest_events_and_checks_every_hash(pages: Pa
     finally:
         with engine.begin() as connection:
             connection.execute(
-                text("UPDATE wfe_audit_event SET body = :b WHERE seq = :s"), {"b": body, "s": seq}
+                text("UPDATE wfe_audit_event SET body = :b WHERE hash = :h"),
+                {"b": body, "h": digest},
             )
