@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,8 @@ from typing import Any
 
 from airflow_wfe.app.context import AppContext
 from airflow_wfe.app.models import RunDetail
-from airflow_wfe.app.runs import run_detail
+from airflow_wfe.app.runs import list_runs, run_detail
+from airflow_wfe.cli.progress import Progress, progress_of
 from airflow_wfe.exceptions import WfeError
 
 __all__ = ["airflow_output_to", "run_workflow_once"]
@@ -73,6 +75,53 @@ def airflow_output_to(target_fd: int) -> Iterator[None]:
         os.close(saved[1])
 
 
+@contextlib.contextmanager
+def _watching(dag_id: str, total: int, terminal_fd: int) -> Iterator[None]:
+    """Show the run's progress live while the block runs ``dag.test()``.
+
+    The view writes to ``terminal_fd`` (a duplicate of stderr taken before Airflow's output was
+    redirected; closed here), from a thread that reads the run's recorded states every half second (the newest
+    run of ``dag_id`` created after the block started).
+    """
+    stream = os.fdopen(terminal_fd, "w", buffering=1)
+    started = datetime.now(UTC)
+    stop = threading.Event()
+    ctx = AppContext.from_process()
+
+    def follow(progress: Progress) -> None:
+        run_id: str | None = None
+        while True:
+            finished = stop.is_set()  # one more look after the run ended: its final state
+            with contextlib.suppress(WfeError):
+                if run_id is None:
+                    newest = list_runs(ctx, dag_id=dag_id, limit=1).root
+                    created = newest[0].created_at if newest else None
+                    if created is not None and created.tzinfo is None:
+                        created = created.replace(tzinfo=UTC)
+                    if created is not None and created >= started:
+                        run_id = newest[0].run_id
+                if run_id is not None:
+                    record = run_detail(ctx, dag_id, run_id)
+                    done, current = progress_of(record, total)
+                    progress.update(
+                        dag_id, state=record.state, done=done, current=current, ended=finished
+                    )
+            progress.tick()
+            if finished:
+                return
+            stop.wait(0.5)
+
+    with stream, Progress(stream) as progress:
+        progress.add(dag_id, dag_id, total)
+        watcher = threading.Thread(target=follow, args=(progress,), name="wfe-run-progress")
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join(timeout=5)
+
+
 def run_workflow_once(path: Path, *, conf: dict[str, Any], quiet: bool = True) -> RunDetail:
     """Compile, run once and return the recorded history of the run.
 
@@ -91,6 +140,7 @@ def run_workflow_once(path: Path, *, conf: dict[str, Any], quiet: bool = True) -
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     log_file = log_dir / f"{loaded.path.stem}-{stamp}.log"
     with contextlib.ExitStack() as stack:
+        terminal = os.dup(2)  # the progress view's, before stderr goes to the log
         if quiet:
             sink = stack.enter_context(log_file.open("w"))
             stack.enter_context(airflow_output_to(sink.fileno()))
@@ -100,6 +150,10 @@ def run_workflow_once(path: Path, *, conf: dict[str, Any], quiet: bool = True) -
         dag.fileloc = str(loaded.path.resolve())
         _require_airflow_db()
         _serialize(dag)
+        if quiet:  # with --verbose, Airflow's own lines are the progress
+            stack.enter_context(_watching(dag.dag_id, len(dag.tasks), terminal))
+        else:
+            os.close(terminal)
         dag_run = dag.test(run_conf=conf or None)
     if quiet:
         print(f"Airflow's logs of this run: {log_file}", file=sys.stderr)
