@@ -27,8 +27,9 @@ __all__ = ["EXAMPLE_FACTS", "router"]
 
 #: What the facts field holds before anyone typed: the shape a gate's facts have.
 EXAMPLE_FACTS = """{
-  "run": {"dag_id": "deploy", "run_id": "manual__1", "params": {}, "tags": []},
-  "step": {"task_id": "approve"},
+  "run": {"dag_id": "deploy_web", "run_id": "manual__1", "run_type": "manual",
+          "tags": [], "params": {"env": "prod"}, "conf": {}, "triggered_by": "alice"},
+  "step": {"id": "approve", "risk": "high"},
   "cost": {"spent": {"run": 0}},
   "now": "2026-12-01T09:30:00Z"
 }"""

@@ -293,6 +293,13 @@ def test_a_dry_run_shows_the_decision_and_its_reasons(pages: Pages) -> None:
     assert "root:" not in pages.post("/policies/dry-run", "viewer", path_name, **SAME_ORIGIN).text
     no_token = pages.post("/policies/dry-run", "viewer", fields[1:], **SAME_ORIGIN)
     assert no_token.status_code == 403
+    # The facts the form starts with evaluate as they are (a gate's facts, in their shape).
+    from airflow_wfe.ui.policy_pages import EXAMPLE_FACTS
+
+    example = [("csrf_token", token), ("policy", "prod-changes"), ("facts", EXAMPLE_FACTS)]
+    first = pages.post("/policies/dry-run", "viewer", example, **SAME_ORIGIN)
+    assert first.status_code == 200, first.text
+    assert 'class="badge decision-needs_approval">needs_approval<' in first.text
 
 
 def test_the_artifact_pages_show_versions_and_roll_back(pages: Pages) -> None:
