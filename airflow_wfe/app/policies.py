@@ -61,17 +61,28 @@ def parse_facts(raw: str) -> dict[str, Any]:
     return facts
 
 
-def load_policies(names: Sequence[str], policy_path: Path) -> list[LoadedPolicy]:
-    """Policy files given by path, plus those named (or, with no name, all) in ``policy_path``.
+def load_policies(
+    names: Sequence[str], policy_path: Path, *, stage: str = "gate"
+) -> list[LoadedPolicy]:
+    """Policy files given by path, plus those named in ``policy_path``; with no name, those a
+    ``stage`` takes: every gate-stage policy (``gate``), or every ``start`` (pre-flight) one.
 
     Raises:
         SpecError: a policy file is invalid.
-        PolicyError: a name is not among the policies of ``policy_path``.
+        PolicyError: a name is not among the policies of ``policy_path``, or (no name) a file is
+            broken.
     """
+    from airflow_wfe.core.policy.models import Stage
+
     chosen = [load_policy_file(Path(n)) for n in names if Path(n).is_file()]
     named = [n for n in names if not Path(n).is_file()]
     if named or not names:
-        chosen += load_policy_set(policy_path).select(named)
+        found = load_policy_set(policy_path)
+        if not names and Stage(stage) is Stage.START:
+            found.strict()  # every file must load: a broken one may be a start policy
+            chosen += found.for_stage(Stage.START)
+        else:
+            chosen += found.select(named)
     return chosen
 
 

@@ -39,7 +39,7 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
                 print("\n".join(f"  {problem}" for problem in check.problems))
         return EXIT_FINDING if any(c.outcome != "allow" for c in checks.root) else EXIT_OK
     # A dry run reads policy files only: no store, so no context to build.
-    chosen = policies.load_policies(args.policy, get_settings().policy_path)
+    chosen = policies.load_policies(args.policy, get_settings().policy_path, stage=args.stage)
     decision = policies.dry_run(chosen, args.facts)
     if args.json:
         print_json(decision)
@@ -70,6 +70,12 @@ def add_governance_commands(commands: Any) -> None:
         type=_facts,
         default={},
         help='JSON object (or @file): {"run": {...}, "step": {...}, "cost": {...}, "now": ...}',
+    )
+    test.add_argument(
+        "--stage",
+        choices=("gate", "start"),
+        default="gate",
+        help="with no policy named: those a gate takes (default), or the start (pre-flight) ones",
     )
     test.add_argument(
         "--dag",
