@@ -26,7 +26,14 @@ from airflow_wfe.api import airflow_rest
 from airflow_wfe.api.deps import ContextDep
 from airflow_wfe.api.headers import SecurityHeaders
 from airflow_wfe.api.routes.runs import PAGE_MAX
-from airflow_wfe.api.security import EDIT_RUN, READ_RUN, DagScope, DagScopeDep, GetUserDep
+from airflow_wfe.api.security import (
+    EDIT_RUN,
+    READ_RUN,
+    DagScope,
+    DagScopeDep,
+    GetUserDep,
+    may_every_dag,
+)
 from airflow_wfe.app import costs, dora, runs
 from airflow_wfe.app.context import AppContext
 from airflow_wfe.app.models import DagCost, RunDetail
@@ -121,6 +128,7 @@ def build_app() -> FastAPI:
             costs=spend,
             budget_problem=budget_problem,
             dora=figures,
+            whole_trail=may_every_dag(user, "GET", DagAccessEntity.AUDIT_LOG),
         )
 
     @app.get("/runs", response_class=HTMLResponse)

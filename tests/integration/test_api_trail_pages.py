@@ -175,6 +175,10 @@ def test_the_audit_page_verifies_the_chain_and_its_anchors(pages: Pages) -> None
 
 
 def test_a_user_with_some_dags_sees_nothing_of_the_chain_wide_verdict(pages: Pages) -> None:
+    overview = pages.get("/", "outsider").text
+    assert "/wfe/api/v1/audit/verify" not in overview
+    assert "Exports of the DAGs you may read" in overview
+    assert "/wfe/api/v1/audit/verify" in pages.get("/", "viewer").text
     page = pages.get("/audit", "outsider")
     assert page.status_code == 200, page.text
     assert SECRET_DAG not in page.text
