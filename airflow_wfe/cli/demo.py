@@ -155,20 +155,26 @@ def _task_counts(dags_folder: Path, log: Path) -> dict[str, int]:
     return {dag_id: len(dag.tasks) for dag_id, dag in bag.dags.items()}
 
 
-def _register_prompt(ctx: AppContext, dags_folder: Path) -> None:
-    """The campaign needs an active prompt version: register the shipped one unless one is active."""
+def _register_prompt(ctx: AppContext, dags_folder: Path) -> bool:
+    """The campaign needs an active prompt version: register the shipped one unless one is active.
+
+    Returns whether the campaign can run (False: no active version and no shipped prompt).
+    """
     name, relative = CAMPAIGN_PROMPT
     source = dags_folder / relative
     try:
         artifacts.active_content(ctx, name)
-        return
+        return True
     except ArtifactNotFoundError:
         pass
-    if source.is_file():
-        artifacts.register(
-            ctx, name, source.read_bytes(), media_type="text/plain", actor="demo", activate_it=True
-        )
-        print(f"  registered {source.name} as the active version of {name}")
+    if not source.is_file():
+        print(f"  no {source}: the campaign scenarios are left out", file=sys.stderr)
+        return False
+    artifacts.register(
+        ctx, name, source.read_bytes(), media_type="text/plain", actor="demo", activate_it=True
+    )
+    print(f"  registered {source.name} as the active version of {name}")
+    return True
 
 
 def _wait_parsed(dag_ids: set[str], components: Components) -> None:
@@ -319,10 +325,13 @@ def run_demo(*, dags_folder: str | None, serve: bool, port: int) -> int:
     ctx = AppContext.from_process()
     totals = _task_counts(folder, logs / "dagbag.log")
     scenarios = tuple(s for s in SCENARIOS if s.dag_id in totals)
+    if any(s.dag_id == "wfe_example_campaign" for s in scenarios) and not _register_prompt(
+        ctx, folder
+    ):
+        scenarios = tuple(s for s in scenarios if s.dag_id != "wfe_example_campaign")
     if not scenarios:
         print(f"wfe demo: error: none of the example DAGs is in {folder}", file=sys.stderr)
         return 1
-    _register_prompt(ctx, folder)
     components = Components(env, logs, api_port=port)
     try:
         print(
