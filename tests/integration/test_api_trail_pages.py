@@ -52,10 +52,12 @@ rules:
 class Pages:
     """The in-process client and a token per user."""
 
-    def __init__(self, client: Any, tokens: dict[str, str], home: Path) -> None:
+    def __init__(self, client: Any, tokens: dict[str, str], home: Path, used: str) -> None:
         self.client = client
         self.tokens = tokens
         self.home = home
+        #: The version of ARTIFACT the run manual__open used.
+        self.used = used
 
     def get(self, path: str, user: str | None) -> Any:
         headers = {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
@@ -117,6 +119,7 @@ def pages(airflow_db: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             artifacts.register(
                 ctx, ARTIFACT, text, media_type="text/plain", actor="tester", activate_it=True
             )
+        used = ctx.store.artifacts.use_pinned(OPEN_DAG, "manual__open", ARTIFACT).version
         with TestClient(create_app()) as client:
             manager: Any = get_auth_manager()
             allowed = manager.is_authorized_dag
@@ -141,7 +144,7 @@ def pages(airflow_db: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                     ("outsider", "viewer"),
                 ]
             }
-            yield Pages(client, tokens, home)
+            yield Pages(client, tokens, home, used)
     reset_runtime()
 
 
@@ -320,6 +323,13 @@ def test_the_artifact_pages_show_versions_and_roll_back(pages: Pages) -> None:
     active = re.search(r'<code class="active-version">(\w+)</code>', page.text)
     assert active is not None
     assert "Rolling back needs edit rights" in page.text
+    runs = page.text[page.text.index('id="h-runs"') :]
+    assert f'href="/wfe/ui/runs/{OPEN_DAG}/manual__open"' in runs
+    assert f"<code>{pages.used}</code>" in runs
+    run_page = pages.get(f"/runs/{OPEN_DAG}/manual__open", "viewer").text
+    used = run_page[run_page.index('id="h-artifacts"') :]
+    assert f'href="/wfe/ui{path}"' in used
+    assert f"<code>{pages.used}</code>" in used
     assert pages.get("/artifacts", "outsider").status_code == 403
     assert pages.get(path, "outsider").status_code == 403
 
