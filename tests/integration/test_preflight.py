@@ -104,9 +104,21 @@ def test_a_start_policy_that_denies_rejects_the_run_before_any_step_runs(
     assert ("extract", "SKIPPED") in steps
     assert not any(s.state in ("RUNNING", "SUCCEEDED") for s in record.steps)
     extract_step = next(s for s in record.steps if s.step_id == "extract")
-    assert "not run: the run was rejected (pre-flight refused the run" in (
-        extract_step.transitions[-1].reason or ""
+    assert extract_step.transitions[-1].reason == (
+        "not run: the run was REJECTED at its pre-flight (see the run's history)"
     )
+
+    # `wfe runs show` tells it as one story: refused at pre-flight, why, and that nothing ran.
+    from airflow_wfe.app.context import AppContext
+    from airflow_wfe.app.runs import run_detail
+    from airflow_wfe.cli.text import render_decisions, render_run
+
+    detail = run_detail(AppContext.from_process(), "wfe_example_success", dag_run.run_id)
+    text = "\n".join([render_run(detail), *render_decisions(detail.decisions)])
+    assert f"Run wfe_example_success / {dag_run.run_id}: REJECTED" in text
+    assert "CREATED → REJECTED" in text or "CREATED -> REJECTED" in text
+    assert "pre-flight: preflight DENY" in text
+    assert "[freeze-now/incident-freeze]" in text
 
 
 def test_a_run_whose_checks_pass_is_validated_with_each_check_recorded(

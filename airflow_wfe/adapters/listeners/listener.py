@@ -157,7 +157,8 @@ class WfeListener:
             refused = rejected_at_preflight(ti.dag_id, ti.run_id)
             if refused is not None and target is StepState.FAILED:
                 # The pre-execute check refused the task: the step never ran.
-                target, reason = StepState.SKIPPED, f"not run: the run was rejected ({refused})"
+                target = StepState.SKIPPED
+                reason = "not run: the run was REJECTED at its pre-flight (see the run's history)"
             if getattr(ti, "task", None) is None:
                 # An ORM task instance without its operator: a state set by hand through the UI or
                 # REST, reported by the API server. Record it through the states no one reported,
