@@ -312,7 +312,7 @@ rules:
 
 
 def _record_signed_run(cluster: Cluster) -> None:
-    """A governed run whose transitions and audit events are written with the cluster's key."""
+    """A governed run, written with the cluster's key, that used the artifact's active version."""
     from airflow_wfe.core.audit.signing import HmacSigner
     from airflow_wfe.core.records import Move
     from airflow_wfe.store import SqlStore
@@ -339,6 +339,7 @@ def _record_signed_run(cluster: Cluster) -> None:
         lambda _c: [Move("COMPLETED", "all steps succeeded")],
         actor="scheduler",
     )
+    store.artifacts.use_pinned("deploy_web", "manual__1", ARTIFACT)
 
 
 def test_the_audit_policies_and_artifacts_pages(browser: Any, tmp_path: Path, shots: Path) -> None:
@@ -367,12 +368,12 @@ def test_the_audit_policies_and_artifacts_pages(browser: Any, tmp_path: Path, sh
         extra_env=env,
     ) as cluster:
         cluster.login()
-        _record_signed_run(cluster)
         for text in ("Summarise the release notes.", "Summarise the release notes briefly."):
             source = tmp_path / "prompt.txt"
             source.write_text(text)
             done = cluster.wfe("artifacts", "register", ARTIFACT, str(source), "--activate")
             assert done.returncode == 0, cluster.commands[-1]
+        _record_signed_run(cluster)
 
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         dialogs: list[str] = []
@@ -431,6 +432,7 @@ def test_the_audit_policies_and_artifacts_pages(browser: Any, tmp_path: Path, sh
         expect(page.get_by_role("region", name="Activations, newest first")).to_contain_text(
             "prompt regression"
         )
+        expect(page.get_by_role("region", name="Runs that used it")).to_contain_text("manual__1")
         page.screenshot(path=str(shots / "ui-artifact.png"), full_page=True)
         shown = json.loads(cluster.wfe("artifacts", "show", ARTIFACT, "--json").stdout)
         assert shown["active_version"] == first
