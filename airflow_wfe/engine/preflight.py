@@ -21,11 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from airflow_wfe.core.policy import Outcome, PolicySet, evaluate
-from airflow_wfe.core.policy.models import BudgetRule, Stage
-from airflow_wfe.exceptions import PolicyError
+if TYPE_CHECKING:
+    from airflow_wfe.core.policy import PolicySet
+
+# The policy package (pydantic models, CEL) loads only when a pre-flight runs, never when a task
+# process merely imports this module on its way to the run-start transaction.
 
 __all__ = ["PREFLIGHT_STEP", "Check", "PreflightResult", "RunCandidate", "run_preflight"]
 
@@ -171,6 +173,8 @@ def _params(candidate: RunCandidate) -> Check:
 
 
 def _needs_budget(policies: Sequence[Any]) -> bool:
+    from airflow_wfe.core.policy.models import BudgetRule
+
     return any(isinstance(rule, BudgetRule) for p in policies for rule in p.policy.rules)
 
 
@@ -180,6 +184,10 @@ def _policies(
     spent: Callable[[], Mapping[str, Any]],
     now: datetime,
 ) -> tuple[Check, tuple[Mapping[str, Any], ...], Mapping[str, str]]:
+    from airflow_wfe.core.policy import Outcome, evaluate
+    from airflow_wfe.core.policy.models import Stage
+    from airflow_wfe.exceptions import PolicyError
+
     start = [
         p for p in policy_set.for_stage(Stage.START) if p.applies(candidate.dag_id, candidate.tags)
     ]

@@ -114,7 +114,6 @@ class WfeListener:
 
     @staticmethod
     def _task_running(ti: Any) -> None:
-        from airflow_wfe.adapters.listeners.preflight import candidate_of_task
         from airflow_wfe.engine.harness import get_recorder
 
         recorder = get_recorder()
@@ -126,7 +125,7 @@ class WfeListener:
             actor=WORKER,
             reason=f"task {ti.task_id} started",
             facts=facts,
-            candidate=lambda: candidate_of_task(ti),
+            candidate=lambda: _candidate_of_task(ti),
         )
         if rejected_at_preflight(ti.dag_id, ti.run_id) is not None:
             return  # the step never runs: its pre-execute check refuses it
@@ -289,6 +288,14 @@ class WfeListener:
             process.dispatch(hook, write)
         except Exception as exc:  # noqa: BLE001 - never break the scheduler loop
             process.report_failure(hook, exc)
+
+
+def _candidate_of_task(ti: Any) -> Any:
+    """The run's pre-flight candidate, read only when this task runs the pre-flight (the module is
+    not loaded by a task whose run is already RUNNING)."""
+    from airflow_wfe.adapters.listeners.preflight import candidate_of_task
+
+    return candidate_of_task(ti)
 
 
 def _compensates_itself(dag: Any) -> bool:
