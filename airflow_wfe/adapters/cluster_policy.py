@@ -137,9 +137,15 @@ def _check_parse_policies(dag: Any, folder: Any) -> None:
     """Refuse ``dag`` when a parse-stage policy of ``[wfe] policy_path`` denies it."""
     from airflow.exceptions import AirflowClusterPolicyViolation
 
-    from airflow_wfe.adapters.parse_time_policies import check_parse_policies, parse_policies
+    from airflow_wfe.adapters.parse_time_policies import (
+        check_parse_policies,
+        in_task_process,
+        parse_policies,
+    )
     from airflow_wfe.exceptions import WfeError
 
+    if in_task_process():
+        return  # a task re-parses its file at every start: the DAG processor's verdict holds
     try:
         policies = parse_policies(folder)
     except WfeError as exc:

@@ -8,9 +8,9 @@ evaluated refuses too (fail closed).
 
 Each outcome is recorded once per DAG version, not once per parse: an audit event
 (``policy.decision``, stage ``parse``) keyed by a fingerprint of the DAG's facts and the policies'
-versions, skipped when this process or the store already holds it, and never from a task process
-(a task re-parses its file at every start; the DAG processor records). Recording never breaks
-parsing: a store that cannot be reached is logged.
+versions, skipped when this process or the store already holds it. Recording never breaks parsing:
+a store that cannot be reached is logged. A forked task process, which re-parses its file at every
+start, evaluates nothing: the DAG processor's verdict holds (and the task's start stays cheap).
 
 Cheap when unused: a policy folder without the word ``parse`` in a ``stages`` line costs a directory
 listing and one read per file, cached by the files' sizes and modification times.
@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from airflow_wfe.core.policy import Decision, LoadedPolicy
 
-__all__ = ["check_parse_policies", "dag_facts", "parse_policies"]
+__all__ = ["check_parse_policies", "dag_facts", "in_task_process", "parse_policies"]
 
 log = logging.getLogger("airflow_wfe.adapters.parse_time_policies")
 
@@ -162,11 +163,17 @@ def check_parse_policies(
     return problems, decision
 
 
-def _in_task_process() -> bool:
-    # Airflow blocks a forked task process's ORM by pointing its connection here (task runner).
-    return os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "").startswith(
+def in_task_process() -> bool:
+    """Whether this is a forked task process (which re-parses its DAG file at every start).
+
+    Airflow's supervisor blocks the ORM of every process it forks (task processes and the DAG
+    processor's parsing children alike) by pointing the connection at a fake URL; a parsing child
+    runs the DAG processor's own entry point, whose module a task process never loads.
+    """
+    blocked = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "").startswith(
         "airflow-db-not-allowed"
     )
+    return blocked and "airflow.dag_processing.processor" not in sys.modules
 
 
 def _record(
@@ -176,7 +183,7 @@ def _record(
     reasons: list[dict[str, Any]],
     policies: dict[str, str],
 ) -> None:
-    if _in_task_process():
+    if in_task_process():
         return
     body = json.dumps({"facts": facts, "policies": policies}, sort_keys=True, default=str)
     fingerprint = hashlib.sha256(body.encode()).hexdigest()

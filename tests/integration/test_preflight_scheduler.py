@@ -8,6 +8,7 @@ tells it as one story.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,19 @@ rules:
     freeze: [{start: 2000-01-01T00:00:00, end: 2999-01-01T00:00:00, reason: incident freeze}]
 """
 
+#: A parse-stage policy refusing the other example: the DAG processor's parsing child evaluates it
+#: (an import error in Airflow) and records the decision once, however often it re-parses.
+PARSE_REFUSAL = """
+name: no-retry-example
+stages: [parse]
+applies_to: {dags: [wfe_example_retry_fail]}
+rules:
+  - id: never
+    when: 'dag.tasks.exists(t, t.retries > 0)'
+    decision: deny
+    reason: retried steps are not allowed here
+"""
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(360)]
 
 
@@ -34,6 +48,7 @@ def test_the_scheduler_rejects_a_run_at_pre_flight_and_no_step_runs(tmp_path: Pa
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "freeze.yaml").write_text(FREEZE)
+    (policies / "parse.yaml").write_text(PARSE_REFUSAL)
     env = {"AIRFLOW__WFE__POLICY_PATH": str(policies)}
     with Cluster.running(tmp_path, dags=REPO / "dags", deadline_s=180.0, extra_env=env) as cluster:
         cluster.login()
@@ -67,3 +82,15 @@ def test_the_scheduler_rejects_a_run_at_pre_flight_and_no_step_runs(tmp_path: Pa
         assert "REJECTED" in text.stdout
         assert "pre-flight refused the run" in text.stdout
         assert "preflight" in text.stdout
+
+        # The parse-stage policy ran in the DAG processor: an import error naming the rule ...
+        errors = cluster.get("/api/v2/importErrors")["import_errors"]
+        (refused,) = [e for e in errors if e["filename"].endswith("wfe_example_retry_fail.py")]
+        assert "policy 'no-retry-example' rule 'never'" in refused["stack_trace"]
+        # ... and its decision is in the trail once (the file is parsed again and again).
+        audit = cluster.wfe("audit", "export", "--dag", "wfe_example_retry_fail", "--no-sync")
+        lines = [json.loads(line) for line in audit.stdout.splitlines() if line.strip()]
+        events = [e for e in lines if e.get("type") == "policy.decision"]
+        assert len(events) == 1, events
+        assert events[0]["payload"]["stage"] == "parse"
+        assert events[0]["payload"]["outcome"] == "deny"
