@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow_wfe.app import runs
 from airflow_wfe.app.context import AppContext
@@ -32,6 +32,9 @@ from airflow_wfe.cli.text import render_decisions, render_run, timestamp
 from airflow_wfe.config import get_settings
 from airflow_wfe.exceptions import UsageError, WfeError
 from airflow_wfe.version import __version__
+
+if TYPE_CHECKING:
+    from airflow_wfe.app.models import RunList
 
 __all__ = ["add_run_commands", "add_store_commands", "build_parser", "main", "run_from_airflow"]
 
@@ -69,7 +72,7 @@ def _offset(text: str) -> int:
     return value
 
 
-def _run_rows(found: Any) -> tuple[list[str], list[list[object]]]:
+def _run_rows(found: RunList) -> tuple[list[str], list[list[object]]]:
     header = ["dag_id", "run_id", "state", "run_type", "updated_at"]
     body: list[list[object]] = [
         [r.dag_id, r.run_id, r.state, r.run_type, timestamp(r.updated_at)] for r in found.root
