@@ -58,10 +58,24 @@ class Installed:
         )
 
 
+def _missing(reason: str) -> None:
+    """Skip, saying why; in CI (``CI`` set, as ``.ci/run`` does) fail instead: this must run there."""
+    if os.environ.get("CI", "") not in ("", "0", "false"):
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def _required(module: str, reason: str) -> None:
+    try:
+        __import__(module)
+    except ImportError:
+        _missing(reason)
+
+
 def _committed_tree(target: Path) -> None:
     """The repository as a clean clone holds it (HEAD), without the working tree's edits."""
     if shutil.which("git") is None or not (REPO / ".git").exists():
-        pytest.skip("needs git and a git checkout to build from the committed tree")
+        _missing("needs git and a git checkout to build from the committed tree")
     archive = subprocess.run(
         ["git", "archive", "--format=tar", "HEAD"], cwd=REPO, capture_output=True, check=True
     )
@@ -87,7 +101,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    pytest.importorskip("build", reason="python -m build builds the wheel and the sdist")
+    _required("build", "python -m build (the dev extra) builds the wheel and the sdist")
     root = tmp_path_factory.mktemp("fresh-install")
     source, dist, venv = root / "src", root / "dist", root / "venv"
     source.mkdir()

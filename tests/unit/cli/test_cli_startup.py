@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,17 +164,20 @@ def test_airflow_builds_its_cli_without_building_wfes(tmp_path: Path) -> None:
     assert "  runs         governed runs and their state histories" in done.stdout
 
 
+def _subcommands(parser: Any) -> Any:
+    """The ``COMMAND`` action of a parser (argparse keeps it private)."""
+    return parser._subparsers._group_actions[0]
+
+
 def test_the_command_index_is_what_the_commands_add() -> None:
     from airflow_wfe.cli.commands import COMMANDS
     from airflow_wfe.cli.main import build_parser
 
-    action = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
-    added = [(c.dest, c.help) for c in action._choices_actions]  # type: ignore[attr-defined]
+    added = [(c.dest, c.help) for c in _subcommands(build_parser())._choices_actions]
     assert added == [(c.name, c.help) for c in COMMANDS]
     for command in COMMANDS:
         # Built alone, each command's module adds it (what `wfe <command>` builds).
-        alone = build_parser(command.name)._subparsers._group_actions[0]  # type: ignore[union-attr]
-        assert command.name in alone.choices  # type: ignore[attr-defined]
+        assert command.name in _subcommands(build_parser(command.name)).choices
 
 
 def _wfe(url: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
