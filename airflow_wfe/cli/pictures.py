@@ -111,7 +111,6 @@ def _stack_svgs(drawings: Sequence[bytes]) -> bytes:
         )
         sized = sized.replace(b"<svg", f'<svg x="0" y="{height:.1f}"'.encode(), 1)
         parts.append(sized + body[len(start) :])
-
         width, height = max(width, w), height + h + gap
     height -= gap
     head = (
@@ -154,7 +153,10 @@ def dot_picture(graphs: Sequence[str], fmt: str) -> bytes:
 def write_picture(data: bytes, to: str | None, *, binary: bool) -> None:
     """``data`` to the file ``to``, or to stdout (never a binary picture to a terminal)."""
     if to is not None:
-        Path(to).write_bytes(data)
+        try:
+            Path(to).write_bytes(data)
+        except OSError as exc:
+            raise WfeError(f"cannot write {to}: {exc.strerror or exc}") from exc
         print(f"wrote {to} ({len(data)} bytes)", file=sys.stderr)
         return
     if binary and sys.stdout.isatty():

@@ -92,6 +92,12 @@ def test_render_without_graphviz_says_what_to_do(tmp_path: Path) -> None:
     mermaid = _wfe("render", str(WORKFLOW), env=env)
     assert mermaid.returncode == 0
     assert mermaid.stdout.startswith(b"flowchart")
+    nowhere = tmp_path / "missing" / "x.mmd"
+    unwritable = _wfe("render", str(WORKFLOW), "--to", str(nowhere), env=env)
+    assert unwritable.returncode == 1
+    assert unwritable.stderr.decode() == (
+        f"wfe: error: cannot write {nowhere}: No such file or directory\n"
+    )
 
 
 @pytest.fixture
