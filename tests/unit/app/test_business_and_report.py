@@ -16,10 +16,16 @@ from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+#: Where the recorded runs start: an hour ago, but never so that their ~37 minutes span midnight
+#: (the report buckets cost per UTC day, so the test would fail shortly after 00:00 UTC).
+_SPAN = timedelta(seconds=2200)
+_BASE = NOW - timedelta(hours=1)
+if (_BASE + _SPAN).date() != _BASE.date():
+    _BASE = (_BASE + _SPAN).replace(hour=0, minute=0, second=0) - _SPAN
 
 
 def _s(seconds: float) -> datetime:
-    return NOW - timedelta(hours=1) + timedelta(seconds=seconds)
+    return _BASE + timedelta(seconds=seconds)
 
 
 def test_a_business_metric_is_stored_with_the_run_and_emitted(store: SqlStore) -> None:
