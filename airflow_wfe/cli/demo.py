@@ -371,7 +371,7 @@ def _serve(home: Path, port: int) -> None:
     print(
         f"\nAirflow with the wfe pages: http://127.0.0.1:{port}/  (user admin, password {password})"
     )
-    print(f"  the runs above: http://127.0.0.1:{port}/wfe/   — Ctrl-C to stop", flush=True)
+    print(f"  the runs above: http://127.0.0.1:{port}/wfe/ui/   — Ctrl-C to stop", flush=True)
     stop = False
 
     def _stop(*_: object) -> None:
