@@ -48,15 +48,12 @@ from urllib.parse import quote
 import pytest
 from airflow_env import airflow_home_env
 
+from airflow_wfe.cli.components import COMPONENTS as DEMO_COMPONENTS
+
 BIN = Path(sys.executable).parent
 #: Every component this harness knows how to start, in start order, with its ``airflow`` arguments
-#: (the API server's host, port and worker count are added at start).
-COMPONENTS: dict[str, tuple[str, ...]] = {
-    "api-server": ("api-server",),
-    "dag-processor": ("dag-processor",),
-    # --skip-serve-logs: the log server would otherwise bind 0.0.0.0/[::]:8793.
-    "scheduler": ("scheduler", "--skip-serve-logs"),
-}
+#: (the API server's host, port and worker count are added at start): the same as ``wfe demo``'s.
+COMPONENTS = DEMO_COMPONENTS
 #: The prefix of the Celery worker components (``celery-worker-1``, ``celery-worker-2``, ...).
 CELERY_WORKER = "celery-worker"
 #: The states in which Airflow's DAG run is over.

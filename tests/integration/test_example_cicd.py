@@ -18,42 +18,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cluster import Cluster
+from example_cluster import example_folder, outcomes, trigger
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAG_ID = "wfe_example_cicd"
+FILES = ["wfe_example_cicd.py", "cicd_target.py", "policies/cicd.yaml"]
 HOSTS = [f"web-{n}" for n in range(1, 6)]
-
-
-def _example_folder(tmp_path: Path) -> Path:
-    """Only the example's own files, so the dag-processor has nothing else to parse."""
-    folder = tmp_path / "example"
-    (folder / "policies").mkdir(parents=True)
-    for name in ("wfe_example_cicd.py", "cicd_target.py"):
-        shutil.copy(DAGS / name, folder / name)
-    shutil.copy(DAGS / "policies" / "cicd.yaml", folder / "policies" / "cicd.yaml")
-    return folder
-
-
-def _trigger(cluster: Cluster, conf: dict[str, Any]) -> str:
-    def parsed() -> bool:
-        return cluster.request("GET", f"/api/v2/dags/{DAG_ID}")[0] == 200
-
-    cluster.wait_until(f"the dag-processor to parse {DAG_ID}", parsed)
-    status, body = cluster.request(
-        "POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf}
-    )
-    if status != 200:
-        cluster.fail(f"triggering {DAG_ID} with {conf} answered {status}: {body}")
-    cluster.mark(f"{DAG_ID} triggered with {conf}")
-    return str(body["dag_run_id"])
 
 
 def _fleet(root: Path) -> dict[str, str | None]:
@@ -62,13 +37,6 @@ def _fleet(root: Path) -> dict[str, str | None]:
         return Path(os.readlink(link)).name if link.is_symlink() else None
 
     return {host: version(host) for host in HOSTS}
-
-
-def _decisions(record: dict[str, Any]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for decision in record["decisions"]:
-        found.setdefault(decision["step_id"], []).append(decision["outcome"])
-    return found
 
 
 def _approve(cluster: Cluster, run_id: str) -> None:
@@ -97,16 +65,16 @@ def _approve(cluster: Cluster, run_id: str) -> None:
 
 
 def test_cicd_example_promotes_rolls_back_and_asks(tmp_path: Path) -> None:
-    dags = _example_folder(tmp_path)
+    dags = example_folder(tmp_path, FILES)
     env = {"AIRFLOW__WFE__POLICY_PATH": str(tmp_path / "dags" / "policies")}
     with Cluster.running(tmp_path, dags=dags, deadline_s=420.0, extra_env=env) as cluster:
         root = cluster.home / "wfe-demo-cicd"
         cluster.login()
 
-        good = _trigger(cluster, {})
+        good = trigger(cluster, DAG_ID, {})
         airflow = cluster.wait_run_finished(DAG_ID, good)
         record = cluster.show_run(DAG_ID, good)
-        decisions = _decisions(record)
+        decisions = outcomes(record)
 
         def promoted() -> None:
             assert airflow["state"] == "success", airflow
@@ -119,7 +87,7 @@ def test_cicd_example_promotes_rolls_back_and_asks(tmp_path: Path) -> None:
 
         cluster.verify(promoted, json.dumps(record["decisions"], indent=1)[:3000])
 
-        bad = _trigger(cluster, {"version": "2026.12.3", "error_rate": 0.2})
+        bad = trigger(cluster, DAG_ID, {"version": "2026.12.3", "error_rate": 0.2})
         airflow = cluster.wait_run_finished(DAG_ID, bad)
         record = cluster.show_run(DAG_ID, bad)
         canary = next(d for d in record["decisions"] if d["step_id"] == "monitoring")
@@ -135,11 +103,11 @@ def test_cicd_example_promotes_rolls_back_and_asks(tmp_path: Path) -> None:
 
         cluster.verify(rolled_back, json.dumps(canary, indent=1)[:3000])
 
-        risky = _trigger(cluster, {"version": "2026.12.4", "lines_changed": 900})
+        risky = trigger(cluster, DAG_ID, {"version": "2026.12.4", "lines_changed": 900})
         _approve(cluster, risky)
         airflow = cluster.wait_run_finished(DAG_ID, risky)
         record = cluster.show_run(DAG_ID, risky)
-        decisions = _decisions(record)
+        decisions = outcomes(record)
 
         def approved() -> None:
             assert airflow["state"] == "success", airflow
