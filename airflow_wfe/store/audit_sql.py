@@ -36,6 +36,12 @@ class DriverSql:
     #: Insert one event and move the head in one statement (PostgreSQL: one round trip fewer
     #: while the head is locked); ``None`` where data-modifying CTEs do not exist.
     insert_and_move: str | None
+    #: Move the head only if it is still where this process last left it (``old_seq`` and
+    #: ``old_hash``): the append's optimistic path, which needs no read of the head first.
+    move_head_if: str
+    #: ``move_head_if`` and, only if it moved the head, the insert of the one event, in one
+    #: statement (PostgreSQL); ``None`` elsewhere (the insert then follows ``move_head_if``).
+    move_and_insert: str | None
     named: bool
 
     @classmethod
@@ -67,12 +73,27 @@ class DriverSql:
                 f"WITH inserted AS ({insert_event}) UPDATE {head} SET {head_set} "
                 f"WHERE chain = {mark('chain', m + n + 1)} AND seq = {mark('old_seq', m + n + 2)}"
             )
+        where_if = (
+            f"WHERE chain = {mark('chain', n + 1)} AND seq = {mark('old_seq', n + 2)} "
+            f"AND hash = {mark('old_hash', n + 3)}"
+        )
+        move_head_if = f"UPDATE {head} SET {assignments} {where_if}"
+        move_and_insert = None
+        if dialect == "postgresql":
+            # Parameters: the head's (as move_head_if), then the event's.
+            selected = ", ".join(mark(c, n + 3 + i) for i, c in enumerate(EVENT_COLUMNS, 1))
+            move_and_insert = (
+                f"WITH moved AS ({move_head_if} RETURNING 1) "
+                f"INSERT INTO {events} ({', '.join(EVENT_COLUMNS)}) SELECT {selected} FROM moved"
+            )
         return cls(
             lock_head=f"SELECT seq, hash FROM {head} WHERE chain = {mark('chain', 1)}{lock}",
             insert_event=insert_event,
             move_head=f"UPDATE {head} SET {assignments} "
             f"WHERE chain = {mark('chain', n + 1)} AND seq = {mark('old_seq', n + 2)}",
             insert_and_move=insert_and_move,
+            move_head_if=move_head_if,
+            move_and_insert=move_and_insert,
             named=named,
         )
 

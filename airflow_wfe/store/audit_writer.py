@@ -146,6 +146,9 @@ class AuditLog:
     ) -> None:
         self.signer = signer
         self.partitions = max(1, partitions)
+        #: Where this process last left each chain's head, per store: the optimistic append's
+        #: guess (checked by the statement that moves the head, so a stale one only costs a read).
+        self._known: dict[tuple[Any, str], tuple[int, str]] = {}
         #: The embedded default key, until the first append has seen which store it signs.
         self._pending_key = signer if isinstance(signer, GeneratedKey) else None
         self.redactor = redactor or Redactor()
@@ -168,6 +171,11 @@ class AuditLog:
         sql = driver_sql(connection)
         cursor = connection.connection.cursor()
         try:
+            fast = None
+            if len(drafts) == 1:
+                fast = self._append_after_known_head(connection, cursor, sql, drafts[0], groups)
+            if fast is not None:
+                return self._written([fast])
             # Heads are locked in partition order, so writers needing several never deadlock.
             chains = sorted(groups, key=chain_order) if len(groups) > 1 else list(groups)
             heads = {}
@@ -189,6 +197,10 @@ class AuditLog:
                 if due and self.anchor_dir is not None:
                     self._anchor_previous(connection, chain, due[0].seq)
                 self._write(connection, cursor, sql, chain, chain_events, due, heads[chain][0])
+                self._known[(connection.engine, chain)] = (
+                    chain_events[-1].seq,
+                    chain_events[-1].hash,
+                )
                 checkpointed = checkpointed or bool(due)
             if (began or (checkpointed and self.partitions > 1)) and self.signer is not None:
                 # A partition began (a tree head must name it from then on), or a checkpoint fell
@@ -196,9 +208,81 @@ class AuditLog:
                 self.write_tree(connection, "partition" if began else "periodic")
         finally:
             cursor.close()
+        return self._written([e for e in sealed if e is not None])
+
+    def _written(self, sealed: list[SealedEvent]) -> list[SealedEvent]:
         if self.on_written is not None:
             self.on_written(len(sealed))
-        return [e for e in sealed if e is not None]
+        return sealed
+
+    def _append_after_known_head(
+        self,
+        connection: Connection,
+        cursor: Any,
+        sql: DriverSql,
+        item: Draft,
+        groups: dict[str, list[int]],
+    ) -> SealedEvent | None:
+        """Append one event after the head as this process last left it, without reading the head
+        first: the head moves only if it is still there (same position and hash), and only then is
+        the event inserted. ``None`` (nothing written) when it moved, when nothing is known yet, or
+        when the append has more to do than one insert (a checkpoint, a partition's start, the
+        embedded key to resolve, an old body layout): the caller then takes the locked path."""
+        chain = next(iter(groups))
+        known = self._known.get((connection.engine, chain))
+        if (
+            known is None
+            or self._pending_key is not None
+            or self.body_version != BODY_VERSION
+            or (
+                self.signer is not None
+                and self.checkpoint_every > 0
+                and (known[0] + 1) % self.checkpoint_every == 0
+            )
+        ):
+            return None
+        old_seq, old_hash = known
+        record = seal_draft(item, old_seq + 1, old_hash, chain)
+        row = self._row(chain, record)
+        head_values = self._head_values(chain, record.seq, record.hash, record.at)
+        if sql.named:
+            params: Any = dict(zip(HEAD_COLUMNS, head_values, strict=True))
+            params.update(zip(EVENT_COLUMNS, row, strict=True))
+            params.update(chain=chain, old_seq=old_seq, old_hash=old_hash)
+            head_params: Any = params
+            event_params: Any = params
+        else:
+            head_params = (*head_values, chain, old_seq, old_hash)
+            params = (*head_params, *row)
+            event_params = row
+        if sql.move_and_insert is not None:
+            cursor.execute(sql.move_and_insert, params)
+            if cursor.rowcount != 1:
+                return None
+        else:
+            cursor.execute(sql.move_head_if, head_params)
+            if cursor.rowcount != 1:
+                return None
+            cursor.execute(sql.insert_event, event_params)
+        self._known[(connection.engine, chain)] = (record.seq, record.hash)
+        return record
+
+    @staticmethod
+    def _row(chain: str, e: SealedEvent) -> tuple[Any, ...]:
+        """An event's values in :data:`EVENT_COLUMNS` order."""
+        return (
+            chain,
+            e.seq,
+            e.at,
+            e.type,
+            e.actor,
+            e.dag_id,
+            e.run_id,
+            e.step_id,
+            e.body,
+            e.prev_hash,
+            e.hash,
+        )
 
     def _groups(self, drafts: list[Draft]) -> dict[str, list[int]]:
         """The drafts' positions by the chain they join."""
@@ -243,22 +327,7 @@ class AuditLog:
     ) -> None:
         """Insert one chain's sealed events, their due checkpoints, and move its signed head."""
         last = sealed[-1]
-        rows = [
-            (
-                chain,
-                e.seq,
-                e.at,
-                e.type,
-                e.actor,
-                e.dag_id,
-                e.run_id,
-                e.step_id,
-                e.body,
-                e.prev_hash,
-                e.hash,
-            )
-            for e in sealed
-        ]
+        rows = [self._row(chain, e) for e in sealed]
         head_values = self._head_values(chain, last.seq, last.hash, last.at)
         if sql.insert_and_move is not None and len(rows) == 1 and not due:
             # One round trip for the insert and the head's move (the one event *is* the new head,

@@ -262,19 +262,26 @@ def _server_engine(url: URL) -> Engine:
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
-#: One idle write connection per SQLite engine, kept between transactions (see begin_write).
-_IDLE: dict[Engine, Connection] = {}
+#: One idle write connection per engine, kept between transactions (see begin_write), and when it
+#: was parked (monotonic seconds).
+_IDLE: dict[Engine, tuple[Connection, float]] = {}
+#: A server connection idle for longer goes back to the pool, and the next transaction takes one
+#: through the pool's liveness check (a server restart or a dropped socket is then noticed there).
+SERVER_IDLE_REUSE_S: Final = 5.0
 
 
 class begin_write:
     """``with begin_write(engine) as connection:``: the same as ``engine.begin()`` (a transaction
     committed at the end, rolled back on an error), for the store's write transactions.
 
-    On SQLite the connection is not handed back to the pool after the transaction but kept idle for
-    the next one: checking a connection out of SQLAlchemy's pool and back in cost as much as a
-    one-event append's own statements (docs/performance.md). An idle SQLite connection holds no
-    lock (its transaction is over). A transaction takes it exclusively (a second writer at the
-    same time, in another thread, gets one from the pool); after an error it is closed, not kept.
+    The connection is not handed back to SQLAlchemy's pool after the transaction but kept idle for
+    the next one: checking a connection out of the pool and back in cost as much as a one-event
+    append's own statements on SQLite, and on PostgreSQL two round trips more (the pool's liveness
+    ping, the reset's ROLLBACK) on top of the append's three (docs/performance.md). An idle
+    connection holds no lock (its transaction is over). A server connection is reused only within
+    :data:`SERVER_IDLE_REUSE_S`; after that it goes back to the pool and the next one is checked
+    out as usual. A transaction takes the kept connection exclusively (a second writer at the same
+    time, in another thread, gets one from the pool); after an error it is closed, not kept.
     """
 
     __slots__ = ("_connection", "_engine", "_transaction")
@@ -284,8 +291,21 @@ class begin_write:
 
     def __enter__(self) -> Connection:
         engine = self._engine
-        connection = _IDLE.pop(engine, None) if engine.dialect.name == "sqlite" else None
-        if connection is None or connection.closed or connection.invalidated:
+        parked = _IDLE.pop(engine, None)
+        connection = None
+        if parked is not None:
+            connection, since = parked
+            if (
+                connection.closed
+                or connection.invalidated
+                or (
+                    engine.dialect.name != "sqlite"
+                    and time.monotonic() - since > SERVER_IDLE_REUSE_S
+                )
+            ):
+                connection.close()
+                connection = None
+        if connection is None:
             connection = engine.connect()
         self._connection = connection
         try:
@@ -305,13 +325,11 @@ class begin_write:
         except BaseException:
             connection.close()
             raise
-        if (
-            error is not None
-            or self._engine.dialect.name != "sqlite"
-            or connection.get_execution_options()  # set by the transaction: not for the next one
-        ):
-            connection.close()
-        elif _IDLE.setdefault(self._engine, connection) is not connection:
+        if error is not None or connection.get_execution_options():
+            connection.close()  # options set by the transaction are not for the next one
+            return
+        parked = _IDLE.setdefault(self._engine, (connection, time.monotonic()))
+        if parked[0] is not connection:
             connection.close()  # another thread's connection is already kept
 
 
@@ -345,7 +363,7 @@ def dispose_engines() -> None:
         for engine in list(_IDLE):
             idle = _IDLE.pop(engine, None)
             if idle is not None:
-                idle.close()
+                idle[0].close()
         for engine in _ENGINES.values():
             engine.dispose()
         _ENGINES.clear()
