@@ -178,25 +178,25 @@ def _register_prompt(ctx: AppContext, dags_folder: Path) -> bool:
 
 
 def _wait_parsed(dag_ids: set[str], components: Components) -> None:
+    """Wait until the dag-processor has put every DAG in Airflow's database, then unpause them."""
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session
-    from sqlalchemy import select, update
 
     deadline = time.monotonic() + PARSE_DEADLINE_S
+    missing = set(dag_ids)
     while time.monotonic() < deadline:
         if components.exited():
             raise RuntimeError(f"Airflow components exited: {components.exited()}")
         with create_session() as session:
-            found = set(
-                session.scalars(select(DagModel.dag_id).where(DagModel.dag_id.in_(dag_ids)))
-            )
-            if found == dag_ids:
-                session.execute(
-                    update(DagModel).where(DagModel.dag_id.in_(dag_ids)).values(is_paused=False)
-                )
+            found = {d: DagModel.get_dagmodel(d, session=session) for d in dag_ids}
+            missing = {d for d, model in found.items() if model is None}
+            if not missing:
+                for model in found.values():
+                    if model is not None and model.is_paused:
+                        model.is_paused = False
                 return
         time.sleep(1)
-    raise RuntimeError(f"the dag-processor did not parse {sorted(dag_ids - found)} in time")
+    raise RuntimeError(f"the dag-processor did not parse {sorted(missing)} in time")
 
 
 def _trigger(scenario: Scenario, log: Path) -> str:
@@ -220,14 +220,9 @@ def _trigger(scenario: Scenario, log: Path) -> str:
 
 def _airflow_state(dag_id: str, run_id: str) -> str | None:
     from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
 
-    with create_session() as session:
-        state = session.scalar(
-            select(DagRun.state).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
-        )
-    return None if state is None else str(state)
+    found = DagRun.find(dag_id=dag_id, run_id=[run_id])
+    return str(found[0].state) if found else None
 
 
 @dataclass
