@@ -262,6 +262,10 @@ class Cluster:
                     "AIRFLOW__CELERY__BROKER_URL": self.celery.broker_url,
                     "AIRFLOW__CELERY__RESULT_BACKEND": self.celery.result_backend,
                     "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery.concurrency),
+                    # As docs/deployment.md sets it up: workers load the listener before forking.
+                    "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": (
+                        "airflow_wfe.adapters.celery_config.CELERY_CONFIG"
+                    ),
                 }
             )
         if self.ledger is not None:

@@ -235,6 +235,9 @@ def _check(
     victim: str,
 ) -> None:
     assert cluster.listener_complaints() == []
+    for worker in cluster.celery.worker_names() if cluster.celery else []:
+        # airflow_wfe.adapters.celery_config: loaded once per worker, before its pool forked.
+        assert "wfe listener: warmed up" in (cluster.logs / f"{worker}.log").read_text(), worker
     assert {dag: run["state"] for dag, run in airflow.items()} == {
         SAGA_OK: "success",
         SAGA_FAIL: "failed",
