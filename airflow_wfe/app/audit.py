@@ -216,8 +216,10 @@ class AuditExport:
 
 def _jsonl(events: Iterator[SealedEvent]) -> Iterator[str]:
     for event in events:
-        # The stored body verbatim, so an external system can re-check every hash.
-        yield canonical_json({"body": event.body, "hash": event.hash, **event.content()}) + "\n"
+        # The stored body verbatim, so an external system can re-check every hash; the partition's
+        # chain it links in (docs/audit.md), since each partition numbers its events from #1.
+        content = {"body": event.body, "hash": event.hash, **event.content()}
+        yield canonical_json({**content, "chain": event.chain}) + "\n"
 
 
 def _csv_line(row: dict[str, Any]) -> str:

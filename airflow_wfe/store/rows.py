@@ -138,6 +138,7 @@ def sealed_event(row: Any) -> SealedEvent:
         body=row.body,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        chain=row.chain,
     )
 
 

@@ -90,6 +90,7 @@ def test_export_jsonl_and_csv_carry_verifiable_bodies(
     lines = [json.loads(line) for line in jsonl.stdout.splitlines()]
     assert len(lines) == 13
     assert {line["run_id"] for line in lines} == {"run-1"}
+    assert {line["chain"] for line in lines} == {"main"}  # the store's one chain
     for line in lines:
         assert hashlib.sha256(line["body"].encode()).hexdigest() == line["hash"]
         # docs/audit.md: a layout-2 body begins with the header rebuilt from the line's fields.

@@ -109,6 +109,7 @@ def test_an_honest_partitioned_trail_verifies_with_every_partition_numbered_from
         assert sorted(seqs) == list(range(1, len(seqs) + 1))
     assert report.events == len(rows)
     assert trees, "no tree head was written"
+    assert all(e.chain == partition_of(e.dag_id, PARTITIONS) for e in parted.audit_events())
     assert any("partitions" in note for note in report.notes)
 
 
