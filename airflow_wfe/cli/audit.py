@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from airflow_wfe.app import audit
 from airflow_wfe.app.context import AppContext, cli_actor
+from airflow_wfe.cli.audit_progress import progress
 from airflow_wfe.cli.audit_text import render_story, render_verification
 from airflow_wfe.cli.text import print_json
 from airflow_wfe.core.audit.signing import generate_ed25519
@@ -39,14 +40,15 @@ def _note(message: str) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    verdict = audit.verify(
-        AppContext.from_process(),
-        since=args.since,
-        archives=args.archive or (),
-        public_keys=args.public_key or (),
-        signatures=args.signatures,
-        anchors=args.anchors,
-    )
+    with progress("verifying the audit trail", enabled=not args.json):
+        verdict = audit.verify(
+            AppContext.from_process(),
+            since=args.since,
+            archives=args.archive or (),
+            public_keys=args.public_key or (),
+            signatures=args.signatures,
+            anchors=args.anchors,
+        )
     if args.json:
         print_json(verdict)
         return EXIT_OK if verdict.ok else EXIT_FINDING
@@ -93,12 +95,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     out: IO[str] = sys.stdout if args.output is None else args.output.open("w", encoding="utf-8")
     count = 0
+    # Not while the events themselves scroll past on the same terminal.
+    shown = args.output is not None or not sys.stdout.isatty()
     try:
-        if exported.header is not None:
-            out.write(exported.header)
-        for line in exported.lines:
-            out.write(line)
-            count += 1
+        with progress("exporting audit events", enabled=shown) as advance:
+            if exported.header is not None:
+                out.write(exported.header)
+            for line in exported.lines:
+                out.write(line)
+                count += 1
+                if not count % 1000:
+                    advance(1000)
     finally:
         if out is not sys.stdout:
             out.close()
@@ -131,9 +138,10 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    result = audit.archive(
-        AppContext.from_process(), older_than=args.older_than, folder=args.to, actor=cli_actor()
-    )
+    with progress("archiving audit events", enabled=not args.json):
+        result = audit.archive(
+            AppContext.from_process(), older_than=args.older_than, folder=args.to, actor=cli_actor()
+        )
     if result is None:
         print("no audit events old enough to archive")
         return EXIT_OK
