@@ -64,17 +64,41 @@ def candidate_of_dag_run(dag_run: Any) -> RunCandidate:
     """The candidate as the scheduler sees it (call in the loop's thread: ORM objects)."""
     dag = getattr(dag_run, "dag", None)
     version = getattr(dag_run, "created_dag_version_id", None)
-    conf = _plain(dict(getattr(dag_run, "conf", None) or {}))
     definition_error = None
     if dag is None:
         definition_error = f"Airflow has no parsed definition of DAG {dag_run.dag_id!r}"
     elif version is None:
         definition_error = f"the run was created on no known version of DAG {dag_run.dag_id!r}"
+    return _candidate(dag_run.dag_id, dag_run.run_id, dag, dag_run, version, definition_error)
+
+
+def candidate_of_task(ti: Any) -> RunCandidate:
+    """The candidate as a task process sees it (``dags test``: no DAG-run hook fired)."""
+    dag = getattr(getattr(ti, "task", None), "dag", None)
+    try:
+        dag_run = ti.get_template_context().get("dag_run")
+    except Exception:  # noqa: BLE001 - without a context, the conf is unknown (empty)
+        dag_run = None
+    definition_error = None if dag is not None else f"task {ti.task_id!r} carries no DAG"
+    version = getattr(ti, "dag_version_id", None)
+    return _candidate(ti.dag_id, ti.run_id, dag, dag_run, version, definition_error)
+
+
+def _candidate(
+    dag_id: str,
+    run_id: str,
+    dag: Any,
+    dag_run: Any,
+    version: Any,
+    definition_error: str | None,
+) -> RunCandidate:
+    """What both sides read the same way: conf, params against their schema, tags, owner, user."""
+    conf = _plain(dict(getattr(dag_run, "conf", None) or {}))
     params, params_error, count = _params(dag, conf) if dag is not None else ({}, None, 0)
     user = getattr(dag_run, "triggering_user_name", None)
     return RunCandidate(
-        dag_id=dag_run.dag_id,
-        run_id=dag_run.run_id,
+        dag_id=dag_id,
+        run_id=run_id,
         run_type=_run_type(dag_run),
         tags=tuple(sorted(getattr(dag, "tags", None) or ())),
         owner=_owner(dag),
@@ -82,35 +106,6 @@ def candidate_of_dag_run(dag_run: Any) -> RunCandidate:
         triggered_by=str(user) if user else None,
         dag_version=None if version is None else str(version),
         definition_error=definition_error,
-        params=params,
-        params_error=params_error,
-        params_count=count,
-    )
-
-
-def candidate_of_task(ti: Any) -> RunCandidate:
-    """The candidate as a task process sees it (``dags test``: no DAG-run hook fired)."""
-    task = getattr(ti, "task", None)
-    dag = getattr(task, "dag", None)
-    dag_run = None
-    try:
-        dag_run = ti.get_template_context().get("dag_run")
-    except Exception:  # noqa: BLE001 - without a context, the conf is unknown (empty)
-        dag_run = None
-    conf = _plain(dict(getattr(dag_run, "conf", None) or {}))
-    version = getattr(ti, "dag_version_id", None)
-    params, params_error, count = _params(dag, conf) if dag is not None else ({}, None, 0)
-    user = getattr(dag_run, "triggering_user_name", None)
-    return RunCandidate(
-        dag_id=ti.dag_id,
-        run_id=ti.run_id,
-        run_type=_run_type(dag_run),
-        tags=tuple(sorted(getattr(dag, "tags", None) or ())),
-        owner=_owner(dag),
-        conf=conf,
-        triggered_by=str(user) if user else None,
-        dag_version=None if version is None else str(version),
-        definition_error=None if dag is not None else f"task {ti.task_id!r} carries no DAG",
         params=params,
         params_error=params_error,
         params_count=count,
