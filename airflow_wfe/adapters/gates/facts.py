@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow_wfe.core.values import plain
+
 __all__ = ["gather_facts", "triggering_user"]
 
 
@@ -19,16 +21,6 @@ def triggering_user(context: Mapping[str, Any]) -> str | None:
     dag_run = context.get("dag_run")
     user = getattr(dag_run, "triggering_user_name", None)
     return str(user) if user else None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
 
 
 def gather_facts(
@@ -52,19 +44,19 @@ def gather_facts(
             "run_id": getattr(dag_run, "run_id", ""),
             "run_type": None if run_type is None else str(getattr(run_type, "value", run_type)),
             "tags": sorted(getattr(dag, "tags", None) or ()),
-            "params": _plain(dict(params)),
-            "conf": _plain(getattr(dag_run, "conf", None) or {}),
+            "params": plain(dict(params)),
+            "conf": plain(getattr(dag_run, "conf", None) or {}),
             "triggered_by": triggering_user(context),
             "owner": getattr(task, "owner", None),
         },
-        "step": {"id": step_id, **_plain(dict(step))},
-        "cost": {"reserve": float(reserve), "spent": _plain(dict(spent))},
+        "step": {"id": step_id, **plain(dict(step))},
+        "cost": {"reserve": float(reserve), "spent": plain(dict(spent))},
         "now": datetime.now(UTC),
         "metrics": {},
     }
     for key, value in (extra or {}).items():
         if isinstance(value, Mapping) and isinstance(facts.get(key), dict):
-            facts[key] = {**facts[key], **_plain(dict(value))}
+            facts[key] = {**facts[key], **plain(dict(value))}
         else:
-            facts[key] = _plain(value)
+            facts[key] = plain(value)
     return facts

@@ -13,22 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_wfe.core.values import plain
 from airflow_wfe.engine.preflight import PreflightResult, RunCandidate, run_preflight
 
 if TYPE_CHECKING:
     from airflow_wfe.engine.recorder import Recorder
 
 __all__ = ["candidate_of_dag_run", "candidate_of_task", "preflight"]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
 
 
 def _params(dag: Any, conf: Mapping[str, Any] | None) -> tuple[dict[str, Any], str | None, int]:
@@ -52,7 +43,7 @@ def _params(dag: Any, conf: Mapping[str, Any] | None) -> tuple[dict[str, Any], s
         values = merged.validate()
     except Exception as exc:  # noqa: BLE001 - any validation error refuses the run, named
         return {}, f"params do not hold against the DAG's params schema: {exc}", count
-    return _plain(dict(values)), None, count
+    return plain(dict(values)), None, count
 
 
 def _run_type(dag_run: Any) -> str | None:
@@ -93,7 +84,7 @@ def _candidate(
     definition_error: str | None,
 ) -> RunCandidate:
     """What both sides read the same way: conf, params against their schema, tags, owner, user."""
-    conf = _plain(dict(getattr(dag_run, "conf", None) or {}))
+    conf = plain(dict(getattr(dag_run, "conf", None) or {}))
     params, params_error, count = _params(dag, conf) if dag is not None else ({}, None, 0)
     user = getattr(dag_run, "triggering_user_name", None)
     return RunCandidate(

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from airflow_wfe.core.metrics.filters import name_filter
+
 __all__ = [
     "Emitter",
     "MetricsSettings",
@@ -120,20 +122,6 @@ class RecordingEmitter:
         return [name for k, name, _, _ in self.sent if kind is None or k == kind]
 
 
-def _name_filter(settings: MetricsSettings) -> Callable[[str], bool]:
-    # Airflow matches these regexes against the un-prefixed name; the allow list wins.
-    def compile_list(raw: str) -> list[re.Pattern[str]]:
-        return [re.compile(part.strip()) for part in raw.split(",") if part.strip()]
-
-    allow = compile_list(settings.allow_list)
-    block = compile_list(settings.block_list)
-    if allow:
-        return lambda name: any(p.match(name) for p in allow)
-    if block:
-        return lambda name: not any(p.match(name) for p in block)
-    return lambda name: True
-
-
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/]")
 
 
@@ -189,7 +177,7 @@ class StatsdEmitter:
             prefix=settings.prefix or None,
             ipv6=settings.ipv6,
         )
-        self._allowed = _name_filter(settings)
+        self._allowed = name_filter(settings)
         self._tags = settings.tags
         self._warned = False
 

@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from airflow_wfe.core.metrics.filters import name_filter
+
 if TYPE_CHECKING:
     from airflow_wfe.core.metrics.emitter import MetricsSettings, Tags
 
@@ -40,11 +42,9 @@ class OtelEmitter:
     """Sends ``wfe.*`` metrics to an OTLP/HTTP endpoint; swallows and logs (once) any failure."""
 
     def __init__(self, settings: MetricsSettings) -> None:
-        from airflow_wfe.core.metrics.emitter import _name_filter
-
         self.settings = settings
         self.active = True
-        self._allowed = _name_filter(settings)
+        self._allowed = name_filter(settings)
         self._lock = threading.Lock()
         self._pid = -1
         self._provider: Any = None
