@@ -154,8 +154,9 @@ class Recorder(SpoolGuard):
     ) -> RunStart:
         """A run's pre-flight: CREATED → VALIDATED → RUNNING when every check passed, CREATED →
         REJECTED otherwise, with the decision (kind ``preflight``, every check a reason) when start
-        policies took part or the run is refused, in one transaction. Only a run not yet past CREATED moves: a pre-flight that lost the race to
-        another writes nothing, and the state it found is reported.
+        policies took part or the run is refused, in one transaction. Only a run not yet past
+        CREATED moves: a pre-flight that lost the race to another writes nothing, and the state it
+        found is reported.
         """
         args = {"dag_id": dag_id, "run_id": run_id, "actor": actor, "reason": reason}
         more = {"facts": dict(facts) if facts else None, "preflight": result.to_dict()}

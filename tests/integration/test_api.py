@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from app_users import users_with_an_outsider
 
 from airflow_wfe.engine.harness import reset_runtime
 
@@ -87,7 +88,6 @@ class Api:
 @pytest.fixture(scope="module")
 def api(airflow_db: None, dagbag: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     from airflow.api_fastapi.app import create_app, get_auth_manager
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from fastapi.testclient import TestClient
 
     store = tmp_path_factory.mktemp("api-store") / "wfe.db"
@@ -98,24 +98,7 @@ def api(airflow_db: None, dagbag: Any, tmp_path_factory: pytest.TempPathFactory)
         _record_hostile_run()
         with TestClient(create_app()) as client:
             manager: Any = get_auth_manager()
-            allowed = manager.is_authorized_dag
-
-            def is_authorized_dag(*, method: str, user: Any, **kwargs: Any) -> bool:
-                if user.get_name() == "outsider":
-                    details = kwargs.get("details")
-                    return method == "GET" and details is not None and details.id == OPEN_DAG
-                return bool(allowed(method=method, user=user, **kwargs))
-
-            patch.setattr(manager, "is_authorized_dag", is_authorized_dag)
-            tokens = {
-                name: manager.generate_jwt(SimpleAuthManagerUser(username=name, role=role))
-                for name, role in [
-                    ("admin", "admin"),
-                    ("user", "user"),
-                    ("viewer", "viewer"),
-                    ("outsider", "viewer"),
-                ]
-            }
+            tokens = users_with_an_outsider(patch, manager, OPEN_DAG)
             yield Api(client, runs, tokens)
     reset_runtime()
 

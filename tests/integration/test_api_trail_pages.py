@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from app_users import users_with_an_outsider
 
 from airflow_wfe.engine.harness import reset_runtime
 
@@ -95,7 +96,6 @@ def _record(dag_id: str, run_id: str, reason: str) -> None:
 @pytest.fixture(scope="module")
 def pages(airflow_db: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pages]:
     from airflow.api_fastapi.app import create_app, get_auth_manager
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from fastapi.testclient import TestClient
 
     from airflow_wfe.app import artifacts
@@ -122,28 +122,7 @@ def pages(airflow_db: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         used = ctx.store.artifacts.use_pinned(OPEN_DAG, "manual__open", ARTIFACT).version
         with TestClient(create_app()) as client:
             manager: Any = get_auth_manager()
-            allowed = manager.is_authorized_dag
-
-            def is_authorized_dag(*, method: str, user: Any, **kwargs: Any) -> bool:
-                if user.get_name() == "outsider":
-                    details = kwargs.get("details")
-                    return method == "GET" and details is not None and details.id == OPEN_DAG
-                return bool(allowed(method=method, user=user, **kwargs))
-
-            def authorized_dag_ids(*, user: Any, method: str = "GET", **kwargs: Any) -> set[str]:
-                return {OPEN_DAG, SECRET_DAG} if user.get_name() != "outsider" else {OPEN_DAG}
-
-            patch.setattr(manager, "is_authorized_dag", is_authorized_dag)
-            patch.setattr(manager, "get_authorized_dag_ids", authorized_dag_ids)
-            tokens = {
-                name: manager.generate_jwt(SimpleAuthManagerUser(username=name, role=role))
-                for name, role in [
-                    ("admin", "admin"),
-                    ("user", "user"),
-                    ("viewer", "viewer"),
-                    ("outsider", "viewer"),
-                ]
-            }
+            tokens = users_with_an_outsider(patch, manager, OPEN_DAG, {OPEN_DAG, SECRET_DAG})
             yield Pages(client, tokens, home, used)
     reset_runtime()
 
