@@ -421,6 +421,19 @@ class Cluster:
         proc.wait(timeout=10)
         self.mark(f"{name} SIGKILLed ({len(below)} process(es) below it)")
 
+    def restart(self, name: str) -> None:
+        """Start component ``name`` again after :meth:`kill` (same arguments, same log file)."""
+        if name not in COMPONENTS:
+            raise ValueError(f"{name} cannot be restarted; these can: {sorted(COMPONENTS)}")
+        if name not in self.killed or self.processes[name].poll() is None:
+            raise ValueError(f"{name} is running: kill it first")
+        args = COMPONENTS[name]
+        if name == "api-server":
+            args = (*args, "-H", "127.0.0.1", "-p", str(self.api_port), "-w", "1")
+        self.spawn(name, *args)
+        self.killed.discard(name)
+        self.mark(f"{name} restarted")
+
     def component_of(self, pid: int) -> str | None:
         """The component ``pid`` runs under (itself or an ancestor), from /proc's parent links."""
         by_pid = {proc.pid: name for name, proc in self.processes.items()}
@@ -548,8 +561,11 @@ class Cluster:
         self.token = body["access_token"]
         self.mark("API server up, logged in")
 
-    def trigger(self, dag_id: str) -> str:
-        """Wait until the dag-processor serialized ``dag_id``, unpause it if needed, trigger a run."""
+    def trigger(
+        self, dag_id: str, *, run_id: str | None = None, conf: Mapping[str, Any] | None = None
+    ) -> str:
+        """Wait until the dag-processor serialized ``dag_id``, unpause it if needed, trigger a run
+        (with ``run_id`` and ``conf`` when given)."""
 
         def parsed() -> dict[str, Any] | None:
             status, body = self.request("GET", f"/api/v2/dags/{dag_id}")
@@ -560,12 +576,15 @@ class Cluster:
             status, body = self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
             if status != 200:
                 self.fail(f"unpausing {dag_id} answered {status}: {body}")
-        status, body = self.request(
-            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None}
-        )
+        payload: dict[str, Any] = {"logical_date": None}
+        if run_id is not None:
+            payload["dag_run_id"] = run_id
+        if conf is not None:
+            payload["conf"] = dict(conf)
+        status, body = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", payload)
         if status != 200:
             self.fail(f"triggering {dag_id} answered {status}: {body}")
-        self.mark(f"{dag_id} triggered")
+        self.mark(f"{dag_id} triggered" + (f" ({run_id})" if run_id else ""))
         return str(body["dag_run_id"])
 
     @staticmethod
