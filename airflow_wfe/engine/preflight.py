@@ -13,7 +13,8 @@ objects and :func:`run_preflight` checks it:
 
 Every check is recorded with its outcome (the VALIDATED or REJECTED transition's reason and a
 decision of kind ``preflight``); the run reaches VALIDATED only when all pass. A check that cannot be
-evaluated (a CEL error, a broken start policy file) fails closed.
+evaluated (a CEL error, a broken policy file whose ``stages`` name ``start`` or cannot be
+read) fails closed.
 """
 
 from __future__ import annotations
@@ -195,7 +196,12 @@ def _policies(
     if broken:
         names = "; ".join(str(error) for error in broken)
         return (
-            Check("policies", False, f"start policy file(s) could not be loaded: {names}"),
+            Check(
+                "policies",
+                False,
+                "policy file(s) that may hold a start policy could not be loaded, failing "
+                f"closed: {names}",
+            ),
             (),
             {},
         )
@@ -242,26 +248,43 @@ def _policies(
 
 
 def _may_be_start_policy(error: Exception) -> bool:
-    """Whether a policy file that failed to load declares the ``start`` stage (read leniently)."""
+    """Whether a policy file that failed to load may take part in pre-flight: its ``stages`` name
+    ``start``, or cannot be determined (fail closed).
+
+    Only a file whose text is a readable YAML mapping with no ``stages`` (the default, ``gate``) or
+    with a valid ``stages`` list that leaves ``start`` out is known to be irrelevant here; an
+    unreadable file, unparsable YAML, a document that is not a mapping or an invalid ``stages``
+    might be the start policy that denies this run, so it refuses the run (the loader's error
+    names the file and, where there is one, the line).
+    """
+    from airflow_wfe.core.policy.models import Stage
+
     file = getattr(error, "file", None) or getattr(error, "where", None)
     if not file:
-        return False
+        return True
     try:
         from pathlib import Path
 
         text = Path(str(file)).read_text(encoding="utf-8-sig")
-    except OSError:
-        return False
+    except (OSError, UnicodeDecodeError):
+        return True
     import yaml
 
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
-        return "start" in text  # unreadable YAML that mentions the stage: assume it is one
+        return True
     if not isinstance(data, dict):
-        return False
-    stages = data.get("stages")
-    return stages == "start" or (isinstance(stages, list) and "start" in stages)
+        return True
+    if "stages" not in data:
+        return False  # the default stage is ``gate``
+    stages = data["stages"]
+    known = {stage.value for stage in Stage}
+    if not isinstance(stages, list) or not stages:
+        return True
+    if not all(isinstance(stage, str) and stage in known for stage in stages):
+        return True
+    return Stage.START.value in stages
 
 
 def run_preflight(

@@ -110,7 +110,7 @@ def test_a_broken_start_policy_file_fails_closed(tmp_path: Path) -> None:
     policies = load_policy_set(_folder(tmp_path, broken=BROKEN_START, gate=GATE_ONLY))
     result = run_preflight(_candidate(), policies, _never)
     assert not result.passed
-    assert "start policy file(s) could not be loaded" in result.checks[-1].message
+    assert "could not be loaded, failing closed" in result.checks[-1].message
     assert "broken.yaml" in result.checks[-1].message
 
 
@@ -148,3 +148,85 @@ def test_a_plain_pass_is_told_by_the_validated_reason_alone(
     assert [t.to_state for t in start.written] == ["VALIDATED", "RUNNING"]
     assert (start.written[0].reason or "").startswith("pre-flight passed: ")
     assert store.decisions("deploy", "r2") == []
+
+
+# -- broken policy files: refused unless their stages are known to leave ``start`` out -------------
+
+UNPARSABLE = """
+name: freeze
+rules: [{id: x, kind: change_window
+"""
+INVALID_STAGES = """
+name: freeze
+stages: [strat]
+rules:
+  - {id: x, kind: change_window, freeze: [{start: 2000-01-01T00:00:00, end: 2999-01-01T00:00:00}]}
+"""
+NOT_A_MAPPING = """
+- name: freeze
+- stages: [gate]
+"""
+BROKEN_GATE_ONLY = """
+name: gate-broken
+stages: [gate, parse]
+rules:
+  - {id: x, kind: budget, scope: nowhere, limit: 1}
+"""
+BROKEN_DEFAULT_STAGE = """
+name: default-broken
+rules:
+  - {id: x, kind: budget, scope: nowhere, limit: 1}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (UNPARSABLE, "bad.yaml:3"),
+        (INVALID_STAGES, "bad.yaml:3"),
+        (NOT_A_MAPPING, "bad.yaml"),
+    ],
+    ids=["unparsable-yaml", "invalid-stages", "not-a-mapping"],
+)
+def test_a_broken_file_whose_stages_cannot_be_read_refuses_naming_file_and_line(
+    tmp_path: Path, text: str, line: str
+) -> None:
+    policies = load_policy_set(_folder(tmp_path, bad=text, gate=GATE_ONLY))
+    assert len(policies.broken) == 1
+    result = run_preflight(_candidate(), policies, _never)
+    assert not result.passed
+    message = result.checks[-1].message
+    assert "could not be loaded, failing closed" in message
+    assert line in message
+
+
+def test_a_policy_file_unreadable_at_pre_flight_refuses(tmp_path: Path) -> None:
+    # Not UTF-8: the loader cannot read it, and neither can the pre-flight's look at its stages.
+    (tmp_path / "latin.yaml").write_bytes("name: gel\u00e9e\nstages: [gate]\n".encode("latin-1"))
+    policies = load_policy_set(tmp_path)
+    result = run_preflight(_candidate(), policies, _never)
+    assert not result.passed
+    assert "latin.yaml" in result.checks[-1].message
+
+
+def test_a_policy_file_gone_since_it_was_loaded_refuses(tmp_path: Path) -> None:
+    # The scheduler's policy set is cached: the broken file may be gone (or unreadable) by the time
+    # a run starts; what it held cannot be told, so the run is refused.
+    policies = load_policy_set(_folder(tmp_path, bad=UNPARSABLE.replace("freeze", "x")))
+    (tmp_path / "bad.yaml").unlink()
+    result = run_preflight(_candidate(), policies, _never)
+    assert not result.passed
+    assert "bad.yaml" in result.checks[-1].message
+
+
+@pytest.mark.parametrize(
+    "text", [BROKEN_GATE_ONLY, BROKEN_DEFAULT_STAGE], ids=["gate-and-parse", "default-stage"]
+)
+def test_a_broken_file_whose_stages_leave_start_out_does_not_affect_pre_flight(
+    tmp_path: Path, text: str
+) -> None:
+    policies = load_policy_set(_folder(tmp_path, broken=text))
+    assert len(policies.broken) == 1
+    result = run_preflight(_candidate(), policies, _never)
+    assert result.passed, result.summary()
+    assert result.checks[-1].message == "no start policy applies"
