@@ -101,10 +101,19 @@ class DriverSql:
 _DRIVER_SQL: dict[tuple[str, str], DriverSql] = {}
 
 
+#: Drivers that take ``%s`` placeholders with a tuple as well as their declared ``pyformat``:
+#: a tuple of values costs less to build (and for the driver to read) than a dict per append.
+_POSITIONAL: Final = {"psycopg", "psycopg2"}
+
+
 def driver_sql(connection: Connection) -> DriverSql:
+    """The append's statements for ``connection``'s driver (built once per driver)."""
     dialect = connection.dialect
-    key = (dialect.paramstyle, dialect.name)
+    style = dialect.paramstyle
+    if style == "pyformat" and dialect.driver in _POSITIONAL:
+        style = "format"
+    key = (style, dialect.name)
     sql = _DRIVER_SQL.get(key)
     if sql is None:
-        sql = _DRIVER_SQL[key] = DriverSql.build(dialect.paramstyle, dialect.name)
+        sql = _DRIVER_SQL[key] = DriverSql.build(style, dialect.name)
     return sql

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
+from json.encoder import encode_basestring
 from typing import Any
 
 __all__ = ["canonical_json", "format_time", "jsonable"]
@@ -25,6 +26,9 @@ _PLAIN = frozenset({str, int, bool, type(None)})
 
 def format_time(value: datetime) -> str:
     """A UTC timestamp in the fixed-width form stored in events (sorts as text, parses back)."""
+    if value.tzinfo is UTC and type(value) is datetime and value.year >= 1000:
+        # The common case (datetime.now(UTC)): the same text without a copy of the value.
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
     if value.tzinfo is None:
         utc = value
     elif value.tzinfo is UTC:
@@ -74,6 +78,26 @@ _encode = json.JSONEncoder(
 ).encode
 
 
+def _c_encoder() -> Callable[[Any, int], Sequence[str]] | None:
+    """The C half of ``_encode``, built once: ``JSONEncoder.encode`` builds it again on every call
+    (with a dict for circular checks), which cost as much as encoding a small event. The same
+    options (and the same text: a test compares them); no circular check, which :func:`jsonable`
+    would never finish first anyway. ``None`` where the C accelerator is missing."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    encoder: Callable[[Any, int], Sequence[str]] = make(
+        None, None, encode_basestring, None, ":", ",", True, False, False
+    )
+    return encoder
+
+
+_encode_c = _c_encoder()
+
+
 def canonical_json(value: Any) -> str:
     """The canonical text of ``value`` (already :func:`jsonable`, or made so here)."""
-    return _encode(jsonable(value))
+    data = jsonable(value)
+    if _encode_c is None or type(data) is str:
+        return _encode(data)
+    return "".join(_encode_c(data, 0))

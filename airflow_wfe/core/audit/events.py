@@ -193,40 +193,61 @@ def draft(
 ) -> Draft:
     """``event`` as a :class:`Draft`; ``payload``/``versions`` replace the event's (redacted)."""
     versions = event.versions if versions is None else versions
+    payload = event.payload if payload is None else payload
+    map_index = event.map_index
+    kept = {k: v for k, v in versions.items() if v is not None}
+    if map_index is None or type(map_index) is int:
+        # The rest's canonical object written out, its keys in sorted order (JSON is
+        # compositional: the same text as canonical_json of the whole; a test compares them).
+        rest = (
+            f'{{"map_index":{"null" if map_index is None else map_index},'
+            f'"payload":{canonical_json(payload)},"versions":{canonical_json(kept)}}}'
+        )
+    else:
+        rest = canonical_json({"map_index": map_index, "payload": payload, "versions": kept})
     return Draft(
-        at=format_time(event.at),
-        type=str(event.type),
-        actor=str(event.actor),
-        dag_id=_column(event.dag_id),
-        run_id=_column(event.run_id),
-        step_id=_column(event.step_id),
-        rest=canonical_json(
-            {
-                "map_index": event.map_index,
-                "payload": event.payload if payload is None else payload,
-                "versions": {k: v for k, v in versions.items() if v is not None},
-            }
-        ),
+        format_time(event.at),
+        str(event.type),
+        str(event.actor),
+        _column(event.dag_id),
+        _column(event.run_id),
+        _column(event.step_id),
+        rest,
     )
 
 
 def seal_draft(d: Draft, seq: int, prev_hash: str, chain: str = MAIN) -> SealedEvent:
     """Give a drafted event its place after ``prev_hash`` in ``chain`` (version-2 body) and its
     hash."""
-    body = header(seq, prev_hash, d.at, d.type, d.actor, d.dag_id, d.run_id, d.step_id) + d.rest
-    return SealedEvent(
-        seq=seq,
-        at=d.at,
-        type=d.type,
-        actor=d.actor,
-        dag_id=d.dag_id,
-        run_id=d.run_id,
-        step_id=d.step_id,
-        body=body,
-        prev_hash=prev_hash,
-        hash=hashlib.sha256(body.encode()).hexdigest(),
-        chain=chain,
+    at, type_, actor, dag_id, run_id, step_id, rest = d
+    body = header(seq, prev_hash, at, type_, actor, dag_id, run_id, step_id) + rest
+    # The frozen dataclass's __init__ sets each of the eleven fields through object.__setattr__,
+    # which cost more than building and hashing the body; the instance is built here with the same
+    # attributes (equal, hashable, frozen: a test compares it with SealedEvent(...)).
+    event = _new(SealedEvent)
+    _set(
+        event,
+        "__dict__",
+        {
+            "seq": seq,
+            "at": at,
+            "type": type_,
+            "actor": actor,
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "step_id": step_id,
+            "body": body,
+            "prev_hash": prev_hash,
+            "hash": _sha256(body.encode()).hexdigest(),
+            "chain": chain,
+        },
     )
+    return event
+
+
+_new = object.__new__
+_set = object.__setattr__
+_sha256 = hashlib.sha256
 
 
 def seal(

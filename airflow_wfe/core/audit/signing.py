@@ -96,10 +96,12 @@ class Signer(Protocol):
 
 def _mark_message(domain: str, seq: int, event_hash: str, at: str, chain: str = MAIN) -> bytes:
     name = signed_chain(chain)
-    if type(seq) is int and type(event_hash) is str and type(at) is str and name == "wfe":
+    if type(seq) is int and type(event_hash) is str and type(at) is str and type(name) is str:
+        # The canonical JSON written out (keys in sorted order): built for every append, of
+        # every partition; a test compares it with canonical_json for each domain and chain.
         return (
-            f'{{"at":{encode_basestring(at)},"chain":"wfe","domain":"{domain}",'
-            f'"hash":{encode_basestring(event_hash)},"seq":{seq}}}'
+            f'{{"at":{encode_basestring(at)},"chain":{encode_basestring(name)},'
+            f'"domain":"{domain}","hash":{encode_basestring(event_hash)},"seq":{seq}}}'
         ).encode()
     return canonical_json(
         {"chain": name, "domain": domain, "seq": seq, "hash": event_hash, "at": at}
