@@ -6,11 +6,15 @@ its collaborators as arguments. Nothing is built at import time, because DAG fil
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
+import logging
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from airflow_wfe.config import get_settings, reset_settings
 from airflow_wfe.core.metrics import names
@@ -19,6 +23,10 @@ from airflow_wfe.engine.recorder import Recorder, SpoolPlace
 from airflow_wfe.store import SqlStore, Store, get_store
 from airflow_wfe.store.audit_writer import AuditLog
 from airflow_wfe.store.engine import StoreBounds, configure_bounds, masked_url
+from airflow_wfe.store.schema import ensure_schema
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 __all__ = [
     "build_audit_log",
@@ -26,6 +34,7 @@ __all__ = [
     "get_recorder",
     "get_runtime_store",
     "metrics_settings",
+    "rehearsal",
     "reset_emitter",
     "reset_runtime",
     "spool_place",
@@ -121,6 +130,89 @@ def get_recorder() -> Recorder:
         spool=spool_place(),
         fail_closed=get_settings().fail_closed,
     )
+
+
+T = TypeVar("T")
+
+
+class _RehearsalStore(SqlStore):
+    """The SQL store with every write transaction a savepoint of one outer transaction, which
+    :func:`rehearsal` rolls back: the writes run their real statements and write nothing."""
+
+    def __init__(self, url: str, *, audit: AuditLog, connection: Connection) -> None:
+        super().__init__(url, audit=audit)
+        self._connection = connection
+
+    def _write(self, key: str, attempt: Callable[[Connection], T]) -> T:
+        with self._connection.begin_nested():
+            return attempt(self._connection)
+
+
+class _OtherThreads(logging.Filter):
+    """Lets through the records of every thread but the rehearsing one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread
+
+
+@contextlib.contextmanager
+def rehearsal() -> Iterator[Recorder]:
+    """A recorder whose writes run against the configured store and are all rolled back.
+
+    Why: a process that forks task processes (a scheduler, a Celery worker) runs this before its
+    forks, so each task inherits what a write builds on first use (SQLAlchemy's compiled statements
+    of the write path, the store's schema check, the audit log's key resolution) instead of
+    building it at its first hook. What it writes nothing to: the store (one transaction, rolled
+    back; every write a savepoint in it), the audit trail (its own audit log, no checkpoint, no
+    anchor), metrics (a null emitter), the spool (none), the logs (this thread's transition lines
+    are dropped while it lasts). Afterwards the store's pooled connections are closed, so no
+    connection is held across the fork (a forked child also drops its copy of the pool: store
+    engine). Raises what the store raises (the caller logs it: a rehearsal is only an optimisation).
+    """
+    from airflow_wfe.core.audit.signing import GeneratedKey
+    from airflow_wfe.core.metrics.emitter import NullEmitter
+
+    settings = get_settings()
+    store = get_runtime_store()
+    if not isinstance(store, SqlStore):
+        raise TypeError(f"no rehearsal for a {type(store).__name__}")
+    engine = ensure_schema(settings.store_conn)
+    real = store.audit
+    signer = real.signer
+    # A generated key still to be resolved may create its file: the rehearsal signs nothing then.
+    rehearsal_log = AuditLog(
+        signer=None if isinstance(signer, GeneratedKey) else signer,
+        redactor=real.redactor,
+        checkpoint_every=0,
+        partitions=real.partitions,
+    )
+    quiet = _OtherThreads()
+    recorder_log = logging.getLogger("airflow_wfe.engine.recorder")
+    try:
+        with engine.connect() as connection:
+            outer = connection.begin()
+            try:
+                if isinstance(signer, GeneratedKey) and signer.existing() is not None:
+                    # The key file is there, so resolving it creates nothing: do it once here.
+                    real.ready_signer(connection)
+                recorder_log.addFilter(quiet)
+                yield Recorder(
+                    _RehearsalStore(
+                        settings.store_conn, audit=rehearsal_log, connection=connection
+                    ),
+                    NullEmitter(),
+                    spool=None,
+                    fail_closed=True,
+                )
+            finally:
+                recorder_log.removeFilter(quiet)
+                outer.rollback()
+    finally:
+        engine.dispose()  # no connection of this process survives into its forks
 
 
 def reset_runtime() -> None:

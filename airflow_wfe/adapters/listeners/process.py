@@ -6,7 +6,9 @@ loaded before that is shared by every task process; whatever it has not is loade
 them at its first hook (the recorder and store modules, the signing key, the StatsD client, the
 store's schema check: tens of milliseconds per task). Airflow calls ``on_starting`` with the ``Job``
 when the scheduler (or dag-processor, or triggerer) is created, before its executor starts:
-:func:`prepare` loads all of that there, once.
+:func:`prepare` loads all of that there, once. It also rehearses a task's writes in a transaction
+it rolls back (:func:`rehearse_task`), so the forks inherit the write path's compiled statements,
+and closes its store connections, so none is held across a fork.
 
 **DAG-run writes off the scheduler's loop.** DAG-run hooks fire inline in the scheduler's loop. In
 a process that started as a ``Job``, each hook reads what it needs from Airflow's objects in the
@@ -185,6 +187,48 @@ def warm_up(store_conn: str) -> None:
     get_recorder()  # store, audit log (signing key, redaction), StatsD client
     try:
         ensure_schema(store_conn)  # checked once per process; forks inherit the answer
+        rehearse_task()
     except Exception as exc:  # noqa: BLE001 - each task checks for itself then
-        log.warning("wfe listener: store not checked at start (%s: %s)", type(exc).__name__, exc)
+        log.warning(
+            "wfe listener: store not checked or rehearsed at start (%s: %s)",
+            type(exc).__name__,
+            exc,
+        )
     log.info("wfe listener: warmed up in %.0f ms", (time.perf_counter() - started) * 1000)
+
+
+#: The run a rehearsal writes (and rolls back): no DAG id Airflow accepts has a space.
+REHEARSAL_DAG: Final = "wfe rehearsal"
+
+
+def rehearse_task() -> None:
+    """Record a task's start and end the way its hooks do, in a transaction that is rolled back.
+
+    A task process's first hook otherwise compiles every statement of the write path for itself
+    (SQLAlchemy caches them per process): done here, before the fork, every task inherits them.
+    Nothing is written anywhere (:func:`airflow_wfe.engine.harness.rehearsal`).
+    """
+    from airflow_wfe.adapters.listeners.scope import ensure_run_started
+    from airflow_wfe.core.states import StepState
+    from airflow_wfe.engine.harness import rehearsal
+
+    run_id = f"rehearsal__{os.getpid()}"
+    facts: dict[str, str | None] = {"run_type": "manual", "dag_version_id": "rehearsal"}
+    with rehearsal() as recorder:
+        # The scheduler's start of the run, then exactly what a task's hooks do on a RUNNING run.
+        recorder.run_started(
+            REHEARSAL_DAG, run_id, actor="scheduler", reason="rehearsal", facts=facts
+        )
+        ensure_run_started(
+            recorder, REHEARSAL_DAG, run_id, actor="worker", reason="rehearsal", facts=facts
+        )
+        for state in (StepState.RUNNING, StepState.SUCCEEDED):
+            recorder.step(
+                REHEARSAL_DAG,
+                run_id,
+                "task",
+                state,
+                actor="worker",
+                reason="rehearsal",
+                try_number=1,
+            )
