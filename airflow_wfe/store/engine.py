@@ -213,21 +213,41 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        dbapi_connection = connection.connection.dbapi_connection
+        if dbapi_connection.in_transaction:
+            return  # begin_write's own BEGIN IMMEDIATE, and SQLAlchemy joins it
         # Readers (marked by SqlStore) start a plain deferred transaction: in WAL mode they then
         # never wait for, nor block, a writer.
         readonly = connection.get_execution_options().get(READ_ONLY, False)
-        if not readonly:
-            raise_if_down(url)  # a lock that just held a writer past its bound: do not wait again
-        statement = "BEGIN" if readonly else "BEGIN IMMEDIATE"
-        # Straight on the driver: through exec_driver_sql this one statement cost more than the
-        # audit append's three (docs/performance.md). Its errors are wrapped as SQLAlchemy's would
-        # be, so "database is locked" is still an OperationalError the store retries.
-        try:
-            connection.connection.dbapi_connection.execute(statement)
-        except sqlite3.Error as exc:
-            raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
+        _sqlite_begin(url, dbapi_connection, "BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _sqlite_begin(url: URL, dbapi_connection: Any, statement: str) -> None:
+    """``statement`` (a SQLite ``BEGIN``) straight on the driver: through exec_driver_sql this one
+    statement cost more than the audit append's (docs/performance.md). A writer fails at once while
+    the store is marked down. Errors are wrapped as SQLAlchemy's would be, so "database is locked"
+    is still an OperationalError the store retries."""
+    if statement != "BEGIN":
+        raise_if_down(url)  # a lock that just held a writer past its bound: do not wait again
+    try:
+        dbapi_connection.execute(statement)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
+
+
+def _sqlite_end(dbapi_connection: Any, commit: bool) -> None:
+    """Commit (or roll back) a transaction begin_write began on the driver, errors wrapped as
+    SQLAlchemy's would be."""
+    statement = "COMMIT" if commit else "ROLLBACK"
+    try:
+        if commit:
+            dbapi_connection.commit()
+        else:
+            dbapi_connection.rollback()
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
 
 def _server_engine(url: URL) -> Engine:
@@ -282,9 +302,15 @@ class begin_write:
     :data:`SERVER_IDLE_REUSE_S`; after that it goes back to the pool and the next one is checked
     out as usual. A transaction takes the kept connection exclusively (a second writer at the same
     time, in another thread, gets one from the pool); after an error it is closed, not kept.
+
+    On SQLite the transaction is begun and ended on the driver (``BEGIN IMMEDIATE``, ``COMMIT``):
+    SQLAlchemy joins it when the first statement runs through it (its begin hook sees the open
+    transaction) and then commits it; a transaction whose statements all ran on the driver (the
+    audit trail's one-event append) never pays for SQLAlchemy's transaction bookkeeping, which cost
+    more than the append's Python (docs/performance.md). Either way it is one transaction.
     """
 
-    __slots__ = ("_connection", "_engine", "_transaction")
+    __slots__ = ("_connection", "_driver", "_engine", "_transaction")
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -293,15 +319,13 @@ class begin_write:
         engine = self._engine
         parked = _IDLE.pop(engine, None)
         connection = None
+        sqlite = engine.dialect.name == "sqlite"
         if parked is not None:
             connection, since = parked
             if (
                 connection.closed
                 or connection.invalidated
-                or (
-                    engine.dialect.name != "sqlite"
-                    and time.monotonic() - since > SERVER_IDLE_REUSE_S
-                )
+                or (not sqlite and time.monotonic() - since > SERVER_IDLE_REUSE_S)
             ):
                 connection.close()
                 connection = None
@@ -309,7 +333,13 @@ class begin_write:
             connection = engine.connect()
         self._connection = connection
         try:
-            self._transaction = connection.begin()
+            if sqlite and not connection.in_transaction():
+                self._transaction = None
+                self._driver = connection.connection.dbapi_connection
+                _sqlite_begin(engine.url, self._driver, "BEGIN IMMEDIATE")
+            else:
+                self._driver = None
+                self._transaction = connection.begin()
         except BaseException:
             connection.close()
             raise
@@ -318,10 +348,17 @@ class begin_write:
     def __exit__(self, kind: object, error: object, traceback: object) -> None:
         connection = self._connection
         try:
-            if error is None:
-                self._transaction.commit()
+            transaction = self._transaction
+            if transaction is None:
+                # Begun on the driver: SQLAlchemy's own transaction, if a statement made it join.
+                transaction = connection.get_transaction()
+            if transaction is not None:
+                if error is None:
+                    transaction.commit()
+                else:
+                    transaction.rollback()
             else:
-                self._transaction.rollback()
+                _sqlite_end(self._driver, error is None)
         except BaseException:
             connection.close()
             raise
