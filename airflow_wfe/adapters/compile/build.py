@@ -32,6 +32,7 @@ from airflow_wfe.core.spec.loader import LoadedSpec
 from airflow_wfe.core.spec.models import Backoff, ForEachFrom, OperatorSpec, StepSpec, WorkflowSpec
 from airflow_wfe.core.spec.problems import Problem, Severity
 from airflow_wfe.core.spec.validate import topological_order, validate_spec
+from airflow_wfe.engine.preflight import DAG_BUDGET_ARG
 from airflow_wfe.exceptions import SpecError
 
 __all__ = ["build_dag"]
@@ -212,6 +213,11 @@ def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
         raise SpecError(file, [p.located(file, loaded.line_of(p.path)) for p in problems])
 
     description = spec.description or f"Workflow {spec.name} (YAML)"
+    budget = budget_policy(spec)
+    default_args: dict[str, Any] = {"owner": spec.owner, "retry_delay": timedelta(seconds=10)}
+    if budget:
+        # The scheduler's pre-flight sees only the serialized DAG: default_args carry the budget.
+        default_args[DAG_BUDGET_ARG] = budget
     dag = DAG(
         dag_id=spec.name,
         description=description.splitlines()[0][:200],
@@ -229,7 +235,7 @@ def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
         max_active_tasks=spec.max_active_tasks or 16,
         max_active_runs=spec.max_active_runs or 16,
         params=dict(spec.params),
-        default_args={"owner": spec.owner, "retry_delay": timedelta(seconds=10)},
+        default_args=default_args,
         # Registered by the caller only once every step compiled: a half-built DAG must never be
         # picked up by Airflow's auto-registration.
         auto_register=False,
@@ -237,7 +243,6 @@ def build_dag(loaded: LoadedSpec, *, dags_folder: Path | None = None) -> Any:
     folders = [loaded.path.parent] + ([dags_folder] if dags_folder else [])
     tasks: dict[str, Any] = {}
     build_problems: list[Problem] = []
-    budget = budget_policy(spec)
     budget_policies = []
     if budget:
         # The policy package (its pydantic models) loads only for a workflow with a budget.
