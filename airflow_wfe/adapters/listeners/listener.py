@@ -259,7 +259,7 @@ class WfeListener:
             # Through the loop's own session, in its thread: one query selecting columns.
             ti_states = task_instance_states(dag_run)
             reason = run_end_reason(msg)
-            auto_compensate = not succeeded and msg == "timed_out" and _compensates_itself(dag)
+            compensation = None if succeeded else _auto_compensation(dag_run, msg, actor, reason)
 
             def write() -> None:
                 from airflow_wfe.engine.harness import get_recorder
@@ -280,10 +280,10 @@ class WfeListener:
                     changes.after_manual_run_change(
                         recorder, dag_id, run_id, succeeded, actor, written
                     )
-                if auto_compensate:
-                    from airflow_wfe.adapters.saga.manual import compensate_timed_out_run
+                if compensation is not None:
+                    from airflow_wfe.adapters.saga.manual import compensate_failed_run
 
-                    compensate_timed_out_run(recorder, dag_id, run_id, why=reason)
+                    compensate_failed_run(recorder, dag_id, run_id, **compensation)
 
             process.dispatch(hook, write)
         except Exception as exc:  # noqa: BLE001 - never break the scheduler loop
@@ -296,6 +296,32 @@ def _candidate_of_task(ti: Any) -> Any:
     from airflow_wfe.adapters.listeners.preflight import candidate_of_task
 
     return candidate_of_task(ti)
+
+
+def _auto_compensation(dag_run: Any, msg: str, actor: str, reason: str) -> dict[str, Any] | None:
+    """How to compensate a run Airflow failed without running its saga, or ``None``.
+
+    Two ways end a run so: its ``dagrun_timeout`` (the scheduler) and a person marking it failed
+    (the API server, inside the request, where every task instance still running was failed and
+    every pending one, the saga's included, skipped). The second compensates through the request's
+    own session and the run's DAG, so the saga tasks' clear commits with the change that caused it
+    (a session of our own would wait on the request's uncommitted write to the run).
+    """
+    dag = getattr(dag_run, "dag", None)
+    if not _compensates_itself(dag):
+        return None
+    if msg == "timed_out":
+        return {"why": reason, "actor": SCHEDULER}
+    if "manually set" not in (msg or ""):
+        return None
+    from sqlalchemy.orm import object_session
+
+    return {
+        "why": f"the run was marked failed by hand in Airflow ({actor})",
+        "actor": actor,
+        "dag": dag,
+        "session": object_session(dag_run),
+    }
 
 
 def _compensates_itself(dag: Any) -> bool:
