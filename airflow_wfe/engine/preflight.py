@@ -8,8 +8,11 @@ objects and :func:`run_preflight` checks it:
 * ``params``: the run's params (the DAG's defaults merged with its conf) hold against the DAG's
   params schema (a YAML workflow's ``params:`` compile to that schema);
 * ``policies``: the policy files of ``[wfe] policy_path`` whose ``stages`` name ``start`` and that
-  apply to the DAG (budget left, change window, expressions over the run's facts). Pre-flight cannot
-  wait for people, so a ``needs_approval`` refuses the run like a ``deny``: put a gate first for that.
+  apply to the DAG (budget left, change window, expressions over the run's facts), and the policies
+  the DAG carries itself (a YAML workflow's ``budget:``, compiled into the DAG's ``default_args``
+  under :data:`DAG_BUDGET_ARG`, the one place the scheduler's serialized DAG keeps it). Pre-flight
+  cannot wait for people, so a ``needs_approval`` refuses the run like a ``deny``: put a gate first
+  for that.
 
 Every check is recorded with its outcome (the VALIDATED or REJECTED transition's reason and a
 decision of kind ``preflight``); the run reaches VALIDATED only when all pass. A check that cannot be
@@ -19,6 +22,7 @@ read) fails closed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,17 +30,30 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from airflow_wfe.core.policy import PolicySet
+    from airflow_wfe.core.policy.engine import LoadedPolicy
 
 # The policy package (pydantic models, CEL) loads only when a pre-flight runs, never when a task
 # process merely imports this module on its way to the run-start transaction.
 
-__all__ = ["PREFLIGHT_STEP", "Check", "PreflightResult", "RunCandidate", "run_preflight"]
+__all__ = [
+    "DAG_BUDGET_ARG",
+    "PREFLIGHT_STEP",
+    "Check",
+    "PreflightResult",
+    "RunCandidate",
+    "run_preflight",
+]
 
 #: The ``step_id`` a pre-flight decision is recorded under (no task has that id: it has a dot-less
 #: hyphen form Airflow task ids may use, so it is also never a saga task's id).
 PREFLIGHT_STEP: Final = "pre-flight"
 #: The decision kind of a pre-flight.
 PREFLIGHT_KIND: Final = "preflight"
+#: The ``default_args`` key under which a DAG compiled from a YAML workflow carries its ``budget:``
+#: (the inline policy document its gates and cost records evaluate too). ``default_args`` is the
+#: one free-form mapping Airflow serializes with a DAG, so the scheduler's pre-flight, which sees
+#: only the serialized DAG, reads the same document; operators ignore keys they do not take.
+DAG_BUDGET_ARG: Final = "wfe_budget"
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,8 @@ class RunCandidate:
         params: the run's resolved params, when they validated.
         params_error: why the params do not hold against the DAG's schema (``None``: they hold).
         params_count: how many params the DAG declares.
+        own_policies: policy documents (YAML) the DAG carries itself: a YAML workflow's budget.
+            They apply to the run whatever their ``stages``, with the start policy files.
     """
 
     dag_id: str
@@ -63,6 +82,7 @@ class RunCandidate:
     params: Mapping[str, Any] = field(default_factory=dict)
     params_error: str | None = None
     params_count: int = 0
+    own_policies: tuple[str, ...] = ()
 
     def facts(self, now: datetime, spent: Mapping[str, Any]) -> dict[str, Any]:
         """The facts start-stage policies see: those a gate sees, without a step."""
@@ -187,11 +207,21 @@ def _policies(
 ) -> tuple[Check, tuple[Mapping[str, Any], ...], Mapping[str, str]]:
     from airflow_wfe.core.policy import Outcome, evaluate
     from airflow_wfe.core.policy.models import Stage
-    from airflow_wfe.exceptions import PolicyError
+    from airflow_wfe.exceptions import PolicyError, WfeError
 
     start = [
         p for p in policy_set.for_stage(Stage.START) if p.applies(candidate.dag_id, candidate.tags)
     ]
+    try:
+        start += [_own_policy(candidate.dag_id, text) for text in candidate.own_policies]
+    except WfeError as exc:
+        return (
+            Check(
+                "policies", False, f"the DAG's own budget could not be read, failing closed: {exc}"
+            ),
+            (),
+            {},
+        )
     broken = [error for error in policy_set.broken if _may_be_start_policy(error)]
     if broken:
         names = "; ".join(str(error) for error in broken)
@@ -245,6 +275,14 @@ def _policies(
         reasons,
         decision.policies,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _own_policy(dag_id: str, text: str) -> LoadedPolicy:
+    """A policy document the DAG carries (parsed once per text: the scheduler sees it per run)."""
+    from airflow_wfe.core.policy.files import parse_policy
+
+    return parse_policy(text, file=f"DAG {dag_id} ({DAG_BUDGET_ARG})")
 
 
 def _may_be_start_policy(error: Exception) -> bool:

@@ -14,7 +14,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_wfe.core.values import plain
-from airflow_wfe.engine.preflight import PreflightResult, RunCandidate, run_preflight
+from airflow_wfe.engine.preflight import (
+    DAG_BUDGET_ARG,
+    PreflightResult,
+    RunCandidate,
+    run_preflight,
+)
 
 if TYPE_CHECKING:
     from airflow_wfe.engine.recorder import Recorder
@@ -83,7 +88,8 @@ def _candidate(
     version: Any,
     definition_error: str | None,
 ) -> RunCandidate:
-    """What both sides read the same way: conf, params against their schema, tags, owner, user."""
+    """What both sides read the same way: conf, params against their schema, tags, owner, user,
+    the DAG's own budget."""
     conf = plain(dict(getattr(dag_run, "conf", None) or {}))
     params, params_error, count = _params(dag, conf) if dag is not None else ({}, None, 0)
     user = getattr(dag_run, "triggering_user_name", None)
@@ -100,7 +106,16 @@ def _candidate(
         params=params,
         params_error=params_error,
         params_count=count,
+        own_policies=_own_policies(dag),
     )
+
+
+def _own_policies(dag: Any) -> tuple[str, ...]:
+    """The policy documents the DAG carries (a YAML workflow's budget), from its ``default_args``:
+    the same in the scheduler's serialized DAG and a task's parsed one."""
+    default_args = getattr(dag, "default_args", None)
+    text = default_args.get(DAG_BUDGET_ARG) if isinstance(default_args, Mapping) else None
+    return (text,) if isinstance(text, str) and text else ()
 
 
 def _owner(dag: Any) -> str | None:

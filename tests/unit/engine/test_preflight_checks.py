@@ -230,3 +230,69 @@ def test_a_broken_file_whose_stages_leave_start_out_does_not_affect_pre_flight(
     result = run_preflight(_candidate(), policies, _never)
     assert result.passed, result.summary()
     assert result.checks[-1].message == "no start policy applies"
+
+
+# -- the DAG's own budget (a YAML workflow's ``budget:``, carried in its default_args) -------------
+
+
+def _own_budget(limit: float) -> str:
+    from airflow_wfe.adapters.compile.gates import budget_policy
+    from airflow_wfe.core.spec.models import WorkflowSpec
+
+    spec = WorkflowSpec.model_validate(
+        {
+            "name": "deploy",
+            "version": "1",
+            "owner": "qa",
+            "budget": {"per_month": limit, "currency": "EUR"},
+            "steps": {"a": {"run": "m:f"}},
+        }
+    )
+    text = budget_policy(spec)
+    assert text is not None
+    return text
+
+
+def test_the_dags_own_budget_is_checked_at_pre_flight(tmp_path: Path) -> None:
+    spent = {
+        "run": 0.0,
+        "dag_day": 12.5,
+        "dag_month": 12.5,
+        "currencies": {"run": [], "dag_day": ["EUR"], "dag_month": ["EUR"]},
+    }
+    refused = run_preflight(
+        _candidate(own_policies=(_own_budget(10),)), load_policy_set(tmp_path), lambda: spent
+    )
+    assert not refused.passed
+    assert (
+        "deploy-budget/per-month: budget dag_month would be exceeded: spent 12.50 + reserved 0.00 "
+        "of 10.00 EUR"
+    ) in refused.checks[-1].message
+    held = run_preflight(
+        _candidate(own_policies=(_own_budget(100),)), load_policy_set(tmp_path), lambda: spent
+    )
+    assert held.passed
+    assert held.checks[-1].message == "start policies allow (deploy-budget)"
+
+
+def test_the_dags_own_budget_is_never_judged_on_another_currency(tmp_path: Path) -> None:
+    spent = {
+        "run": 0.0,
+        "dag_day": 1.0,
+        "dag_month": 1.0,
+        "currencies": {"run": [], "dag_day": ["USD"], "dag_month": ["USD"]},
+    }
+    result = run_preflight(
+        _candidate(own_policies=(_own_budget(100),)), load_policy_set(tmp_path), lambda: spent
+    )
+    assert not result.passed
+    assert "this budget is in EUR but the ledger's dag_month spending is in USD" in (
+        result.checks[-1].message
+    )
+
+
+def test_an_unreadable_own_budget_fails_closed(tmp_path: Path) -> None:
+    result = run_preflight(_candidate(own_policies=("name: [",)), load_policy_set(tmp_path), _never)
+    assert not result.passed
+    assert "the DAG's own budget could not be read, failing closed" in result.checks[-1].message
+    assert "DAG deploy (wfe_budget)" in result.checks[-1].message
