@@ -4,6 +4,16 @@ Each simulated task goes through ``on_task_instance_running`` and ``on_task_inst
 plugin's listener, exactly as Airflow calls them in a task process, against a SQLite store with the
 audit trail (signed head) and StatsD on (to a UDP port nobody reads). The figure is the hook's wall
 time divided by the transitions it recorded (2 at a task's start, 1 at its end).
+
+**Forked task processes** (the production path, where every task is a fresh fork): a fresh
+interpreter loads the listener and warms up as a scheduler's ``on_starting`` or a Celery worker's
+``worker_init`` does (``prepare_worker``), then forks one child per task, one at a time; each child
+runs the task's two hooks on a run the "scheduler" (another process) already brought to RUNNING,
+and exits. CPU per child comes from ``getrusage(RUSAGE_CHILDREN)``, so it counts everything the fork
+costs the child (copy-on-write faults included); children that only exit are forked in between, and
+the figure is the difference of the medians: what the two hooks cost a task process in CPU. The
+same runs without the warm-up (``cold``: a process that never called it) show what it saves.
+``python -m bench.listener_cost forked`` prints just these figures as text.
 """
 
 from __future__ import annotations
@@ -70,7 +80,158 @@ def measure(tasks: int, run_number: int) -> tuple[list[float], list[float]]:
     return per_transition, per_call
 
 
-def main() -> None:
+_SCHEDULER_START = """
+from airflow_wfe.engine.harness import get_recorder
+get_recorder().run_started({dag!r}, {run!r}, actor="scheduler", reason="scheduler started the run",
+    facts={{"run_type": "manual", "dag_version_id": {version!r}}})
+"""
+
+
+def _task_instance(dag_id: str, run_id: str, task_id: str) -> _TaskInstance:
+    dag = SimpleNamespace(tags=["wfe"], dag_id=dag_id)
+    return _TaskInstance(
+        dag_id=dag_id,
+        run_id=run_id,
+        task_id=task_id,
+        map_index=-1,
+        try_number=1,
+        dag_version_id=_VERSION,
+        task=SimpleNamespace(dag=dag),
+        state="running",
+    )
+
+
+_VERSION = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+
+
+def _child_cpu_ms(work: Any) -> tuple[float, bytes]:
+    """Fork a child running ``work`` (which returns bytes for the parent) and exiting; its CPU."""
+    import os
+    import resource
+
+    read, write = os.pipe()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            os.write(write, work())
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    answer = os.read(read, 4096)
+    os.close(read)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if status != 0:
+        raise SystemExit(f"a forked child exited with status {status}")
+    used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return used * 1000, answer
+
+
+def forked(tasks: int, *, warm: bool) -> dict[str, float]:
+    """In this (fresh) process: warm up or not, fork ``tasks`` task children and as many empty
+    ones, alternately. Medians in ms: ``hooks`` (child CPU, hook children minus empty ones),
+    ``first`` and ``second`` (each hook's own CPU inside the child), ``empty`` (an empty child)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    dag_id, run_id = "bench_forked", f"manual__{os.getpid()}"
+    script = _SCHEDULER_START.format(dag=dag_id, run=run_id, version=_VERSION)
+    subprocess.run([sys.executable, "-c", script], check=True)
+    import airflow.plugins_manager  # noqa: F401 - a scheduler or worker has Airflow loaded
+
+    from airflow_wfe.adapters.listeners import listener as listener_module
+    from airflow_wfe.adapters.listeners import process
+
+    if warm:
+        process.prepare_worker()
+    listener = listener_module.get_listener()
+
+    def task(number: int) -> Any:
+        def hooks() -> bytes:
+            ti = _task_instance(dag_id, run_id, f"t{number:03d}")
+            start = time.process_time()
+            listener.on_task_instance_running(None, ti)
+            middle = time.process_time()
+            listener.on_task_instance_success(None, ti)
+            end = time.process_time()
+            return json.dumps([(middle - start) * 1000, (end - middle) * 1000]).encode()
+
+        return hooks
+
+    full, empty, first, second = [], [], [], []
+    for number in range(tasks):
+        used, answer = _child_cpu_ms(task(number))
+        full.append(used)
+        hook_ms = json.loads(answer)
+        first.append(hook_ms[0])
+        second.append(hook_ms[1])
+        empty.append(_child_cpu_ms(lambda: b"")[0])
+    from airflow_wfe.engine.harness import get_runtime_store
+
+    steps = get_runtime_store().get_run(dag_id, run_id).steps
+    if [s.state for s in steps] != ["SUCCEEDED"] * tasks:
+        raise SystemExit(f"forked tasks recorded {[s.state for s in steps]}")
+    median = statistics.median
+    return {
+        "hooks": median(full) - median(empty),
+        "first": median(first),
+        "second": median(second),
+        "empty": median(empty),
+    }
+
+
+def _forked_in_fresh_process(tasks: int, *, warm: bool) -> dict[str, float]:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.listener_cost", "forked-json", str(tasks), str(int(warm))],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+    )
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def forked_results(tasks: int) -> list[Any]:
+    """The forked-process figures over the runs, warm-up and cold interleaved."""
+    by: dict[tuple[bool, str], list[float]] = {}
+    for _ in range(runs()):
+        for warm in (True, False):
+            for key, value in _forked_in_fresh_process(tasks, warm=warm).items():
+                by.setdefault((warm, key), []).append(value)
+    rows = []
+    workload = f"{tasks} forked task processes per run, each its running + success hooks"
+    for warm, label in ((True, "after the warm-up"), (False, "cold")):
+        rows += [
+            summarise(
+                AREA,
+                f"forked task process, both hooks' CPU, {label}",
+                "ms",
+                by[(warm, "hooks")],
+                note=f"{workload}; child CPU minus an empty child's "
+                f"({statistics.median(by[(warm, 'empty')]):.1f} ms)",
+            ),
+            summarise(
+                AREA, f"forked task process, first hook CPU, {label}", "ms", by[(warm, "first")]
+            ),
+            summarise(
+                AREA, f"forked task process, second hook CPU, {label}", "ms", by[(warm, "second")]
+            ),
+        ]
+    return rows
+
+
+def _setup_environment() -> None:
     import os
 
     scratch_home("wfe-bench-listener-")
@@ -81,6 +242,10 @@ def main() -> None:
             "AIRFLOW__METRICS__STATSD_PORT": str(dead_udp_port()),
         }
     )
+
+
+def main() -> None:
+    _setup_environment()
     import logging
 
     from airflow_wfe.engine.harness import get_recorder
@@ -121,9 +286,26 @@ def main() -> None:
             ),
             summarise(AREA, "listener hook call (1–2 transitions), median", "ms", call_medians),
             summarise(AREA, "listener hook call (1–2 transitions), p99", "ms", call_p99s),
+            *forked_results(10 if quick() else 30),
         ]
     )
 
 
+def _forked_main(argv: list[str]) -> None:
+    import json
+
+    if argv[0] == "forked-json":  # one measuring process (the environment is its parent's)
+        print(json.dumps(forked(int(argv[1]), warm=argv[2] == "1")))
+        return
+    _setup_environment()
+    for row in forked_results(10 if quick() else 30):
+        print(f"{row.metric}: median {row.median:.2f} {row.unit} ({row.low:.2f}–{row.high:.2f})")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:] and sys.argv[1].startswith("forked"):
+        _forked_main(sys.argv[1:])
+    else:
+        main()
