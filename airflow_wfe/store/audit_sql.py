@@ -43,6 +43,8 @@ class DriverSql:
     #: statement (PostgreSQL); ``None`` elsewhere (the insert then follows ``move_head_if``).
     move_and_insert: str | None
     named: bool
+    #: The dialect's name (``sqlite``, ``postgresql``...).
+    dialect: str = ""
 
     @classmethod
     def build(cls, paramstyle: str, dialect: str) -> DriverSql:
@@ -95,6 +97,7 @@ class DriverSql:
             move_head_if=move_head_if,
             move_and_insert=move_and_insert,
             named=named,
+            dialect=dialect,
         )
 
 

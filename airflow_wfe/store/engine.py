@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -237,17 +237,19 @@ def _sqlite_begin(url: URL, dbapi_connection: Any, statement: str) -> None:
         raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
 
-def _sqlite_end(dbapi_connection: Any, commit: bool) -> None:
-    """Commit (or roll back) a transaction begin_write began on the driver, errors wrapped as
-    SQLAlchemy's would be."""
+def _driver_end(engine: Engine, dbapi_connection: Any, commit: bool) -> None:
+    """Commit (or roll back) a transaction that only the driver saw (see :class:`begin_write`),
+    errors wrapped as SQLAlchemy's would be (a locked SQLite store is still an OperationalError
+    the store retries)."""
     statement = "COMMIT" if commit else "ROLLBACK"
+    dbapi = engine.dialect.loaded_dbapi
     try:
         if commit:
             dbapi_connection.commit()
         else:
             dbapi_connection.rollback()
-    except sqlite3.Error as exc:
-        raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(statement, (), exc, dbapi.Error) from exc
 
 
 def _server_engine(url: URL) -> Engine:
@@ -303,14 +305,17 @@ class begin_write:
     out as usual. A transaction takes the kept connection exclusively (a second writer at the same
     time, in another thread, gets one from the pool); after an error it is closed, not kept.
 
-    On SQLite the transaction is begun and ended on the driver (``BEGIN IMMEDIATE``, ``COMMIT``):
-    SQLAlchemy joins it when the first statement runs through it (its begin hook sees the open
-    transaction) and then commits it; a transaction whose statements all ran on the driver (the
-    audit trail's one-event append) never pays for SQLAlchemy's transaction bookkeeping, which cost
-    more than the append's Python (docs/performance.md). Either way it is one transaction.
+    The transaction is begun and ended on the driver (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL's
+    drivers begin one with the first statement), and SQLAlchemy joins it when a statement first
+    runs through it (SQLite's begin hook sees the open transaction; psycopg begins nothing of its
+    own) and then commits it. A transaction whose statements all ran on the driver (the audit
+    trail's one-event append) never pays for SQLAlchemy's transaction bookkeeping, which cost
+    about as much as the append's own Python (docs/performance.md). Either way it is one
+    transaction.
     """
 
     __slots__ = ("_connection", "_driver", "_engine", "_transaction")
+    _transaction: RootTransaction | None
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -333,13 +338,14 @@ class begin_write:
             connection = engine.connect()
         self._connection = connection
         try:
-            if sqlite and not connection.in_transaction():
+            if connection.in_transaction():
+                self._driver = None
+                self._transaction = connection.begin()  # raises: not ours to nest in
+            else:
                 self._transaction = None
                 self._driver = connection.connection.dbapi_connection
-                _sqlite_begin(engine.url, self._driver, "BEGIN IMMEDIATE")
-            else:
-                self._driver = None
-                self._transaction = connection.begin()
+                if sqlite:
+                    _sqlite_begin(engine.url, self._driver, "BEGIN IMMEDIATE")
         except BaseException:
             connection.close()
             raise
@@ -358,7 +364,7 @@ class begin_write:
                 else:
                     transaction.rollback()
             else:
-                _sqlite_end(self._driver, error is None)
+                _driver_end(self._engine, self._driver, error is None)
         except BaseException:
             connection.close()
             raise
