@@ -205,7 +205,7 @@ def _forked_in_fresh_process(tasks: int, *, warm: bool) -> dict[str, float]:
 def forked_results(tasks: int) -> list[Any]:
     """The forked-process figures over the runs, warm-up and cold interleaved."""
     by: dict[tuple[bool, str], list[float]] = {}
-    for _ in range(runs()):
+    for _ in range(1 if quick() else runs()):
         for warm in (True, False):
             for key, value in _forked_in_fresh_process(tasks, warm=warm).items():
                 by.setdefault((warm, key), []).append(value)
@@ -286,7 +286,7 @@ def main() -> None:
             ),
             summarise(AREA, "listener hook call (1–2 transitions), median", "ms", call_medians),
             summarise(AREA, "listener hook call (1–2 transitions), p99", "ms", call_p99s),
-            *forked_results(10 if quick() else 30),
+            *forked_results(5 if quick() else 30),
         ]
     )
 
@@ -298,7 +298,7 @@ def _forked_main(argv: list[str]) -> None:
         print(json.dumps(forked(int(argv[1]), warm=argv[2] == "1")))
         return
     _setup_environment()
-    for row in forked_results(10 if quick() else 30):
+    for row in forked_results(5 if quick() else 30):
         print(f"{row.metric}: median {row.median:.2f} {row.unit} ({row.low:.2f}–{row.high:.2f})")
 
 
