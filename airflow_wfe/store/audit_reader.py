@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Connection, delete, func, insert, select
 
-from airflow_wfe.core.audit.anchors import check_anchors
 from airflow_wfe.core.audit.canonical import canonical_json, format_time
 from airflow_wfe.core.audit.events import AuditEvent, EventType, SealedEvent
 from airflow_wfe.core.audit.partitions import MAIN, PartitionHead, genesis_hash
@@ -28,13 +27,12 @@ from airflow_wfe.core.audit.verify import (
     ARCHIVE_MARK,
     HEAD_MARK,
     Checkpoint,
-    Finding,
     Verifier,
     VerifyReport,
 )
 from airflow_wfe.exceptions import AuditError
 from airflow_wfe.store.audit_anchor import read_anchors, write_anchor
-from airflow_wfe.store.audit_verify import read_only_connection, verify_trail
+from airflow_wfe.store.audit_verify import read_only_connection, verify_anchors, verify_trail
 from airflow_wfe.store.audit_writer import CHAIN, AuditLog, event_query, resolve_signer
 from airflow_wfe.store.base import StoreBase
 from airflow_wfe.store.rows import sealed_event
@@ -328,8 +326,13 @@ class AuditReads(StoreBase):
             verifier.feed(SealedEvent(**{**data, "seq": int(data["seq"])}))
         report = verifier.finish(None, expect_head=False)
         if report.last_seq != mark.seq:
+            # Named at the first event missing (the file holds none: at the first it should).
+            missing = first_seq if report.last_seq is None else report.last_seq + 1
             verifier.add_finding(
-                report.last_seq, "truncated", f"the file's signed mark covers #{mark.seq}"
+                missing,
+                "truncated",
+                f"the file ends at #{report.last_seq if report.last_seq is not None else '-'}, "
+                f"but its signed mark covers #{mark.seq}",
             )
         elif verifier.prev_hash != mark.hash:
             verifier.add_finding(mark.seq, "rewritten", "it differs from the file's signed mark")
@@ -398,40 +401,5 @@ class AuditReads(StoreBase):
         """Compare the store with every anchor in ``folder``: a truncated, rolled back or erased
         store (or partition) is named by the last anchored position that is gone (read-only)."""
         anchors = read_anchors(folder)
-        keyring = None
-        if signatures:
-            keyring = keys if isinstance(keys, Keyring) else Keyring([] if keys is None else [keys])
-        report = VerifyReport(signatures_checked=bool(keyring))
         with read_only_connection(self.url) as connection:
-            chains = set(AuditLog.heads(connection)) | AuditLog.event_chains(connection)
-            archived = {}
-            last = {}
-            for chain in chains:
-                marks = AuditLog.archives(connection, chain)
-                archived[chain] = marks[-1].seq if marks else 0
-                last[chain] = int(
-                    connection.execute(
-                        select(func.max(audit_event_table.c.seq)).where(
-                            audit_event_table.c.chain == chain
-                        )
-                    ).scalar()
-                    or 0
-                )
-
-            def event_hash(chain: str, seq: int) -> str | None:
-                found = connection.execute(
-                    select(audit_event_table.c.hash).where(
-                        audit_event_table.c.chain == chain, audit_event_table.c.seq == seq
-                    )
-                ).scalar()
-                return None if found is None else str(found)
-
-            findings, notes = check_anchors(
-                anchors, keyring, event_hash=event_hash, archived_up_to=archived, last_seq=last
-            )
-        if signatures and not keyring:
-            findings.insert(0, (None, "no key", "no key to check the anchors' signatures with"))
-        report.findings = [Finding(seq, kind, message) for seq, kind, message in findings]
-        report.notes = notes
-        report.checkpoints = len(anchors)
-        return report
+            return verify_anchors(connection, anchors, keys, signatures=signatures)

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, create_engine, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, func, inspect, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from airflow_wfe.core.audit.anchors import check_anchors
 from airflow_wfe.core.audit.canonical import format_time
 from airflow_wfe.core.audit.partitions import MAIN, chain_order, genesis_hash, tree_root
 from airflow_wfe.core.audit.signing import Keyring, Signer, tree_message
@@ -47,7 +48,7 @@ from airflow_wfe.store.tables import (
     audit_tree_table,
 )
 
-__all__ = ["read_only_connection", "verify_chain", "verify_trail"]
+__all__ = ["read_only_connection", "verify_anchors", "verify_chain", "verify_trail"]
 
 #: Below this many events a trail is verified in the calling process (starting workers costs more).
 PARALLEL_FROM: Final = 50_000
@@ -329,6 +330,53 @@ def verify_trail(
         check_projections(connection, report)
     elif since is None:
         report.notes.append("state tables not replayed: the trail's early events are archived")
+    return report
+
+
+def verify_anchors(
+    connection: Connection,
+    anchors: Sequence[tuple[str, str]],
+    keys: Keyring | Signer | None,
+    *,
+    signatures: bool = True,
+) -> VerifyReport:
+    """Compare the trail readable through ``connection`` with ``anchors`` ((file name, text)
+    pairs, as :func:`~airflow_wfe.store.audit_anchor.read_anchors` reads them from a folder): a
+    truncated, rolled back or erased store (or partition) is named by the last anchored position
+    that is gone, with its partition."""
+    keyring = _keyring(keys) if signatures else None
+    if signatures and keyring is None:
+        keyring = Keyring()
+    report = VerifyReport(signatures_checked=bool(keyring))
+    chains = set(AuditLog.heads(connection)) | AuditLog.event_chains(connection)
+    archived: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for chain in chains:
+        marks = AuditLog.archives(connection, chain)
+        archived[chain] = marks[-1].seq if marks else 0
+        last[chain] = int(
+            connection.execute(
+                select(func.max(audit_event_table.c.seq)).where(audit_event_table.c.chain == chain)
+            ).scalar()
+            or 0
+        )
+
+    def event_hash(chain: str, seq: int) -> str | None:
+        found = connection.execute(
+            select(audit_event_table.c.hash).where(
+                audit_event_table.c.chain == chain, audit_event_table.c.seq == seq
+            )
+        ).scalar()
+        return None if found is None else str(found)
+
+    findings, notes = check_anchors(
+        anchors, keyring, event_hash=event_hash, archived_up_to=archived, last_seq=last
+    )
+    if signatures and not keyring:
+        findings.insert(0, Finding(None, "no key", "no key to check the anchors' signatures with"))
+    report.findings = findings
+    report.notes = notes
+    report.checkpoints = len(anchors)
     return report
 
 

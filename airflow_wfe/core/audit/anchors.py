@@ -27,6 +27,7 @@ from airflow_wfe.core.audit.partitions import (
     sorted_heads,
 )
 from airflow_wfe.core.audit.signing import Keyring, Signer, anchor_message
+from airflow_wfe.core.audit.verify import Finding
 
 __all__ = ["ANCHOR_FORMAT", "Anchor", "check_anchors", "make_anchor", "parse_anchor"]
 
@@ -110,22 +111,23 @@ def check_anchors(
     event_hash: Callable[[str, int], str | None],
     archived_up_to: Mapping[str, int],
     last_seq: Mapping[str, int],
-) -> tuple[list[tuple[int | None, str, str]], list[str]]:
+) -> tuple[list[Finding], list[str]]:
     """Compare the store with every anchor: ``anchors`` are (name, text) pairs; ``event_hash``
     gives the stored hash at a chain's position (``None``: no such event); each chain holds events
     up to ``last_seq[chain]`` and has archived those up to ``archived_up_to[chain]``.
 
-    Returns (findings as (seq, kind, message), notes). The first finding of kind ``truncated`` or
-    ``erased`` names the last anchored position that is gone.
+    Returns (findings, notes). The first finding of kind ``truncated`` or ``erased`` names the last
+    anchored position that is gone, and its partition (``chain``); a finding about an anchor file
+    itself (unreadable, unsigned, missing predecessor) is ``main``'s.
     """
-    findings: list[tuple[int | None, str, str]] = []
+    findings: list[Finding] = []
     notes: list[str] = []
     parsed: list[tuple[str, Anchor, str]] = []
     for name, text in anchors:
         try:
             parsed.append((name, parse_anchor(text), text_hash(text)))
         except (ValueError, TypeError):
-            findings.append((None, "anchor unreadable", f"{name} is not a signed anchor"))
+            findings.append(Finding(None, "anchor unreadable", f"{name} is not a signed anchor"))
     known = {digest for _n, _a, digest in parsed}
     gone: tuple[str, Anchor, PartitionHead] | None = None
     for name, anchor, _digest in sorted(parsed, key=lambda p: (p[1].at, p[1].seq)):
@@ -135,12 +137,16 @@ def check_anchors(
             )
             if problem is not None:
                 findings.append(
-                    (anchor.seq, problem, f"anchor {name}: its signature does not hold ({problem})")
+                    Finding(
+                        anchor.seq,
+                        problem,
+                        f"anchor {name}: its signature does not hold ({problem})",
+                    )
                 )
                 continue
         if anchor.prev is not None and anchor.prev not in known:
             findings.append(
-                (
+                Finding(
                     anchor.seq,
                     "anchor missing",
                     f"the anchor before {name} is missing from the folder",
@@ -149,7 +155,9 @@ def check_anchors(
         try:
             positions = anchor.positions()
         except ValueError:
-            findings.append((None, "anchor unreadable", f"{name}: its partition list is malformed"))
+            findings.append(
+                Finding(None, "anchor unreadable", f"{name}: its partition list is malformed")
+            )
             continue
         for position in positions:
             chain, seq = position.chain, position.seq
@@ -160,11 +168,12 @@ def check_anchors(
                 gone = (name, anchor, position)
             elif stored != position.hash:
                 findings.append(
-                    (
+                    Finding(
                         seq,
                         "rolled back",
                         f"{_where(chain, seq)} differs from the one anchored at {anchor.at} "
                         f"({name}): the store was rewritten or rolled back to another history",
+                        chain,
                     )
                 )
     if gone is not None:
@@ -174,7 +183,7 @@ def check_anchors(
         ends = last_seq.get(position.chain, 0)
         findings.insert(
             0,
-            (
+            Finding(
                 position.seq,
                 kind,
                 f"the last anchored position, {_where(position.chain, position.seq)} (anchored at "
@@ -184,6 +193,7 @@ def check_anchors(
                     if position.chain == MAIN
                     else f"partition {position.chain} ends at #{ends}"
                 ),
+                position.chain,
             ),
         )
     notes.append(f"{len(parsed)} anchor(s) compared with the store")

@@ -52,6 +52,8 @@ __all__ = [
 
 #: Findings kept after the first one (the first bad event is what matters; the rest is context).
 _MAX_FINDINGS: Final = 50
+#: Quoted header tails :meth:`Verifier.feed_rows` keeps (cleared when full).
+_TAILS: Final = 4096
 _COLUMNS: Final = ("at", "type", "actor", "dag_id", "run_id", "step_id")
 #: Finding kinds that mean "could not be shown to hold" rather than "shown not to hold".
 NOT_VERIFIED_KINDS: Final = frozenset({"no key", "unknown key"})
@@ -239,6 +241,8 @@ class Verifier:
         self.marks = dict(marks or {})
         #: Positions the fast path of :meth:`feed_rows` leaves to :meth:`feed`.
         self.stops = set(checkpoints) | set(self.marks)
+        #: :meth:`feed_rows`'s quoted header tails, by their columns (bounded: see _TAILS).
+        self._tails: dict[tuple[Any, ...], str] = {}
         self.expected = start_seq
         self.prev_hash = prev_hash
         self.checkpoints = checkpoints
@@ -313,6 +317,9 @@ class Verifier:
             if not self.anchored:
                 self.expected, self.prev_hash = seq, event.prev_hash
         report.events += 1
+        if seq < self.expected:
+            self._late(event, seq)
+            return
         report.last_seq = seq
         linked = True
         if seq > self.expected:
@@ -350,6 +357,22 @@ class Verifier:
         self.prev_hash = event.hash
         self.expected = seq + 1
 
+    def _late(self, event: StoredEvent, seq: int) -> None:
+        """An event whose position the stream has passed (a line moved later in an archive file,
+        a copy of an event, or an event inside what an archive record says left the store): named
+        at its own position, replacing the gap its absence was taken for; the chain goes on from
+        the event before it."""
+        findings = self.report.findings
+        findings[:] = [f for f in findings if not (f.kind == "deleted" and f.seq == seq)]
+        self.add_finding(
+            seq,
+            "reordered",
+            f"it comes after event #{self.expected - 1} (out of order, a copy, or inside what an "
+            "archive record says was archived)",
+        )
+        if body_hash(event.body) != event.hash:
+            self.add_finding(seq, "edited", "its content does not match its hash")
+
     def feed_rows(self, rows: Iterable[Sequence[Any]]) -> None:
         """Check stored events given as tuples of :data:`ROW_COLUMNS` (database rows as fetched).
 
@@ -368,25 +391,31 @@ class Verifier:
         # event goes through feed(), and so does the one after a stored hash that is not hex.
         hex_prev = False
         fast = 0
+        # The header's quoted tail by its five columns: a trail repeats few combinations of type,
+        # actor, DAG, run and step, and quoting five texts per row cost more than a lookup.
+        tails = self._tails
         for row in rows:
             seq, at, type_, actor, dag_id, run_id, step_id, body, prev_hash, hash_ = row
-            if (
-                hex_prev
-                and seq == expected
-                and prev_hash == prev
-                and seq not in stops
-                and body.startswith(
-                    f'[2,{seq},"{prev_hash}",{quote(at)},{quote(type_)},{quote(actor)},'
-                    f"{'null' if dag_id is None else quote(dag_id)},"
-                    f"{'null' if run_id is None else quote(run_id)},"
-                    f"{'null' if step_id is None else quote(step_id)}]{{"
-                )
-                and sha256(body.encode()).hexdigest() == hash_
-            ):
-                prev = hash_
-                expected = seq + 1
-                fast += 1
-                continue
+            if hex_prev and seq == expected and prev_hash == prev and seq not in stops:
+                key = (type_, actor, dag_id, run_id, step_id)
+                tail = tails.get(key)
+                if tail is None:
+                    if len(tails) >= _TAILS:
+                        tails.clear()
+                    tail = tails[key] = (
+                        f"{quote(type_)},{quote(actor)},"
+                        f"{'null' if dag_id is None else quote(dag_id)},"
+                        f"{'null' if run_id is None else quote(run_id)},"
+                        f"{'null' if step_id is None else quote(step_id)}]{{"
+                    )
+                if (
+                    body.startswith(f'[2,{seq},"{prev_hash}",{quote(at)},{tail}')
+                    and sha256(body.encode()).hexdigest() == hash_
+                ):
+                    prev = hash_
+                    expected = seq + 1
+                    fast += 1
+                    continue
             if fast:
                 report.events += fast
                 report.last_seq = expected - 1
@@ -485,7 +514,7 @@ class Verifier:
                     f"the trail ends ({report.events} event(s) present); its tail may have been "
                     "cut or the whole chain rewritten",
                 )
-            return report
+            return self._in_order()
         if head.seq > 0 or report.events:
             if head.signature is None and self.signatures:
                 self.add_finding(None, "unsigned", "the chain head carries no signature")
@@ -507,7 +536,16 @@ class Verifier:
             )
         elif report.events and head.hash != self.prev_hash:
             self.add_finding(last, "rewritten", "it differs from the signed chain head")
-        return report
+        return self._in_order()
+
+    def _in_order(self) -> VerifyReport:
+        """The report with its findings in chain order, so the first one names the first bad
+        entry: by position, then the chain head's own (missing, unsigned, forged), which stands
+        at the chain's end. Findings are added as they are seen (the checkpoints' and archive
+        records' signatures before any event), so a partition swapped with another would
+        otherwise be named at its first checkpoint rather than at its first event."""
+        self.report.findings.sort(key=lambda f: (f.seq is None, f.seq or 0))
+        return self.report
 
     def run(self, events: Iterable[StoredEvent], head: Head | None) -> VerifyReport:
         """Feed every event, then :meth:`finish`."""
