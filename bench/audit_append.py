@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import time
 import tracemalloc
 import uuid
@@ -28,6 +29,22 @@ PG_URL = os.environ.get(
 
 #: As ``[wfe] audit_partitions`` defaults to.
 PARTITIONS = 16
+
+
+def _cpu_timed(function: Any) -> tuple[float, float]:
+    """Wall seconds and this process's CPU seconds (user + system) one call of ``function``
+    takes: the machine is shared, so CPU per event is the steadier figure."""
+    cpu, start = time.process_time(), time.perf_counter()
+    function()
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+#: CPU microseconds per event of each measured run, by figure (filled as the runs go).
+CPU_US: dict[str, list[float]] = {}
+
+
+def _cpu(label: str, seconds: float, events: int) -> None:
+    CPU_US.setdefault(label, []).append(seconds * 1e6 / events)
 
 
 def _store(url: str, partitions: int = PARTITIONS) -> Any:
@@ -71,8 +88,9 @@ def sqlite_single_writer(events: int) -> list[float]:
         store = _store(f"sqlite:///{home}/append-{number}.db")
         store.record_events("bench", [_event(0)])  # schema, connection: not part of the figure
         batch = [_event(i) for i in range(events)]
-        elapsed = timed(lambda: [store.record_events("bench", [e]) for e in batch])  # noqa: B023
+        elapsed, cpu = _cpu_timed(lambda: [store.record_events("bench", [e]) for e in batch])  # noqa: B023
         rates.append(events / elapsed)
+        _cpu("sqlite", cpu, events)
     return rates
 
 
@@ -114,7 +132,9 @@ def raw_sqlite(events: int) -> list[float]:
                 )
                 connection.execute("COMMIT")
 
-        rates.append(events / timed(append))
+        elapsed, cpu = _cpu_timed(append)
+        rates.append(events / elapsed)
+        _cpu("sqlite raw", cpu, events)
         connection.close()
     return rates
 
@@ -126,10 +146,10 @@ def _pg_writer(
     store.record_events("bench", [_event(0, dag_id)])
     batch = [_event(i, dag_id) for i in range(count)]
     barrier.wait()
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     for event in batch:
         store.record_events("bench", [event])
-    out.put((start, time.perf_counter()))
+    out.put((start, time.perf_counter(), time.process_time() - cpu))
 
 
 def _writer_dags(writers: int) -> list[str]:
@@ -151,15 +171,18 @@ def _raw_pg_writer(url: str, count: int, barrier: Any, out: Any) -> None:
     with psycopg.connect(url) as connection:
         body = "x" * 400
         barrier.wait()
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         for number in range(count):
             connection.execute("INSERT INTO bench_raw VALUES (%s, %s)", (number, body))
             connection.commit()
-        out.put((start, time.perf_counter()))
+        out.put((start, time.perf_counter(), time.process_time() - cpu))
 
 
-def _race(target: Any, args: tuple[Any, ...], writers: int, extra: list[tuple[Any, ...]]) -> float:
-    """Aggregate rate of ``writers`` spawned processes running ``target`` at once."""
+def _race(
+    target: Any, args: tuple[Any, ...], writers: int, extra: list[tuple[Any, ...]], label: str
+) -> float:
+    """Aggregate rate of ``writers`` spawned processes running ``target`` at once (their client
+    CPU per event recorded under ``label``)."""
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(writers)
     out = context.Queue()
@@ -171,7 +194,8 @@ def _race(target: Any, args: tuple[Any, ...], writers: int, extra: list[tuple[An
     spans = [out.get(timeout=600) for _ in processes]
     for process in processes:
         process.join()
-    return writers * args[1] / (max(e for _, e in spans) - min(s for s, _ in spans))
+    _cpu(label, sum(c for _, _, c in spans), writers * args[1])
+    return writers * args[1] / (max(e for _, e, _ in spans) - min(s for s, _, _ in spans))
 
 
 def pg_writers(writers: int, each: int) -> dict[str, list[float]] | str:
@@ -203,8 +227,10 @@ def pg_writers(writers: int, each: int) -> dict[str, list[float]] | str:
         for _ in range(runs()):
             for label, partitions in (("partitioned", PARTITIONS), ("one chain", 1)):
                 extra = [(dag_id, partitions) for dag_id in dags]
-                rates[label].append(_race(_pg_writer, (url, each), writers, extra))
-            rates["raw"].append(_race(_raw_pg_writer, (raw_url, each), writers, [()] * writers))
+                rates[label].append(_race(_pg_writer, (url, each), writers, extra, f"pg {label}"))
+            rates["raw"].append(
+                _race(_raw_pg_writer, (raw_url, each), writers, [()] * writers, "pg raw")
+            )
     finally:
         from airflow_wfe.store.engine import dispose_engines
 
@@ -244,8 +270,12 @@ def verification(events: int) -> tuple[list[float], int, int, float]:
     assert large.verify_audit(signer).ok
     rates = []
     for _ in range(runs()):
-        elapsed = timed(lambda: large.verify_audit(signer))
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        elapsed, cpu = _cpu_timed(lambda: large.verify_audit(signer))
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        workers = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
         rates.append(events / elapsed)
+        _cpu("verify", cpu + workers, events)
     peaks = []
     for store in (small, large):
         tracemalloc.start()
@@ -257,6 +287,11 @@ def verification(events: int) -> tuple[list[float], int, int, float]:
     bodies = [e.body.encode() for e in large.audit_events()]
     hashing = len(bodies) / timed(lambda: [hashlib.sha256(b).hexdigest() for b in bodies])
     return rates, peaks[0], peaks[1], hashing
+
+
+def _us(label: str) -> str:
+    """The median CPU microseconds per event recorded under ``label``."""
+    return f"{_median(CPU_US[label]):.1f} µs" if CPU_US.get(label) else "n/a"
 
 
 def _median(values: list[float]) -> float:
@@ -279,7 +314,8 @@ def main() -> None:
             check=lambda v: v >= 20_000,
             note=f"{events} events per run; anchor in the same runs: raw sqlite3 doing the "
             f"append's 3 statements on the store's schema {_median(raw):,.0f}/s (ours "
-            f"{_median(ours) / _median(raw):.0%} of it)",
+            f"{_median(ours) / _median(raw):.0%} of it); CPU per event {_us('sqlite')} "
+            f"(anchor {_us('sqlite raw')})",
         )
     ]
     writers, each = (2, 50) if quick() else (8, 1000)
@@ -299,7 +335,10 @@ def main() -> None:
                 note=f"{writers} processes × {each} events per run, one DAG each "
                 f"({spread(writers)} of {PARTITIONS} partitions); same runs: one chain "
                 f"{_median(pg['one chain']):,.0f}/s; anchor: plain INSERT + COMMIT by the same "
-                f"number of processes {_median(pg['raw']):,.0f}/s (this machine's commit rate)",
+                f"number of processes {_median(pg['raw']):,.0f}/s (this machine's commit rate; "
+                f"ours {_median(pg['partitioned']) / _median(pg['raw']):.0%} of it); writers' "
+                f"client CPU per event {_us('pg partitioned')} (anchor {_us('pg raw')}; "
+                "PostgreSQL's own CPU not included)",
             )
         )
     total = 2000 if quick() else 100_000
@@ -316,7 +355,7 @@ def main() -> None:
             note=f"partitions in parallel worker processes; traced peak memory (parent) "
             f"{small_peak / 1024:.0f} KiB at {total // 10:,} events, {large_peak / 1024:.0f} KiB "
             f"at {total:,}; anchor in the same run: SHA-256 of the same bodies in one process "
-            f"{hashing:,.0f}/s",
+            f"{hashing:,.0f}/s; CPU per event (parent + workers) {_us('verify')}",
         )
     )
     emit(results)

@@ -22,6 +22,7 @@ from airflow_wfe.core.audit.canonical import canonical_json, format_time, jsonab
 from airflow_wfe.core.audit.events import AuditEvent, SealedEvent, draft, header, seal_draft
 from airflow_wfe.core.audit.partitions import MAIN, chain_name, signed_chain
 from airflow_wfe.core.audit.signing import checkpoint_message, head_message
+from airflow_wfe.core.audit.verify import Verifier
 
 
 class Colour(Enum):
@@ -158,3 +159,45 @@ def test_sealed_event_is_the_dataclass_s_own() -> None:
     assert sealed.hash == hashlib.sha256(expected.body.encode()).hexdigest()
     with pytest.raises(dataclasses.FrozenInstanceError):
         sealed.seq = 13  # type: ignore[misc]
+
+
+def _chain_rows(actors: list[str]) -> list[tuple[Any, ...]]:
+    """Stored rows (ROW_COLUMNS) of a version-2 chain whose events carry ``actors`` in turn."""
+    rows: list[tuple[Any, ...]] = []
+    prev = "0" * 64
+    for seq, actor in enumerate(actors, 1):
+        event = AuditEvent(
+            type="step.transition",
+            actor=actor,
+            at=datetime(2026, 12, 6, 1, 2, 3, seq, tzinfo=UTC),
+            dag_id="etl",
+            run_id="manual__1",
+            step_id=None if seq % 3 == 0 else f"t{seq % 2}",
+        )
+        sealed = seal_draft(draft(event), seq, prev)
+        rows.append(
+            (seq, sealed.at, sealed.type, sealed.actor, sealed.dag_id, sealed.run_id,
+             sealed.step_id, sealed.body, sealed.prev_hash, sealed.hash)
+        )  # fmt: skip
+        prev = sealed.hash
+    return rows
+
+
+def _findings(rows: list[tuple[Any, ...]]) -> list[tuple[int | None, str]]:
+    verifier = Verifier(
+        start_seq=1, prev_hash="0" * 64, checkpoints={}, keys=None, signatures=False
+    )
+    verifier.feed_rows(rows)
+    return [(f.seq, f.kind) for f in verifier.report.findings]
+
+
+def test_fast_verification_names_a_column_swapped_for_one_seen_before() -> None:
+    """feed_rows keeps each combination of header columns it has quoted; a row whose columns were
+    swapped for a combination seen earlier (so its header is found, not rebuilt) is still named."""
+    actors = ["worker", "scheduler"] * 10
+    rows = _chain_rows(actors)
+    assert _findings(rows) == []
+    victim = list(rows[11])
+    victim[3] = rows[10][3]  # #12's actor column now says #11's actor (a cached combination)
+    rows[11] = tuple(victim)
+    assert _findings(rows) == [(12, "edited")]
