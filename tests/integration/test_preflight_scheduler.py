@@ -3,7 +3,9 @@
 A start policy (``stages: [start]``) freezes ``wfe_example_success``; the run triggered through the
 REST API is REJECTED by the scheduler at its pre-flight, the decision is recorded, the first task's
 forked process refuses to execute (failed, one try, no retry masking it), and ``wfe runs show``
-tells it as one story.
+tells it as one story. The shipped YAML release (``budget: {per_run: 50, per_month: 400}``) whose
+month the ledger shows already spent is REJECTED there too, the budget named: the scheduler reads it
+from the serialized DAG's ``default_args``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ from pathlib import Path
 import pytest
 from cluster import Cluster
 
+from airflow_wfe.core.metrics import NullEmitter
+from airflow_wfe.engine.recorder import Recorder
+from airflow_wfe.store import SqlStore
+
 REPO = Path(__file__).resolve().parents[2]
 DAG = "wfe_example_success"
+YAML_RELEASE = "wfe_example_yaml_release"
 
 FREEZE = """
 name: freeze-success
@@ -94,3 +101,21 @@ def test_the_scheduler_rejects_a_run_at_pre_flight_and_no_step_runs(tmp_path: Pa
         assert len(events) == 1, events
         assert events[0]["payload"]["stage"] == "parse"
         assert events[0]["payload"]["outcome"] == "deny"
+
+        # The YAML workflow's own budget, with this month's spending already past it.
+        store = SqlStore(cluster.env["AIRFLOW__WFE__STORE_CONN"])
+        Recorder(store, NullEmitter()).start_run(
+            YAML_RELEASE, "earlier", actor="worker", reason="an earlier run"
+        )
+        store.record_cost(YAML_RELEASE, "earlier", "release", 400.5)
+        spent_run = cluster.trigger(YAML_RELEASE)
+        assert cluster.wait_run_finished(YAML_RELEASE, spent_run)["state"] == "failed"
+        refused_run = cluster.show_run(YAML_RELEASE, spent_run)
+        assert refused_run["state"] == "REJECTED"
+        assert [t["actor"] for t in refused_run["transitions"]] == ["scheduler", "scheduler"]
+        assert (
+            f"{YAML_RELEASE}-budget/per-month: budget dag_month would be exceeded: spent 400.50"
+            in refused_run["transitions"][-1]["reason"]
+        )
+        assert not [s for s in refused_run["steps"] if s["state"] in ("RUNNING", "SUCCEEDED")]
+        assert store.spent(YAML_RELEASE, spent_run)["run"] == 0.0
