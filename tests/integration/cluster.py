@@ -561,11 +561,8 @@ class Cluster:
         self.token = body["access_token"]
         self.mark("API server up, logged in")
 
-    def trigger(
-        self, dag_id: str, *, run_id: str | None = None, conf: Mapping[str, Any] | None = None
-    ) -> str:
-        """Wait until the dag-processor serialized ``dag_id``, unpause it if needed, trigger a run
-        (with ``run_id`` and ``conf`` when given)."""
+    def trigger(self, dag_id: str) -> str:
+        """Wait until the dag-processor serialized ``dag_id``, unpause it if needed, trigger a run."""
 
         def parsed() -> dict[str, Any] | None:
             status, body = self.request("GET", f"/api/v2/dags/{dag_id}")
@@ -576,15 +573,12 @@ class Cluster:
             status, body = self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
             if status != 200:
                 self.fail(f"unpausing {dag_id} answered {status}: {body}")
-        payload: dict[str, Any] = {"logical_date": None}
-        if run_id is not None:
-            payload["dag_run_id"] = run_id
-        if conf is not None:
-            payload["conf"] = dict(conf)
-        status, body = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", payload)
+        status, body = self.request(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None}
+        )
         if status != 200:
             self.fail(f"triggering {dag_id} answered {status}: {body}")
-        self.mark(f"{dag_id} triggered" + (f" ({run_id})" if run_id else ""))
+        self.mark(f"{dag_id} triggered")
         return str(body["dag_run_id"])
 
     @staticmethod
