@@ -28,6 +28,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from json.encoder import encode_basestring as _quote
 from typing import Final, NamedTuple
 
 from airflow_wfe.core.audit.canonical import canonical_json
@@ -118,8 +119,17 @@ def sorted_heads(heads: Iterable[PartitionHead]) -> list[PartitionHead]:
 
 
 def heads_text(heads: Sequence[PartitionHead]) -> str:
-    """The canonical text of a tree head's partition list (stored and signed as is)."""
-    return canonical_json([[h.chain, h.seq, h.hash] for h in sorted_heads(heads)])
+    """The canonical text of a tree head's partition list (stored and signed as is).
+
+    Verification rebuilds it for every stored tree head; for plain text and integer positions it
+    is written out directly (the same text :func:`canonical_json` gives, several times faster).
+    """
+    ordered = sorted_heads(heads)
+    if all(type(h.chain) is str and type(h.seq) is int and type(h.hash) is str for h in ordered):
+        return (
+            "[" + ",".join(f"[{_quote(h.chain)},{h.seq},{_quote(h.hash)}]" for h in ordered) + "]"
+        )
+    return canonical_json([[h.chain, h.seq, h.hash] for h in ordered])
 
 
 def parse_heads(text: str) -> list[PartitionHead]:

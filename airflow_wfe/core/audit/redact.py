@@ -39,6 +39,8 @@ _UNMASKED: Final = frozenset({int, float, bool, type(None)})
 #: The same plus text, when there is no masker to apply to text.
 _UNMASKED_TEXT: Final = _UNMASKED | {str}
 _CACHE_SIZE: Final = 4096
+#: How deep :meth:`Redactor.sensitive_values` walks (a bound against self-referencing data).
+_MAX_DEPTH: Final = 32
 
 
 class Redactor:
@@ -96,3 +98,27 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self(v) for v in value]
         return value
+
+    def sensitive_values(self, data: Any) -> list[str]:
+        """Every value ``data`` holds under a sensitive key name, at any depth, as text: what to
+        register with Airflow's masker so that a text quoting it is masked too. A mapping or list
+        under a sensitive key gives all of its leaves (``{"password": {"db": "x"}}`` gives
+        ``x``); ``{"db": {"password": "x"}}`` gives ``x`` as well, which a walk of the top level
+        alone misses (``params.db.password``, ``conf.cfg.secret``)."""
+        found: list[str] = []
+        self._collect(data, False, found, 0)
+        return found
+
+    def _collect(self, value: Any, hidden: bool, found: list[str], depth: int) -> None:
+        if depth > _MAX_DEPTH or value is None or value == "" or isinstance(value, bool):
+            return
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                self._collect(
+                    item, hidden or (isinstance(key, str) and self.sensitive(key)), found, depth + 1
+                )
+        elif isinstance(value, list | tuple):
+            for item in value:
+                self._collect(item, hidden, found, depth + 1)
+        elif hidden:
+            found.append(value if isinstance(value, str) else str(value))

@@ -94,3 +94,26 @@ def test_secrets_through_every_author_field_reach_no_table_and_no_export(
         assert "db1" in text
         for secret in (REGISTERED, NESTED_PARAM, NESTED_CONF):
             assert secret not in text, f"{secret} leaked into the {fmt} export"
+
+
+def test_sensitive_values_at_any_depth_are_found_for_the_masker() -> None:
+    """What a governed task registers with Airflow's masker from its params and conf: the values
+    under sensitive names at any depth (``params.db.password``, ``conf.cfg.secret``), every leaf
+    of a sensitive branch, and nothing else."""
+    redactor = Redactor(DEFAULT_SENSITIVE_NAMES)
+    params = {
+        "db": {"password": NESTED_PARAM, "host": "db1", "port": 5432},
+        "cfg": {"secret": NESTED_CONF, "retries": [1, 2]},
+        "api_key": {"primary": "k-one-1234", "spares": ["k-two-5678"]},
+        "token": "",
+        "flags": [{"passphrase": "pp-9d8c7b"}],
+        "empty_secret": None,
+    }
+    assert redactor.sensitive_values(params) == [
+        NESTED_PARAM,
+        NESTED_CONF,
+        "k-one-1234",
+        "k-two-5678",
+        "pp-9d8c7b",
+    ]
+    assert redactor.sensitive_values({"db": {"host": "db1"}}) == []
