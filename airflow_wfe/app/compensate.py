@@ -16,8 +16,9 @@ def compensate(
 
     Raises:
         RunNotFoundError: the run was never recorded.
-        StateError: the run is not FAILED (nor COMPLETED with ``force``).
-        WfeError: the DAG is unknown to Airflow or declares no compensation.
+        StateError: the run is not FAILED (nor COMPLETED with ``force``), or its DAG declares no
+            compensation.
+        WfeError: the DAG is unknown to Airflow.
     """
     # The adapter records through the process's recorder, which is ctx.recorder for a context
     # built by AppContext.from_process().

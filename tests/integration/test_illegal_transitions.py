@@ -148,17 +148,8 @@ def _run_of(world: World, dag_id: str, run_id: str | None) -> str:
     return run_id if run_id is not None else world.runs[dag_id]
 
 
-#: Known bug (requested in /tmp/helpers/requests-load.md, owner of adapters/saga/manual.py): a DAG
-#: that declares no compensation raises a bare WfeError, which the API answers 500. Strict, so the
-#: fix makes this case XPASS and fail until the mark goes.
-NO_COMPENSATION_IS_500 = pytest.mark.xfail(
-    strict=True, reason="manual.py raises a bare WfeError (500) for a DAG without compensation"
-)
-
-
 def _api_case(case: tuple[Any, ...]) -> Any:
-    marks = [NO_COMPENSATION_IS_500] if case[0] == "no compensation" else []
-    return pytest.param(*case[1:], id=case[0], marks=marks)
+    return pytest.param(*case[1:], id=case[0])
 
 
 @pytest.mark.parametrize(

@@ -21,13 +21,15 @@ def _template_context(ti: Any) -> Mapping[str, Any] | None:
     return context if isinstance(context, Mapping) else None
 
 
-def mask_and_run_facts(ti: Any, sensitive: Callable[[str], bool]) -> dict[str, str | None]:
+def mask_and_run_facts(
+    ti: Any, sensitive_values: Callable[[Any], list[str]]
+) -> dict[str, str | None]:
     """Register sensitive run parameters with Airflow's masker; return the run's provenance.
 
     One template context serves both (building it processes the DAG's params, ~1 ms): run type,
     DAG version and, for a compiled workflow, its spec version and hash. Airflow masks connection
     passwords and sensitive variables itself, but not a parameter or run conf value named like a
-    password; once registered, it is masked in the task's logs and in any error the harness records.
+    password (``sensitive_values`` finds them at any depth); once registered, it is masked in the task's logs and in any error the harness records.
     """
     context = _template_context(ti)
     run_type: str | None = None
@@ -35,7 +37,7 @@ def mask_and_run_facts(ti: Any, sensitive: Callable[[str], bool]) -> dict[str, s
         dag_run = context.get("dag_run")
         raw = getattr(dag_run, "run_type", None)
         run_type = None if raw is None else str(getattr(raw, "value", raw))
-        _mask_sensitive(context, sensitive)
+        _mask_sensitive(context, sensitive_values)
     version = getattr(ti, "dag_version_id", None)
     facts: dict[str, str | None] = {
         "run_type": run_type,
@@ -50,14 +52,14 @@ def mask_and_run_facts(ti: Any, sensitive: Callable[[str], bool]) -> dict[str, s
     return facts
 
 
-def _mask_sensitive(context: Mapping[str, Any], sensitive: Callable[[str], bool]) -> None:
-    values = []
+def _mask_sensitive(context: Mapping[str, Any], sensitive_values: Callable[[Any], list[str]]) -> None:
+    # At any depth: ``params.db.password`` or ``conf.cfg.secret`` is as secret as a top-level
+    # ``password``, and a task may quote it in a cost, a metric unit or an error. A ParamsDict
+    # converts to its resolved values.
+    values: list[str] = []
     for source in (context.get("params"), getattr(context.get("dag_run"), "conf", None)):
-        if not isinstance(source, Mapping):
-            continue
-        for key, value in source.items():
-            if isinstance(key, str) and value and sensitive(key):
-                values.append(value if isinstance(value, str) else str(value))
+        if isinstance(source, Mapping):
+            values += sensitive_values(dict(source))
     if values:
         from airflow.sdk.log import mask_secret
 

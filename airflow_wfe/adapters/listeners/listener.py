@@ -117,7 +117,7 @@ class WfeListener:
         from airflow_wfe.engine.harness import get_recorder
 
         recorder = get_recorder()
-        facts = mask_and_run_facts(ti, recorder.store.audit.redactor.sensitive)
+        facts = mask_and_run_facts(ti, recorder.store.audit.redactor.sensitive_values)
         ensure_run_started(
             recorder,
             ti.dag_id,

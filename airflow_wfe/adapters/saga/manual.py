@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow_wfe.adapters.saga.tasks import SAGA_BEGIN, is_saga_task
 from airflow_wfe.core.states import RunState
-from airflow_wfe.exceptions import DagNotFoundError, StateError, WfeError
+from airflow_wfe.exceptions import DagNotFoundError, StateError
 
 __all__ = [
     "AUTO_REASON_PREFIX",
@@ -52,7 +52,7 @@ def _saga_tasks(dag_id: str, dag: Any = None) -> list[str]:
         task_ids = list(dag.task_ids)
     saga_tasks = sorted(task_id for task_id in task_ids if is_saga_task(task_id))
     if SAGA_BEGIN not in saga_tasks:
-        raise WfeError(
+        raise StateError(
             f"DAG {dag_id!r} declares no compensation: nothing can undo its steps "
             "(declare them with compensate() or `compensate:` in YAML)"
         )
@@ -125,8 +125,9 @@ def request_compensation(
 
     Raises:
         RunNotFoundError: the run was never recorded.
-        StateError: the run completed (without ``force``), or is already compensated/compensating.
-        WfeError: the DAG is unknown to Airflow or declares no compensation.
+        StateError: the run completed (without ``force``), or is already compensated/compensating,
+            or its DAG declares no compensation (nothing the caller asks can change that: a 409).
+        WfeError: the DAG is unknown to Airflow.
     """
     from airflow_wfe.engine.harness import get_recorder
 
