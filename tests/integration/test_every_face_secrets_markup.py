@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 from app_users import users_with_an_outsider
+from test_ui_browser import browser  # noqa: F401 - chromium through Playwright, or a skip
 
 from airflow_wfe.engine.harness import reset_runtime
 
@@ -378,3 +379,27 @@ def test_markup_is_text_on_every_page(faces: Faces) -> None:
     assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in seen
     assert "&lt;svg onload=alert(2)&gt;" in seen
     assert quote(HOSTILE_RUN, safe="") in seen
+
+
+@pytest.mark.browser
+def test_no_dialog_fires_when_chromium_renders_every_page(faces: Faces, browser: Any) -> None:  # noqa: F811
+    """Each page's HTML rendered by chromium without its Content-Security-Policy (``set_content``
+    has no headers), so only the escaping stands between the markup and a script: no dialog
+    opens, no element the markup would have made exists."""
+    page = browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    rendered = 0
+    for path in _pages(faces):
+        answer = faces.get(f"/wfe/ui{path}")
+        if answer.status_code != 200:
+            continue
+        page.set_content(answer.text, wait_until="load")
+        page.wait_for_timeout(50)  # an onload/onerror handler would have run by now
+        assert page.locator("svg[onload], img[onerror], script:not([src])").count() == 0, path
+        assert "alert" not in "".join(
+            page.locator("script").evaluate_all("nodes => nodes.map(n => n.textContent)")
+        ), path
+        rendered += 1
+    assert rendered >= 6
+    assert dialogs == []
