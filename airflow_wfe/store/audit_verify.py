@@ -65,6 +65,8 @@ class TrailPlan:
     findings: list[Finding] = field(default_factory=list)
     #: Events the heads say the partitions hold (to decide whether workers pay off).
     size: int = 0
+    #: The same by partition (to share the partitions out evenly among the workers).
+    sizes: dict[str, int] = field(default_factory=dict)
     trees: int = 0
     archived: bool = False
 
@@ -82,7 +84,8 @@ def plan_trail(
     heads = AuditLog.heads(connection)
     present = set(heads) | AuditLog.event_chains(connection) | {MAIN}
     plan = TrailPlan(chains=sorted(present, key=chain_order))
-    plan.size = sum(h.seq for h in heads.values())
+    plan.sizes = {chain: h.seq for chain, h in heads.items()}
+    plan.size = sum(plan.sizes.values())
     plan.archived = (
         connection.execute(select(audit_archive_table.c.id).limit(1)).first() is not None
     )
@@ -166,17 +169,33 @@ def _start_methods() -> list[str]:
 _JOB: dict[str, Any] = {}
 
 
-def _verify_in_worker(chain: str) -> VerifyReport:
+def _verify_in_worker(chains: list[str]) -> list[VerifyReport]:
     job = _JOB
     with read_only_connection(job["url"]) as connection:
-        return verify_chain(
-            connection,
-            chain,
-            job["keys"],
-            since=job["since"],
-            signatures=job["signatures"],
-            marks=job["marks"].get(chain, {}),
-        )
+        return [
+            verify_chain(
+                connection,
+                chain,
+                job["keys"],
+                since=job["since"],
+                signatures=job["signatures"],
+                marks=job["marks"].get(chain, {}),
+            )
+            for chain in chains
+        ]
+
+
+def share_out(plan: TrailPlan, workers: int) -> list[list[str]]:
+    """The partitions in ``workers`` groups of about the same number of events (largest first,
+    each to the lightest group): one task per worker, so a worker opens the store and compiles
+    its statements once, not once per partition, and none waits on a last large partition."""
+    groups: list[list[str]] = [[] for _ in range(max(1, workers))]
+    loads = [0] * len(groups)
+    for chain in sorted(plan.chains, key=lambda c: -plan.sizes.get(c, 0)):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(chain)
+        loads[lightest] += plan.sizes.get(chain, 0)
+    return [group for group in groups if group]
 
 
 def verify_in_parallel(
@@ -187,13 +206,21 @@ def verify_in_parallel(
     signatures: bool,
     workers: int,
 ) -> list[VerifyReport]:
-    """Each partition's chain verified in a forked worker with a read-only snapshot of its own."""
+    """The partitions' chains verified in forked workers, each worker's share in a read-only
+    snapshot of its own (see :func:`share_out`); reports in the plan's partition order."""
     _JOB.update(url=url, keys=keys, since=since, signatures=signatures, marks=plan.marks)
+    groups = share_out(plan, workers)
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-            return list(pool.map(_verify_in_worker, plan.chains))
+        with ProcessPoolExecutor(max_workers=len(groups), mp_context=get_context("fork")) as pool:
+            results = list(pool.map(_verify_in_worker, groups))
     finally:
         _JOB.clear()
+    by_chain = {
+        chain: report
+        for group, reports in zip(groups, results, strict=True)
+        for chain, report in zip(group, reports, strict=True)
+    }
+    return [by_chain[chain] for chain in plan.chains]
 
 
 def merge_reports(
