@@ -37,6 +37,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 API = "/wfe/api/v1"
 SUCCESS, SAGA, NO_SAGA = "wfe_example_success", "wfe_example_saga", "wfe_example_retry_fail"
 STILL_RUNNING = "manual__still-running"
+#: An artifact with one version, active: there is nothing to roll back to.
+ARTIFACT = "prompts/only-one-version"
 WFE = str(Path(sys.executable).parent / "wfe")
 
 
@@ -85,10 +87,11 @@ class World:
         return [tuple(row) for row in rows]
 
     def post_compensate(self, dag_id: str, run_id: str, body: Any) -> Any:
+        return self.post(f"{API}/runs/{dag_id}/{quote(run_id, safe='')}/compensate", body)
+
+    def post(self, path: str, body: Any) -> Any:
         return self.client.post(
-            f"{API}/runs/{dag_id}/{quote(run_id, safe='')}/compensate",
-            json=body,
-            headers={"Authorization": f"Bearer {self.tokens['admin']}"},
+            path, json=body, headers={"Authorization": f"Bearer {self.tokens['admin']}"}
         )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -105,6 +108,8 @@ def world(
     from airflow.api_fastapi.app import create_app, get_auth_manager
     from fastapi.testclient import TestClient
 
+    from airflow_wfe.app import artifacts
+    from airflow_wfe.app.context import AppContext
     from airflow_wfe.engine.harness import get_recorder
 
     store = tmp_path_factory.mktemp("illegal-store") / "wfe.db"
@@ -113,6 +118,10 @@ def world(
         reset_runtime()
         runs = {dag_id: dagbag.get_dag(dag_id).test().run_id for dag_id in (SUCCESS, SAGA, NO_SAGA)}
         get_recorder().run_started(SAGA, STILL_RUNNING, actor="scheduler", reason="started")
+        ctx = AppContext.from_process()
+        artifacts.register(
+            ctx, ARTIFACT, b"v1", media_type="text/plain", actor="test", activate_it=True
+        )
         with TestClient(create_app(), raise_server_exceptions=False) as client:
             tokens = users_with_an_outsider(patch, get_auth_manager(), SUCCESS)
             yield World(store, runs, client, tokens)
@@ -237,3 +246,43 @@ def test_the_cli_calls_a_malformed_command_a_usage_error_and_writes_nothing(worl
         assert done.returncode == 2, (args, done.stdout + done.stderr)
         assert "Traceback" not in done.stderr + done.stdout
     assert world.snapshot() == before
+
+
+#: (case, artifact, HTTP status, code): rollbacks the artifact registry cannot make.
+ROLLBACKS = [
+    # 422 as app/artifacts.rollback documents (ArtifactError); the exception tree's table lists
+    # "nothing to roll back to" under ArtifactConflictError (409): one of the two is to be aligned.
+    ("nothing to roll back to", ARTIFACT, 422, "artifact_error"),
+    ("unknown artifact", "prompts/no-such-artifact", 404, "artifact_not_found"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "code"), [case[1:] for case in ROLLBACKS], ids=[c[0] for c in ROLLBACKS]
+)
+def test_an_impossible_rollback_is_refused_by_api_and_cli_and_writes_nothing(
+    world: World, name: str, status: int, code: str
+) -> None:
+    before = world.snapshot()
+    answer = world.post(f"{API}/artifacts/{name}/rollback", {"reason": "test"})
+    assert answer.status_code == status, answer.text
+    assert answer.json()["code"] == code, answer.text
+    assert "Traceback" not in answer.text
+    done = world.cli("artifacts", "rollback", name, "--reason", "test")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert name in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert world.snapshot() == before, "the refused rollback wrote to the store"
+
+
+def test_an_answer_to_a_gate_that_is_not_waiting_is_a_404_and_writes_nothing(world: World) -> None:
+    run = world.runs[SUCCESS]
+    before, tis = world.snapshot(), world.task_instances(SUCCESS, run)
+    answer = world.post(
+        f"{API}/runs/{SUCCESS}/{quote(run, safe='')}/gates/extract/answer",
+        {"chosen_options": ["Approve"]},
+    )
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["code"] == "not_found", answer.text
+    assert world.snapshot() == before
+    assert world.task_instances(SUCCESS, run) == tis
