@@ -139,18 +139,23 @@ class Campaign:
                 self.cluster.fail(f"is_paused={paused} on {dag_id} answered {status}: {body}")
 
     def airflow_states(self) -> dict[str, str] | None:
-        """Airflow's state of every run of the DAGs (``None``: the API server did not answer)."""
+        """Airflow's state of every run of the DAGs, page by page (the API serves at most 100 a
+        page); ``None`` when the API server did not answer."""
         states = {}
         for dag_id in DAG_IDS:
-            try:
-                status, body = self.cluster.request(
-                    "GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1000"
-                )
-            except OSError:
-                return None
-            if status != 200:
-                return None
-            states.update({r["dag_run_id"]: r["state"] for r in body["dag_runs"]})
+            offset = 0
+            while True:
+                path = f"/api/v2/dags/{dag_id}/dagRuns?limit=100&offset={offset}"
+                try:
+                    status, body = self.cluster.request("GET", path)
+                except OSError:
+                    return None
+                if status != 200:
+                    return None
+                states.update({r["dag_run_id"]: r["state"] for r in body["dag_runs"]})
+                offset += len(body["dag_runs"])
+                if not body["dag_runs"] or offset >= body["total_entries"]:
+                    break
         return states
 
     def wait_finished(self, what: str) -> None:
