@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +35,8 @@ from typing import Any
 
 import pytest
 from airflow_env import scenario
-from cluster import BIN, CeleryBackends, Cluster, render_records
+from celery_backends import fresh_databases, keygen
+from cluster import CeleryBackends, Cluster, render_records
 from otlp_receiver import Receiver, running_receiver
 
 #: The Redis database number this test owns (flushed before and after; nothing else uses it).
@@ -66,78 +64,11 @@ pytestmark = [
 ]
 
 
-def _missing() -> str | None:
-    """What this machine lacks for the test, or None."""
-    try:
-        import airflow.providers.celery  # noqa: F401
-        import redis
-    except ImportError as exc:
-        return f"the Celery provider is not installed (pip install 'airflow-wfe[celery]'): {exc}"
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
-    except redis.RedisError as exc:
-        return f"Redis at {REDIS_URL} is unreachable: {exc}"
-    try:
-        import psycopg
-
-        with psycopg.connect(_dsn(PG_URL), connect_timeout=3) as connection:
-            connection.execute("select 1")
-    except Exception as exc:  # psycopg missing or server away: either way, no PostgreSQL
-        return f"PostgreSQL at {PG_URL} is unreachable: {exc}"
-    return None
-
-
-def _dsn(url: str) -> str:
-    """A libpq DSN of a SQLAlchemy URL."""
-    return re.sub(r"^postgresql\+\w+://", "postgresql://", url)
-
-
 @pytest.fixture
 def backends() -> Iterator[dict[str, str]]:
     """Fresh PostgreSQL databases (Airflow's, the wfe store's) and this test's Redis db, emptied."""
-    reason = _missing()
-    if reason:
-        if os.environ.get("WFE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"WFE_REQUIRE_POSTGRES=1 but {reason}", pytrace=False)
-        pytest.skip(reason)
-    import psycopg
-    import redis
-    from sqlalchemy.engine import make_url
-
-    broker = redis.Redis.from_url(REDIS_URL)
-    broker.flushdb()
-    suffix = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    names = {"airflow": f"wfe_celery_airflow_{suffix}", "store": f"wfe_celery_store_{suffix}"}
-    with psycopg.connect(_dsn(PG_URL), autocommit=True) as connection:
-        for name in names.values():
-            connection.execute(f'CREATE DATABASE "{name}"')
-    base = make_url(PG_URL)
-    urls = {
-        role: base.set(database=name).render_as_string(hide_password=False)
-        for role, name in names.items()
-    }
-    try:
+    with fresh_databases("wfe_celery", REDIS_URL, PG_URL) as urls:
         yield urls
-    finally:
-        broker.flushdb()
-        broker.close()
-        with psycopg.connect(_dsn(PG_URL), autocommit=True) as connection:
-            for name in names.values():
-                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _keygen(tmp_path: Path) -> Path:
-    """An Ed25519 signing key made by ``wfe audit keygen`` (the private key's path)."""
-    out = tmp_path / "keys"
-    made = subprocess.run(
-        [str(BIN / "wfe"), "audit", "keygen", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert made.returncode == 0, made.stderr
-    return out / "wfe-audit.pem"
 
 
 @pytest.fixture
@@ -150,7 +81,7 @@ def otlp() -> Iterator[Receiver]:
 @pytest.fixture
 def celery_cluster(tmp_path: Path, backends: dict[str, str], otlp: Receiver) -> Iterator[Cluster]:
     """api-server, dag-processor, scheduler and two Celery workers on Redis and PostgreSQL."""
-    key = _keygen(tmp_path)
+    key = keygen(tmp_path / "keys")
     anchors = tmp_path / "anchors"
     anchors.mkdir()
     airflow_db = backends["airflow"]
