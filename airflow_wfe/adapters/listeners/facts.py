@@ -52,7 +52,9 @@ def mask_and_run_facts(
     return facts
 
 
-def _mask_sensitive(context: Mapping[str, Any], sensitive_values: Callable[[Any], list[str]]) -> None:
+def _mask_sensitive(
+    context: Mapping[str, Any], sensitive_values: Callable[[Any], list[str]]
+) -> None:
     # At any depth: ``params.db.password`` or ``conf.cfg.secret`` is as secret as a top-level
     # ``password``, and a task may quote it in a cost, a metric unit or an error. A ParamsDict
     # converts to its resolved values.
