@@ -106,7 +106,7 @@ def rollback(
 
     Raises:
         ArtifactNotFoundError: no such artifact or no active version.
-        ArtifactError: nothing to roll back to.
+        ArtifactConflictError: nothing to roll back to (409).
     """
     before = ctx.store.artifacts.active(name).version
     after = ctx.store.artifacts.rollback(name, actor=actor, reason=reason)

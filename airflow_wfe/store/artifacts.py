@@ -41,7 +41,7 @@ from airflow_wfe.core.artifact_records import (
     version_for,
 )
 from airflow_wfe.core.audit.events import AuditEvent, EventType
-from airflow_wfe.exceptions import ArtifactError, ArtifactNotFoundError
+from airflow_wfe.exceptions import ArtifactConflictError, ArtifactError, ArtifactNotFoundError
 from airflow_wfe.store import rows
 from airflow_wfe.store.artifact_reads import VERSION_COLUMNS, ArtifactReads
 from airflow_wfe.store.base import run_pk
@@ -217,7 +217,7 @@ class ArtifactRegistry(ArtifactReads):
             stack = _stack(history)
             current = stack[-1]
             if len(stack) < 2:
-                raise ArtifactError(
+                raise ArtifactConflictError(
                     name,
                     f"nothing to roll back to: no version was active before {current}; "
                     "activate another version instead",

@@ -250,9 +250,8 @@ def test_the_cli_calls_a_malformed_command_a_usage_error_and_writes_nothing(worl
 
 #: (case, artifact, HTTP status, code): rollbacks the artifact registry cannot make.
 ROLLBACKS = [
-    # 422 as app/artifacts.rollback documents (ArtifactError); the exception tree's table lists
-    # "nothing to roll back to" under ArtifactConflictError (409): one of the two is to be aligned.
-    ("nothing to roll back to", ARTIFACT, 422, "artifact_error"),
+    # A conflict with what the store holds (ArtifactConflictError), as the exception tree says.
+    ("nothing to roll back to", ARTIFACT, 409, "artifact_conflict"),
     ("unknown artifact", "prompts/no-such-artifact", 404, "artifact_not_found"),
 ]
 
