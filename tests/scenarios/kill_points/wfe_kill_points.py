@@ -139,6 +139,7 @@ def _undo(step: str, result: Any, idempotency_key: str, ti: Any, dag_run: Any) -
     if plan.get("slow"):
         time.sleep(float(plan["slow"]) / 2)
     maybe_die(plan, ti.run_id, task_id, try_number, "after_effect")
+    note(ti.run_id, task_id, try_number, "done", idempotency_key)
     return f"undid {result['key']} ({'applied' if applied else 'already applied'})"
 
 
