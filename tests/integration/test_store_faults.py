@@ -319,3 +319,66 @@ def test_postgres_refusing_connections_mid_run_loses_nothing(
     result = get_recorder().flush_spool()
     assert result.complete, result
     _assert_recorded_once(dag_run)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A 4 MiB tmpfs mounted for this test, and a filler file on it: a real filesystem whose every
+    write fails with ENOSPC once the filler has taken what is left (needs root and ``mount``; skips
+    otherwise, naming why)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield disk, disk / "filler"
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(filler: Path) -> None:
+    """Write ``filler`` until the filesystem refuses (ENOSPC): the disk is then full."""
+    import errno
+
+    chunk = b"\0" * 4096
+    with filler.open("wb", buffering=0) as out:
+        while True:
+            try:
+                out.write(chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return
+
+
+def test_a_full_disk_spools_and_a_later_flush_loses_nothing(
+    dagbag: Any, full_disk: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's disk full (a real tmpfs filled to the last block): SQLite answers "database or
+    disk is full" to every write; the run finishes, its facts wait in the spool (on another disk),
+    and once space is freed one flush writes each transition exactly once and the chain holds."""
+    import sqlite3
+
+    disk, filler = full_disk
+    path = disk / "wfe.db"
+    _configure(monkeypatch, f"sqlite:///{path}", tmp_path / "spool")
+    get_runtime_store().count_runs()  # the schema, while there is room
+    reset_runtime()  # no connection kept: the next writer opens the full disk afresh
+    with sqlite3.connect(path) as connection:  # an empty WAL: the next write must grow it
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _fill(filler)
+    dag_run, took = _timed_run(dagbag)
+    assert dag_run.state == "success"
+    assert took < 60
+    assert get_recorder().flush_spool().remaining > 0  # still full: nothing could be written
+    filler.unlink()
+    assert get_recorder().flush_spool().complete
+    _assert_recorded_once(dag_run)
