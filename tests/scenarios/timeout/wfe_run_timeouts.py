@@ -1,7 +1,8 @@
 """Governed sagas whose runs Airflow fails for their ``dagrun_timeout`` (real-scheduler test).
 
-``a`` succeeds (and declares a compensation), then ``slow`` sleeps far past the run's 10-second
-``dagrun_timeout``: the scheduler fails the run with no failed step. ``wfe_t_run_timeout`` is
+``a`` succeeds (and declares a compensation), then ``slow`` sleeps far past the run's 30-second
+``dagrun_timeout`` (long enough for ``a`` to start and end on a loaded machine: at 10 s, a load of
+18 once had the run time out before ``a`` started, leaving nothing to compensate): the scheduler fails the run with no failed step. ``wfe_t_run_timeout`` is
 compensated automatically (``a`` undone); ``wfe_t_run_timeout_manual`` opts out with the
 ``wfe:no-auto-compensation`` tag and ends FAILED. Each step and compensation writes to the ledger
 named by ``WFE_TEST_LEDGER``.
@@ -44,7 +45,7 @@ for dag_id, tags in (
         start_date=datetime(2026, 1, 1),
         catchup=False,
         tags=tags,
-        dagrun_timeout=timedelta(seconds=10),
+        dagrun_timeout=timedelta(seconds=30),
         default_args={"retries": 0},
     ):
 
