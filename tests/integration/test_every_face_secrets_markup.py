@@ -221,6 +221,11 @@ def faces(
         root.addHandler(handler)
         level = root.level
         root.setLevel(logging.DEBUG)
+        # An in-process `wfe` command earlier in the session quiets the package's logger (the CLI
+        # sets it to WARNING for its own output); a task process never runs it.
+        wfe_logger = logging.getLogger("airflow_wfe")
+        wfe_level = wfe_logger.level
+        wfe_logger.setLevel(logging.NOTSET)
         printed = io.StringIO()
         try:
             with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
@@ -230,6 +235,7 @@ def faces(
         finally:
             root.removeHandler(handler)
             root.setLevel(level)
+            wfe_logger.setLevel(wfe_level)
         # What the loggers printed (structlog renders to the console): the wfe loggers' lines. A
         # task's own traceback printed by ``dag.test()`` in process is Airflow's, not masked there
         # (a real task's log is, by the task runner), so it is not held against the harness.
