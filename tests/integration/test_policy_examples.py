@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from airflow_wfe.engine.harness import get_runtime_store
+from airflow_wfe.engine.preflight import PREFLIGHT_STEP
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 
@@ -28,7 +29,9 @@ def test_yaml_release_example_passes_its_gate(dagbag: Any) -> None:
     dag_run = dagbag.get_dag("wfe_example_yaml_release").test()
     assert dag_run.state == "success"
     store = get_runtime_store()
-    (decision,) = store.decisions("wfe_example_yaml_release", dag_run.run_id)
+    # The workflow's own budget is a start policy too: the pre-flight decided first.
+    preflight, decision = store.decisions("wfe_example_yaml_release", dag_run.run_id)
+    assert (preflight.step_id, preflight.outcome) == (PREFLIGHT_STEP, "allow")
     assert decision.outcome == "allow"
     assert set(decision.policies) == {"release", "wfe_example_yaml_release-budget"}
     rules = {r["rule"] for r in decision.reasons}

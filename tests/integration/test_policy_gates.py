@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_wfe.engine.harness import get_runtime_store, reset_runtime
+from airflow_wfe.engine.preflight import PREFLIGHT_STEP
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_runtime")]
 
@@ -118,7 +119,9 @@ def test_yaml_gate_and_budget_reject_before_the_expensive_step(dagbag: Any, ledg
     record = store.get_run("wfe_t_yaml_gated", dag_run.run_id)
     assert record.state == "COMPENSATED"
     assert record.spec_version == "1.2"
-    (decision,) = store.decisions("wfe_t_yaml_gated", dag_run.run_id)
+    # The workflow's own budget is a start policy too: the pre-flight decided first.
+    preflight, decision = store.decisions("wfe_t_yaml_gated", dag_run.run_id)
+    assert (preflight.step_id, preflight.outcome) == (PREFLIGHT_STEP, "allow")
     assert decision.outcome == "deny"
     assert decision.policies["wfe_t_yaml_gated-budget"].startswith("1.2+")
     assert "spent 6.00 + reserved 5.00 of 10.00 USD" in decision.reasons[0]["message"]
@@ -131,7 +134,9 @@ def test_yaml_gate_allows_within_budget_and_costs_reach_the_ledger(
     dag_run = dagbag.get_dag("wfe_t_yaml_gated_ok").test()
     assert dag_run.state == "success"
     store = get_runtime_store()
-    (decision,) = store.decisions("wfe_t_yaml_gated_ok", dag_run.run_id)
+    # The workflow's own budget is a start policy too: the pre-flight decided first.
+    preflight, decision = store.decisions("wfe_t_yaml_gated_ok", dag_run.run_id)
+    assert (preflight.step_id, preflight.outcome) == (PREFLIGHT_STEP, "allow")
     assert decision.outcome == "allow"
     totals = store.spent("wfe_t_yaml_gated_ok", dag_run.run_id)
     assert 11.0 <= totals["run"] < 11.5  # 6 + 5 + a few ms at 0.001/s
