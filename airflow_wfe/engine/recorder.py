@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from airflow_wfe.core.metrics import Emitter, names
@@ -27,6 +27,8 @@ from airflow_wfe.core.reconciliation import RECONCILABLE, needs_reconciling
 from airflow_wfe.core.records import Move, TransitionRecord
 from airflow_wfe.core.states import RUN_MACHINE, STEP_MACHINE, RunState, StepState
 from airflow_wfe.engine.spool_guard import (
+    HOOK_FLUSH_BUDGET_S,
+    SPOOL_HOLD_S,
     SpoolGuard,
     SpoolPlace,
     Superseded,
@@ -41,7 +43,14 @@ if TYPE_CHECKING:
     from airflow_wfe.core.ledger import CompensationRequest, DecisionRecord
     from airflow_wfe.engine.preflight import PreflightResult
 
-__all__ = ["RECONCILABLE", "Recorder", "RunStart", "SpoolPlace", "needs_reconciling"]
+__all__ = [
+    "RECONCILABLE",
+    "Recorder",
+    "RunStart",
+    "SpoolPlace",
+    "TaskStart",
+    "needs_reconciling",
+]
 
 
 log = logging.getLogger("airflow_wfe.engine.recorder")
@@ -65,6 +74,21 @@ class RunStart:
     written: list[TransitionRecord] = field(default_factory=list)
     state: RunState | None = None
     known: bool = False
+
+
+@dataclass(frozen=True)
+class TaskStart:
+    """What a task's start report did (:meth:`Recorder.task_started`).
+
+    Attributes:
+        run: the run-start check's outcome, as :meth:`Recorder.start_run` reports it.
+        step: the step's transitions written with it (``[]`` also when the fact was spooled);
+            ``None``: the run was not under way, the step was not recorded (the caller runs the
+            pre-flight or honours a rejection, then reports the step with :meth:`Recorder.step`).
+    """
+
+    run: RunStart
+    step: list[TransitionRecord] | None
 
 
 class Recorder(SpoolGuard):
@@ -140,6 +164,112 @@ class Recorder(SpoolGuard):
         self._seen.state = _UNSEEN
         written = self._guarded("run_started", {**args, **more}, at)
         return self._run_start(written)
+
+    def task_started(
+        self,
+        dag_id: str,
+        run_id: str,
+        step_id: str,
+        *,
+        actor: str,
+        run_reason: str,
+        step_reason: str,
+        facts: Mapping[str, str | None] | None = None,
+        map_index: int = -1,
+        try_number: int | None = None,
+        at: datetime | None = None,
+    ) -> TaskStart:
+        """A task starts: :meth:`start_run` (with ``preflight_pending``) and, when the run is under
+        way, :meth:`step` to RUNNING, in one store transaction.
+
+        Why: under a scheduler the run is RUNNING before any task starts, so the run-start check
+        of every task writes at most the run's missing facts; as a transaction of its own it cost
+        each task a second write (and a second wait for SQLite's write lock). The two facts stay
+        two facts everywhere else: a store that cannot take them gets the same two spool entries,
+        in the same order, as two calls would write (``run_started``, then ``step``), and they are
+        replayed the same way; with ``fail_closed`` the error is raised.
+        """
+        run_args: dict[str, Any] = {
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "actor": actor,
+            "reason": run_reason,
+            "facts": dict(facts) if facts else None,
+            "preflight_pending": True,
+        }
+        step_args: dict[str, Any] = {
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "step_id": step_id,
+            "to_state": StepState.RUNNING,
+            "actor": actor,
+            "reason": step_reason,
+            "map_index": map_index,
+            "try_number": try_number,
+        }
+        spool = self.spool
+        if spool is None:
+            return self._task_started(run_args, step_args, at)
+        # The same choices as SpoolGuard._guarded, for the two facts at once.
+        when = at or datetime.now(UTC)
+        age = self._spool_age()
+        if age is not None:
+            if not self.fail_closed and age < SPOOL_HOLD_S:
+                return self._task_start_spooled(run_args, step_args, when, None)
+            result = self.flush_spool(budget_s=HOOK_FLUSH_BUDGET_S)
+            if not result.complete and not self.fail_closed:
+                return self._task_start_spooled(run_args, step_args, when, None)
+        try:
+            return self._task_started(run_args, step_args, at)
+        except StoreUnavailableError as exc:
+            if self.fail_closed:
+                raise
+            return self._task_start_spooled(run_args, step_args, when, exc)
+
+    def _task_start_spooled(
+        self,
+        run_args: Mapping[str, Any],
+        step_args: Mapping[str, Any],
+        when: datetime,
+        cause: StoreUnavailableError | None,
+    ) -> TaskStart:
+        self._to_spool("run_started", run_args, when, cause)
+        self._to_spool("step", step_args, when, None)
+        return TaskStart(RunStart(), [])
+
+    def _task_started(
+        self, run_args: Mapping[str, Any], step_args: Mapping[str, Any], at: datetime | None
+    ) -> TaskStart:
+        dag_id, run_id, actor = run_args["dag_id"], run_args["run_id"], run_args["actor"]
+        step_id, map_index = step_args["step_id"], step_args["map_index"]
+        try_number = step_args["try_number"]
+        try:
+            outcome = self.store.advance_run_and_step(
+                dag_id,
+                run_id,
+                self._start_plan(run_args["reason"], run_args["facts"], pending=True),
+                step_id,
+                map_index,
+                _step_plan(StepState.RUNNING, step_args["reason"], try_number),
+                step_if=_under_way,
+                actor=actor,
+                try_number=try_number,
+                at=at,
+                facts=run_args["facts"],
+            )
+        except IllegalTransitionError:
+            self.emitter.incr(names.TRANSITIONS_REFUSED)  # the refusal itself is in the trail
+            raise
+        if outcome.run:
+            emit_run_transitions(self.store, self.emitter, dag_id, run_id, outcome.run, actor)
+        if outcome.refused is not None:
+            self.emitter.incr(names.TRANSITIONS_REFUSED)  # the refusal itself is in the trail
+            raise outcome.refused
+        if outcome.step:
+            emit_step_transitions(
+                self.emitter, dag_id, run_id, step_id, map_index, outcome.step, actor, try_number
+            )
+        return TaskStart(RunStart(outcome.run, outcome.state, True), outcome.step)
 
     def run_preflight(
         self,
@@ -239,11 +369,26 @@ class Recorder(SpoolGuard):
         superseded: Superseded | None = None,
         preflight_pending: bool = False,
     ) -> list[TransitionRecord]:
-        run_type = (facts or {}).get("run_type")
-        created = f"run created ({run_type})" if run_type else "run created"
         # A replayed start (it waited in the spool) had no pre-flight and none will follow: the
         # run moves on, its VALIDATED saying that no pre-flight ran.
         pending = preflight_pending and superseded is None
+        plan = self._start_plan(reason, facts, pending=pending)
+        return self._run(
+            dag_id,
+            run_id,
+            replayed(plan, superseded),
+            actor=actor,
+            at=at,
+            facts=facts,
+        )
+
+    def _start_plan(
+        self, reason: str, facts: Mapping[str, str | None] | None, *, pending: bool
+    ) -> RunPlan:
+        """The plan of a run-start report (:meth:`run_started`); ``pending``: a pre-flight is to
+        follow, so a new run is only CREATED and a CREATED one stays there."""
+        run_type = (facts or {}).get("run_type")
+        created = f"run created ({run_type})" if run_type else "run created"
 
         def plan(current: RunState | None) -> Sequence[Move]:
             self._seen.state = current
@@ -263,14 +408,7 @@ class Recorder(SpoolGuard):
                 return [Move(RunState.RUNNING, reason)]
             return []
 
-        return self._run(
-            dag_id,
-            run_id,
-            replayed(plan, superseded),
-            actor=actor,
-            at=at,
-            facts=facts,
-        )
+        return plan
 
     def run_finished(
         self,
@@ -541,22 +679,7 @@ class Recorder(SpoolGuard):
         at: datetime | None = None,
         superseded: Superseded | None = None,
     ) -> list[TransitionRecord]:
-        def plan(current: StepState | None, current_try: int) -> Sequence[Move]:
-            if current is None:
-                if to_state is StepState.PENDING:
-                    return [Move(StepState.PENDING, reason)]
-                return [Move(StepState.PENDING, "awaiting its first try"), Move(to_state, reason)]
-            if current is to_state:
-                new_try = try_number is not None and try_number > current_try
-                if to_state is StepState.RUNNING and new_try:
-                    return [
-                        Move(StepState.RETRYING, "retry reported by Airflow"),
-                        Move(StepState.RUNNING, reason),
-                    ]
-                return []
-            return [Move(to_state, reason)]
-
-        checked = replayed_step(plan, superseded, try_number)
+        checked = replayed_step(_step_plan(to_state, reason, try_number), superseded, try_number)
         return self._step(dag_id, run_id, step_id, map_index, checked, actor, try_number, at)
 
     def reconcile_step(
@@ -665,3 +788,37 @@ class Recorder(SpoolGuard):
             "reconcile_step": self._reconcile_step,
         }
         return methods[op](**args, at=at, superseded=superseded)
+
+
+def _step_plan(to_state: StepState, reason: str | None, try_number: int | None) -> StepPlan:
+    """The plan of a live step report (:meth:`Recorder.step`)."""
+
+    def plan(current: StepState | None, current_try: int) -> Sequence[Move]:
+        if current is None:
+            if to_state is StepState.PENDING:
+                return [Move(StepState.PENDING, reason)]
+            return [Move(StepState.PENDING, "awaiting its first try"), Move(to_state, reason)]
+        if current is to_state:
+            new_try = try_number is not None and try_number > current_try
+            if to_state is StepState.RUNNING and new_try:
+                return [
+                    Move(StepState.RETRYING, "retry reported by Airflow"),
+                    Move(StepState.RUNNING, reason),
+                ]
+            return []
+        return [Move(to_state, reason)]
+
+    return plan
+
+
+#: Run states in which a starting task's step is recorded with the run-start check: the run is
+#: under way, so the check has nothing to do but fill facts (:meth:`Recorder.task_started`).
+_UNDER_WAY: Final = frozenset(RunState) - {
+    RunState.CREATED,
+    RunState.VALIDATED,
+    RunState.REJECTED,
+}
+
+
+def _under_way(state: RunState | None) -> bool:
+    return state in _UNDER_WAY

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,14 +36,34 @@ if TYPE_CHECKING:
     )
     from airflow_wfe.core.records import Move, RunRecord, RunSummary, TransitionRecord
     from airflow_wfe.core.states import RunState, StepState
+    from airflow_wfe.exceptions import IllegalTransitionError
     from airflow_wfe.store.audit_writer import AuditLog
 
-__all__ = ["ArtifactStore", "RunPlan", "StepPlan", "Store"]
+__all__ = ["ArtifactStore", "RunAndStep", "RunPlan", "StepPlan", "Store"]
 
 #: ``plan(current_state) -> moves`` for a run; ``None`` means the run does not exist yet.
 RunPlan = Callable[["RunState | None"], "Sequence[Move]"]
 #: ``plan(current_state, current_try_number) -> moves`` for a step.
 StepPlan = Callable[["StepState | None", int], "Sequence[Move]"]
+
+
+@dataclass(frozen=True)
+class RunAndStep:
+    """What :meth:`Store.advance_run_and_step` wrote, in its one transaction.
+
+    Attributes:
+        run: the run's transitions written.
+        state: the run's state after them (``None``: the run is not recorded).
+        step: the step's transitions written; ``None`` when the step was not tried (the run's
+            state did not satisfy the caller's condition).
+        refused: the state machine refused the step's plan: the refusal is audited and committed
+            with the run's part; the caller reports the run's part, then raises it.
+    """
+
+    run: list[TransitionRecord]
+    state: RunState | None
+    step: list[TransitionRecord] | None = None
+    refused: IllegalTransitionError | None = None
 
 
 class ArtifactStore(Protocol):
@@ -106,6 +127,26 @@ class Store(Protocol):
         try_number: int | None = None,
         at: datetime | None = None,
     ) -> list[TransitionRecord]: ...
+
+    def advance_run_and_step(
+        self,
+        dag_id: str,
+        run_id: str,
+        run_plan: RunPlan,
+        step_id: str,
+        map_index: int,
+        step_plan: StepPlan,
+        *,
+        step_if: Callable[[RunState | None], bool],
+        actor: str,
+        try_number: int | None = None,
+        at: datetime | None = None,
+        facts: Mapping[str, str | None] | None = None,
+    ) -> RunAndStep:
+        """``advance_run`` and, when ``step_if`` holds for the run's state after it,
+        ``advance_step``, in one transaction (a task's start: the run-start check and the step's
+        first write together). A refused run plan raises, as ``advance_run`` does."""
+        ...
 
     def get_run(self, dag_id: str, run_id: str) -> RunRecord: ...
 

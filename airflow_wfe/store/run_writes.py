@@ -108,27 +108,47 @@ class RunWrites(StoreBase):
             IllegalTransitionError: a move of the plan is not allowed (nothing is written).
         """
         when = utc(at) if at is not None else now()
+        known = self._known_facts(facts)
+
+        def attempt(connection: Connection) -> list[TransitionRecord] | Refused:
+            return self._advance_run_in(connection, dag_id, run_id, plan, actor, when, known)[0]
+
+        return unwrap(self._write(f"{dag_id}/{run_id}", attempt))
+
+    @staticmethod
+    def _known_facts(facts: Mapping[str, str | None] | None) -> dict[str, str]:
+        """The facts reported with a value; an unknown key is a caller's bug."""
         known = {k: v for k, v in (facts or {}).items() if v}
         unknown = set(known) - set(RUN_FACTS)
         if unknown:
             raise ValueError(f"unknown run facts: {', '.join(sorted(unknown))}")
+        return known
 
-        def attempt(connection: Connection) -> list[TransitionRecord] | Refused:
-            planned = self._plan_run(connection, dag_id, run_id, plan, known)
-            row = planned.row
-            missing = {} if row is None else {k: v for k, v in known.items() if not row._mapping[k]}
-            if not planned.moves:
-                if missing and row is not None:
-                    self._update_run(connection, row, missing)
-                return []
-            refused = self._check_run(connection, planned, actor, when)
-            if refused is not None:
-                return refused
-            records, events = self._apply_run(connection, planned, actor, when, known, missing)
-            self.audit.append(connection, events)
-            return records
-
-        return unwrap(self._write(f"{dag_id}/{run_id}", attempt))
+    def _advance_run_in(
+        self,
+        connection: Connection,
+        dag_id: str,
+        run_id: str,
+        plan: RunPlan,
+        actor: str,
+        when: datetime,
+        known: Mapping[str, str],
+    ) -> tuple[list[TransitionRecord] | Refused, PlannedRun, bool]:
+        """:meth:`advance_run`'s work inside the caller's transaction: the result, the planned run
+        (its row as locked, before any write) and whether the run's row was changed."""
+        planned = self._plan_run(connection, dag_id, run_id, plan, known)
+        row = planned.row
+        missing = {} if row is None else {k: v for k, v in known.items() if not row._mapping[k]}
+        if not planned.moves:
+            if missing and row is not None:
+                self._update_run(connection, row, missing)
+            return [], planned, bool(missing) and row is not None
+        refused = self._check_run(connection, planned, actor, when)
+        if refused is not None:
+            return refused, planned, False
+        records, events = self._apply_run(connection, planned, actor, when, known, missing)
+        self.audit.append(connection, events)
+        return records, planned, True
 
     def record_events(self, key: str, events: Sequence[AuditEvent]) -> list[SealedEvent]:
         """Write events that describe no state change of ours (a change made in Airflow, a plugin

@@ -38,6 +38,7 @@ from airflow_wfe.adapters.listeners.scope import (
     map_index_of,
     rejected_at_preflight,
     remember_start_failure,
+    start_task,
     task_governed,
 )
 from airflow_wfe.config import get_settings
@@ -118,24 +119,18 @@ class WfeListener:
 
         recorder = get_recorder()
         facts = mask_and_run_facts(ti, recorder.store.audit.redactor.sensitive_values)
-        ensure_run_started(
+        # The run-start check and the step's RUNNING: one store transaction when the run is
+        # under way (the scheduler started it), the pre-flight first when no one has run it.
+        start_task(
             recorder,
             ti.dag_id,
             ti.run_id,
+            ti.task_id,
             actor=WORKER,
-            reason=f"task {ti.task_id} started",
+            run_reason=f"task {ti.task_id} started",
+            step_reason="task started",
             facts=facts,
             candidate=lambda: _candidate_of_task(ti),
-        )
-        if rejected_at_preflight(ti.dag_id, ti.run_id) is not None:
-            return  # the step never runs: its pre-execute check refuses it
-        recorder.step(
-            ti.dag_id,
-            ti.run_id,
-            ti.task_id,
-            StepState.RUNNING,
-            actor=WORKER,
-            reason="task started",
             map_index=map_index_of(ti),
             try_number=int(ti.try_number),
         )

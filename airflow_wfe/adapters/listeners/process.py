@@ -208,27 +208,42 @@ def rehearse_task() -> None:
     (SQLAlchemy caches them per process): done here, before the fork, every task inherits them.
     Nothing is written anywhere (:func:`airflow_wfe.engine.harness.rehearsal`).
     """
-    from airflow_wfe.adapters.listeners.scope import ensure_run_started
+    from airflow_wfe.adapters.listeners.scope import ensure_run_started, start_task
     from airflow_wfe.core.states import StepState
     from airflow_wfe.engine.harness import rehearsal
 
     run_id = f"rehearsal__{os.getpid()}"
     facts: dict[str, str | None] = {"run_type": "manual", "dag_version_id": "rehearsal"}
     with rehearsal() as recorder:
-        # The scheduler's start of the run, then exactly what a task's hooks do on a RUNNING run.
+        # The scheduler's start of the run, then exactly what a task's hooks do on a RUNNING run:
+        # the start check and the step's RUNNING in one transaction, then the step's end.
         recorder.run_started(
             REHEARSAL_DAG, run_id, actor="scheduler", reason="rehearsal", facts=facts
         )
-        ensure_run_started(
-            recorder, REHEARSAL_DAG, run_id, actor="worker", reason="rehearsal", facts=facts
+        start_task(
+            recorder,
+            REHEARSAL_DAG,
+            run_id,
+            "task",
+            actor="worker",
+            run_reason="rehearsal",
+            step_reason="rehearsal",
+            facts=facts,
+            candidate=_no_candidate,
+            try_number=1,
         )
-        for state in (StepState.RUNNING, StepState.SUCCEEDED):
-            recorder.step(
-                REHEARSAL_DAG,
-                run_id,
-                "task",
-                state,
-                actor="worker",
-                reason="rehearsal",
-                try_number=1,
-            )
+        ensure_run_started(recorder, REHEARSAL_DAG, run_id, actor="worker", reason="rehearsal")
+        recorder.step(
+            REHEARSAL_DAG,
+            run_id,
+            "task",
+            StepState.SUCCEEDED,
+            actor="worker",
+            reason="rehearsal",
+            try_number=1,
+        )
+
+
+def _no_candidate() -> Any:
+    """The rehearsal's run is RUNNING when its task starts: no pre-flight can be asked for."""
+    raise RuntimeError("the rehearsal's run needs no pre-flight")

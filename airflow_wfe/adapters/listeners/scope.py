@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_wfe.config import GOVERNED_TAG, GovernMode, get_settings
-from airflow_wfe.core.states import RunState
+from airflow_wfe.core.states import RunState, StepState
 
 if TYPE_CHECKING:
     from airflow_wfe.engine.preflight import RunCandidate
-    from airflow_wfe.engine.recorder import Recorder
+    from airflow_wfe.engine.recorder import Recorder, RunStart
 
 __all__ = [
     "dag_run_governed",
@@ -27,6 +27,7 @@ __all__ = [
     "map_index_of",
     "rejected_at_preflight",
     "remember_start_failure",
+    "start_task",
     "task_governed",
     "ti_key",
 ]
@@ -93,6 +94,81 @@ def ensure_run_started(
         facts=facts,
         preflight_pending=candidate is not None,
     )
+    _settle_start(
+        recorder, start, key, reported | (known or frozenset()), actor, reason, facts, candidate
+    )
+
+
+def start_task(
+    recorder: Recorder,
+    dag_id: str,
+    run_id: str,
+    step_id: str,
+    *,
+    actor: str,
+    run_reason: str,
+    step_reason: str,
+    facts: Mapping[str, str | None] | None,
+    candidate: Callable[[], RunCandidate],
+    map_index: int = -1,
+    try_number: int | None = None,
+) -> None:
+    """A task starts: its run's start check and its step's RUNNING.
+
+    Under a scheduler the run is already under way and both go in one store transaction
+    (:meth:`~airflow_wfe.engine.recorder.Recorder.task_started`). A run not yet under way takes
+    the path of :func:`ensure_run_started` (its pre-flight, or the memory of its rejection), then
+    the step is reported on its own unless the run was rejected at its pre-flight.
+    """
+    key = (dag_id, run_id)
+    with _running_runs_lock:
+        if key in _rejected_runs:
+            return  # the step never runs: its pre-execute check refuses it
+        known = _running_runs.get(recorder, {}).get(key)
+    reported = frozenset(k for k, v in (facts or {}).items() if v) | (known or frozenset())
+    started = recorder.task_started(
+        dag_id,
+        run_id,
+        step_id,
+        actor=actor,
+        run_reason=run_reason,
+        step_reason=step_reason,
+        facts=facts,
+        map_index=map_index,
+        try_number=try_number,
+    )
+    if started.step is not None:
+        if started.run.known:
+            _remember_running(recorder, key, reported)
+        return
+    _settle_start(recorder, started.run, key, reported, actor, run_reason, facts, candidate)
+    if rejected_at_preflight(dag_id, run_id) is not None:
+        return  # the step never runs: its pre-execute check refuses it
+    recorder.step(
+        dag_id,
+        run_id,
+        step_id,
+        StepState.RUNNING,
+        actor=actor,
+        reason=step_reason,
+        map_index=map_index,
+        try_number=try_number,
+    )
+
+
+def _settle_start(
+    recorder: Recorder,
+    start: RunStart,
+    key: tuple[str, str],
+    reported: frozenset[str],
+    actor: str,
+    reason: str,
+    facts: Mapping[str, str | None] | None,
+    candidate: Callable[[], RunCandidate] | None,
+) -> None:
+    """After a run-start report: the pre-flight of a run left CREATED for it, the memory of a run
+    rejected at its pre-flight, and of a run seen under way."""
+    dag_id, run_id = key
     if start.known and start.state in (None, RunState.CREATED) and candidate is not None:
         from airflow_wfe.adapters.listeners.preflight import preflight
 
@@ -110,14 +186,20 @@ def ensure_run_started(
                     _rejected_runs.clear()
                 _rejected_runs[key] = why
             return
+    _remember_running(recorder, key, reported)
+
+
+def _remember_running(recorder: Recorder, key: tuple[str, str], reported: frozenset[str]) -> None:
     with _running_runs_lock:
         runs = _running_runs.setdefault(recorder, {})
         if len(runs) >= _MAX_RUNNING_RUNS:
             runs.clear()
-        runs[key] = reported | (known or frozenset())
+        runs[key] = reported
 
 
-def _preflight_rejection(recorder: Recorder, dag_id: str, run_id: str, start: Any) -> str | None:
+def _preflight_rejection(
+    recorder: Recorder, dag_id: str, run_id: str, start: RunStart
+) -> str | None:
     """The reason of a REJECTED run's pre-flight refusal; ``None`` when a gate rejected it later
     (its other tasks, and its saga, go on as before)."""
     for record in reversed(start.written):
