@@ -12,6 +12,8 @@ What is counted is real: ``BEGIN IMMEDIATE`` statements traced on the SQLite sto
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from airflow_wfe.core.records import Move
 from airflow_wfe.core.states import RunState, StepState
 from airflow_wfe.engine.harness import get_runtime_store, reset_runtime
 from airflow_wfe.engine.recorder import Recorder
+from airflow_wfe.exceptions import StoreUnavailableError
 from airflow_wfe.store import SqlStore
 from airflow_wfe.store.audit_writer import AuditLog
 from airflow_wfe.store.engine import get_engine
@@ -187,7 +190,9 @@ def _history(store: SqlStore, run_id: str) -> tuple[list[Any], list[Any]]:
     """The run's transitions and audit events without what differs between two runs (times,
     hashes, the run id)."""
     record = store.get_run("d", run_id)
-    moves = [(None, t.from_state, t.to_state, t.actor, t.reason) for t in record.transitions]
+    moves: list[Any] = [
+        (None, t.from_state, t.to_state, t.actor, t.reason) for t in record.transitions
+    ]
     for step in record.steps:
         moves += [
             (step.step_id, t.from_state, t.to_state, t.actor, t.reason, t.try_number)
@@ -212,7 +217,7 @@ def test_the_one_write_records_what_the_two_wrote(tmp_path: Path, setup: str) ->
     for run_id in ("two", "one"):
         _prepare(recorder, run_id, setup)
     try_number = 2 if setup == "retry" else 1
-    step = {"actor": "worker", "map_index": -1, "try_number": try_number}
+    step: dict[str, Any] = {"actor": "worker", "map_index": -1, "try_number": try_number}
 
     # Before: the run-start check, then the step, each in its own transaction.
     before = recorder.start_run("d", "two", actor="worker", reason="task t started", facts=FACTS,
@@ -233,3 +238,91 @@ def test_the_one_write_records_what_the_two_wrote(tmp_path: Path, setup: str) ->
         assert now.step
         assert now.step[-1].to_state == StepState.RUNNING
     assert store.verify_audit(signer).ok
+
+
+# -- a store that cannot take the one write --------------------------------------------------------
+
+
+@pytest.fixture
+def locked_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Path, sqlite3.Connection]]:
+    """A SQLite store holding a RUNNING run, its write lock taken by another connection."""
+    path = tmp_path / "wfe.db"
+    monkeypatch.setenv("AIRFLOW__WFE__STORE_CONN", f"sqlite:///{path}")
+    monkeypatch.setenv("AIRFLOW__WFE__SPOOL_PATH", str(tmp_path / "spool"))
+    monkeypatch.setenv("AIRFLOW__WFE__AUDIT_SIGNING_KEY", "wfe-task-start-test-key")
+    monkeypatch.setenv("AIRFLOW__WFE__STORE_LOCK_TIMEOUT", "1")
+    reset_runtime()
+    Recorder(get_runtime_store(), NullEmitter()).run_started(
+        "d", "r", actor="scheduler", reason="scheduler started the run", facts=FACTS
+    )
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    yield tmp_path / "spool", holder
+    holder.close()
+
+
+def _task_starts(recorder: Recorder) -> None:
+    scope._running_runs.clear()  # a forked task process remembers no run
+    scope.start_task(
+        recorder,
+        "d",
+        "r",
+        "t",
+        actor="worker",
+        run_reason="task t started",
+        step_reason="task started",
+        facts=FACTS,
+        candidate=lambda: pytest.fail("a RUNNING run needs no pre-flight"),
+        try_number=1,
+    )
+
+
+def test_a_locked_store_spools_both_facts_in_order_and_a_flush_writes_them_once(
+    locked_store: tuple[Path, sqlite3.Connection],
+) -> None:
+    from airflow_wfe.engine.harness import get_recorder
+
+    spool, holder = locked_store
+    recorder = get_recorder()
+
+    _task_starts(recorder)
+
+    (spooled,) = spool.glob("*.jsonl")
+    entries = [json.loads(line) for line in spooled.read_text().splitlines()]
+    # The same two entries, in the same order, as the two writes of before spooled.
+    assert [e["op"] for e in entries] == ["run_started", "step"]
+    assert entries[0]["args"]["preflight_pending"] is True
+    assert entries[1]["args"]["to_state"] == "RUNNING"
+    holder.rollback()
+    result = recorder.flush_spool()
+    assert result.complete, result
+    assert (result.replayed, result.rejected) == (2, 0)
+    assert recorder.flush_spool().replayed == 0  # nothing is written twice
+    record = get_runtime_store().get_run("d", "r")
+    assert [t.to_state for t in record.transitions] == ["CREATED", "VALIDATED", "RUNNING"]
+    (step,) = record.steps
+    assert [(t.to_state, t.actor) for t in step.transitions] == [
+        ("PENDING", "worker"),
+        ("RUNNING", "worker"),
+    ]
+    store = get_runtime_store()
+    assert store.verify_audit(store.audit.signer).ok
+
+
+def test_fail_closed_raises_and_spools_nothing(
+    locked_store: tuple[Path, sqlite3.Connection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_wfe.engine.harness import get_recorder
+
+    spool, holder = locked_store
+    monkeypatch.setenv("AIRFLOW__WFE__FAIL_CLOSED", "True")
+    reset_runtime()
+
+    with pytest.raises(StoreUnavailableError):
+        _task_starts(get_recorder())
+
+    assert list(spool.glob("*.jsonl")) == []
+    holder.rollback()
+    assert get_runtime_store().get_run("d", "r").steps == ()
