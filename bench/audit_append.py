@@ -102,6 +102,7 @@ def raw_sqlite(events: int) -> list[float]:
     import sqlite3
 
     from airflow_wfe.store.audit_sql import DriverSql
+    from airflow_wfe.store.engine import SQLITE_PRAGMAS
 
     home = os.environ["AIRFLOW_HOME"]
     sql = DriverSql.build("qmark", "sqlite")
@@ -111,7 +112,7 @@ def raw_sqlite(events: int) -> list[float]:
         _store(f"sqlite:///{path}").record_events("bench", [_event(0)])  # the schema, migrated
         sealed = _store(f"sqlite:///{home}/raw-bodies.db").record_events("bench", [_event(1)])[0]
         connection = sqlite3.connect(path, isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        for pragma in SQLITE_PRAGMAS:
             connection.execute(f"PRAGMA {pragma}")
         body = sealed.body
 
