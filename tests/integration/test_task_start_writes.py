@@ -210,9 +210,9 @@ def _history(store: SqlStore, run_id: str) -> tuple[list[Any], list[Any]]:
 @pytest.mark.parametrize(
     "setup", ["running", "missing facts", "validated", "waiting approval", "retry", "created"]
 )
-def test_the_one_write_records_what_the_two_wrote(tmp_path: Path, setup: str) -> None:
+def test_the_one_write_records_what_the_two_wrote(store_url: str, setup: str) -> None:
     signer = HmacSigner(b"wfe-task-start-test-key")
-    store = SqlStore(f"sqlite:///{tmp_path / 'wfe.db'}", audit=AuditLog(signer=signer))
+    store = SqlStore(store_url, audit=AuditLog(signer=signer))
     recorder = Recorder(store, NullEmitter())
     for run_id in ("two", "one"):
         _prepare(recorder, run_id, setup)
