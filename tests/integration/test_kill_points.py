@@ -16,9 +16,10 @@ passed in the run's conf. Eleven kill points:
 * the scheduler SIGKILLed (with the task processes below it) while compensations run, and started
   again: the second phase of that cluster, which runs throughout with StatsD on and no daemon on
   its port;
-* the wfe store on PostgreSQL losing its server mid-run (its sessions terminated and connections
-  refused for 20 s; ``WFE_KP_PG_RESTART=1``: a real ``pg_ctlcluster`` stop and start), in a second
-  cluster that sends its metrics over OpenTelemetry to a collector that is not there.
+* the wfe store's PostgreSQL server stopped mid-run (``pg_ctl stop -m fast``: every session cut,
+  the port closed) and started again 20 s later: a server of the test's own (``pg_server.py``), so
+  Airflow's metadata database on the machine's shared server stays up, in a second cluster that
+  sends its metrics over OpenTelemetry to a collector that is not there.
 
 Every trial must end right: Airflow's verdict as planned, the wfe run COMPLETED or (``charge``
 failed) COMPENSATED, its history and each step's the expected path with no gap, no duplicate and no
@@ -52,6 +53,7 @@ import pytest
 from airflow_env import scenario
 from cluster import Cluster, free_ports, render_records
 from kill_checks import ledger_rows, problems
+from pg_server import PrivateServer, private_server
 
 sys.path.insert(0, str(scenario("kill_points")))
 from kp_plans import DAG_ID, GATE_DAG_ID, plan_for, run_id_of
@@ -344,46 +346,29 @@ def databases() -> Iterator[Callable[[str], tuple[str, str]]]:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _store_server_away(name: str) -> None:
-    """The store's server goes away for it: every session of its database terminated (as a
-    restart does) and new ones refused, as test_store_faults.py does; with
-    ``WFE_KP_PG_RESTART=1`` (a machine where nothing else uses the server) a real restart."""
-    import psycopg
-
-    if os.environ.get("WFE_KP_PG_RESTART") == "1":
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "stop"], check=True
-        )
-        return
-    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
-        connection.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        connection.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            (name,),
-        )
-
-
-def _store_server_back(name: str) -> None:
-    import psycopg
-
-    if os.environ.get("WFE_KP_PG_RESTART") == "1":
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "start"], check=True
-        )
-        return
-    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
-        connection.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+@pytest.fixture(scope="module")
+def store_server() -> Iterator[PrivateServer]:
+    """The wfe store's own PostgreSQL server, to stop and start mid-run (``pg_server.py``)."""
+    with private_server() as server:
+        if isinstance(server, str):
+            if os.environ.get("WFE_REQUIRE_POSTGRES") == "1":
+                pytest.fail(
+                    f"WFE_REQUIRE_POSTGRES=1 but no PostgreSQL server can be made: {server}"
+                )
+            pytest.skip(server)
+        yield server
 
 
 @pytest.fixture(scope="module")
 def pg_campaign(
-    tmp_path_factory: pytest.TempPathFactory, databases: Callable[[str], tuple[str, str]]
+    tmp_path_factory: pytest.TempPathFactory,
+    databases: Callable[[str], tuple[str, str]],
+    store_server: PrivateServer,
 ) -> Campaign:
-    """The wfe store on PostgreSQL, its server away mid-run and back; metrics over OpenTelemetry
-    to a collector that is down (nothing on its port)."""
+    """The wfe store on a PostgreSQL server of its own, stopped mid-run and started again; metrics
+    over OpenTelemetry to a collector that is down (nothing on its port)."""
     tmp = tmp_path_factory.mktemp("kill-points-pg")
-    url, name = databases("store")
+    url = store_server.url
     (otel_port,) = free_ports(1)
     effects = tmp / "effects.db"
     env = _env(
@@ -417,13 +402,13 @@ def pg_campaign(
             lambda: sum("pg_restart" in c["run_id"] for c in ledger_rows(effects)[0]) >= 5,
             interval=0.5,
         )
-        _store_server_away(name)
-        cluster.mark("store server away")
+        store_server.stop()
+        cluster.mark("store server stopped")
         try:
             time.sleep(OUTAGE_S)
         finally:
-            _store_server_back(name)
-        cluster.mark("store server back")
+            store_server.start()
+        cluster.mark("store server started again")
         campaign.wait_finished("pg_restart point finished")
         flushed = cluster.wfe("spool", "flush", "--json", timeout=120)
         campaign.notes.append(f"spool flush exit {flushed.returncode}")
@@ -465,7 +450,7 @@ def test_statsd_down_breaks_no_run(sqlite_campaign: Campaign) -> None:
     sqlite_campaign.check(tuple({plan["point"] for plan in sqlite_campaign.plans.values()}))
 
 
-def test_the_postgres_store_server_away_mid_run(pg_campaign: Campaign) -> None:
+def test_the_postgres_store_server_stopped_and_started_mid_run(pg_campaign: Campaign) -> None:
     pg_campaign.check((PG_POINT,))
     _nothing_spooled(pg_campaign)
 
