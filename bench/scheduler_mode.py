@@ -26,6 +26,10 @@ Per run:
   the sessions of the cluster's components, the same two instants; other work on the machine does not
   count here.
 
+``BENCH_SCHEDULER_STORE=postgres`` keeps LocalExecutor but puts each mode's wfe store in a fresh
+PostgreSQL database (``WFE_TEST_PG_URL``'s server, dropped afterwards), with a configured signing
+key as a server store needs; the figures are labelled ``scheduler mode (postgres store)``.
+
 ``BENCH_SCHEDULER_EXECUTOR=celery`` runs the same modes on CeleryExecutor instead, as deployments
 that scale out do: per mode, Airflow's metadata database, Celery's results and the wfe store in
 fresh PostgreSQL databases (``WFE_TEST_PG_URL``'s server, dropped afterwards), a Redis database of
@@ -65,7 +69,16 @@ from bench.common import Result, emit, percentile, quick, runs, skip, summarise
 ROOT = Path(__file__).resolve().parent.parent
 #: ``local`` (LocalExecutor, SQLite) or ``celery`` (CeleryExecutor, PostgreSQL, Redis).
 EXECUTOR = os.environ.get("BENCH_SCHEDULER_EXECUTOR", "local").strip().lower() or "local"
-AREA = "scheduler mode" if EXECUTOR == "local" else f"scheduler mode ({EXECUTOR})"
+#: Where LocalExecutor's governed cluster keeps the wfe store: ``sqlite`` (the embedded default, a
+#: file in the cluster's Airflow home) or ``postgres`` (a fresh database on ``WFE_TEST_PG_URL``'s
+#: server). CeleryExecutor always uses PostgreSQL.
+STORE = os.environ.get("BENCH_SCHEDULER_STORE", "sqlite").strip().lower() or "sqlite"
+if EXECUTOR != "local":
+    AREA = f"scheduler mode ({EXECUTOR})"
+elif STORE != "sqlite":
+    AREA = f"scheduler mode ({STORE} store)"
+else:
+    AREA = "scheduler mode"
 PG_URL = os.environ.get("WFE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 #: The Redis database of each mode's broker, in mode order (the Celery test uses 5).
@@ -106,45 +119,71 @@ def _pg_dsn(url: str) -> str:
 
 
 @contextlib.contextmanager
-def _celery_options(mode_index: int) -> Iterator[dict[str, Any]]:
-    """The Cluster options of one mode on CeleryExecutor: fresh databases, its own broker db."""
+def _pg_databases(*roles: str, suffix: str) -> Iterator[dict[str, str]]:
+    """Fresh PostgreSQL databases on ``WFE_TEST_PG_URL``'s server, one per role (its URL), dropped
+    afterwards."""
     import psycopg
-    import redis
     from sqlalchemy.engine import make_url
 
-    cluster_module = sys.modules[_cluster_class().__module__]
-    broker_url = f"{REDIS_URL.rstrip('/')}/{REDIS_FIRST_DB + mode_index}"
-    broker = redis.Redis.from_url(broker_url)
-    broker.flushdb()
-    suffix = f"{os.getpid()}_{mode_index}"
-    names = {"airflow": f"wfe_bench_airflow_{suffix}", "store": f"wfe_bench_store_{suffix}"}
+    names = {role: f"wfe_bench_{role}_{os.getpid()}_{suffix}" for role in roles}
     with psycopg.connect(_pg_dsn(PG_URL), autocommit=True) as connection:
         for name in names.values():
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             connection.execute(f'CREATE DATABASE "{name}"')
     base = make_url(PG_URL)
-    urls = {k: base.set(database=v).render_as_string(hide_password=False) for k, v in names.items()}
     try:
         yield {
-            "database_url": urls["airflow"],
-            "celery": cluster_module.CeleryBackends(
-                broker_url=broker_url,
-                result_backend=f"db+{urls['airflow']}",
-                workers=2,
-                concurrency=PARALLELISM // 2,
-            ),
-            "store_env": {
-                "AIRFLOW__WFE__STORE_CONN": urls["store"],
-                # A server store needs a signing key (docs/audit.md); a bench-only HMAC key.
-                "AIRFLOW__WFE__AUDIT_SIGNING_KEY": "wfe-bench-only-hmac-key-0123456789",
-            },
+            k: base.set(database=v).render_as_string(hide_password=False) for k, v in names.items()
         }
     finally:
-        broker.flushdb()
-        broker.close()
         with psycopg.connect(_pg_dsn(PG_URL), autocommit=True) as connection:
             for name in names.values():
                 connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _store_env(url: str) -> dict[str, str]:
+    return {
+        "AIRFLOW__WFE__STORE_CONN": url,
+        # A server store needs a signing key (docs/audit.md); a bench-only HMAC key.
+        "AIRFLOW__WFE__AUDIT_SIGNING_KEY": "wfe-bench-only-hmac-key-0123456789",
+    }
+
+
+@contextlib.contextmanager
+def _celery_options(mode_index: int) -> Iterator[dict[str, Any]]:
+    """The Cluster options of one mode on CeleryExecutor: fresh databases, its own broker db."""
+    import redis
+
+    cluster_module = sys.modules[_cluster_class().__module__]
+    broker_url = f"{REDIS_URL.rstrip('/')}/{REDIS_FIRST_DB + mode_index}"
+    broker = redis.Redis.from_url(broker_url)
+    broker.flushdb()
+    try:
+        with _pg_databases("airflow", "store", suffix=str(mode_index)) as urls:
+            yield {
+                "database_url": urls["airflow"],
+                "celery": cluster_module.CeleryBackends(
+                    broker_url=broker_url,
+                    result_backend=f"db+{urls['airflow']}",
+                    workers=2,
+                    concurrency=PARALLELISM // 2,
+                ),
+                "store_env": _store_env(urls["store"]),
+            }
+    finally:
+        broker.flushdb()
+        broker.close()
+
+
+@contextlib.contextmanager
+def _local_options(mode_index: int) -> Iterator[dict[str, Any]]:
+    """The Cluster options of one mode on LocalExecutor: Airflow's metadata in the cluster's SQLite
+    file; with ``BENCH_SCHEDULER_STORE=postgres`` the wfe store in a fresh PostgreSQL database."""
+    if STORE == "sqlite":
+        yield {"store_env": {}}
+        return
+    with _pg_databases("store", suffix=str(mode_index)) as urls:
+        yield {"store_env": _store_env(urls["store"])}
 
 
 def _openlineage_installed() -> bool:
@@ -366,11 +405,10 @@ def clusters(
             for index, (mode, mode_env) in enumerate(modes.items()):
                 folder = base / mode.replace(" ", "_")
                 folder.mkdir()
-                options: dict[str, Any] = {}
                 env = dict(mode_env)
-                if EXECUTOR == "celery":
-                    options = dict(backends.enter_context(_celery_options(index)))
-                    env.update(options.pop("store_env"))
+                backend = _celery_options if EXECUTOR == "celery" else _local_options
+                options = dict(backends.enter_context(backend(index)))
+                env.update(options.pop("store_env"))
                 cluster = cluster_class(
                     folder, dags=dags, deadline_s=300.0, extra_env=env, **options
                 )
@@ -529,6 +567,8 @@ def _sizes() -> list[tuple[int, str]]:
 def main() -> None:
     if EXECUTOR not in ("local", "celery"):
         raise SystemExit(f"BENCH_SCHEDULER_EXECUTOR: {EXECUTOR!r} is not local or celery")
+    if STORE not in ("sqlite", "postgres"):
+        raise SystemExit(f"BENCH_SCHEDULER_STORE: {STORE!r} is not sqlite or postgres")
     sizes = [(5, "chain"), (5, "fan-out")] if quick() else _sizes()
     parent = os.environ.get("BENCH_HOME") or None
     base = Path(tempfile.mkdtemp(prefix="wfe-bench-scheduler-", dir=parent))
