@@ -165,28 +165,55 @@ def _wrap_step(original: Callable[..., Any]) -> Callable[..., Any]:
     def step(
         self: Recorder, dag_id: str, run_id: str, step_id: str, to_state: Any, **kw: Any
     ) -> Any:
-        kill = _write_plan(run_id)
         state = str(getattr(to_state, "value", to_state))
-        try_number = int(kw.get("try_number") or 0)
-        hit = (
-            kill is not None
-            and kill["task"] == step_id
-            and kill["to"] == state
-            and kill["actor"] == kw.get("actor")
-            and 1 <= try_number <= int(kill["deaths"])
+        return _armed_write(
+            run_id,
+            step_id,
+            state,
+            kw,
+            lambda: original(self, dag_id, run_id, step_id, to_state, **kw),
         )
-        where = f"write:{state}:{kill['where']}" if hit and kill else ""
-        _armed.where = where if hit and kill and kill["where"] != "after_commit" else ""
-        _armed.who = (run_id, step_id, try_number)
-        try:
-            written = original(self, dag_id, run_id, step_id, to_state, **kw)
-        finally:
-            _armed.where = ""
-        if hit and kill and kill["where"] == "after_commit":
-            die(run_id, step_id, try_number, where)
-        return written
 
     return step
+
+
+def _wrap_task_started(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A task's start writes its step's RUNNING with the run-start check, in one transaction
+    # (Recorder.task_started), when the scheduler has started the run: die inside that one too.
+    def task_started(self: Recorder, dag_id: str, run_id: str, step_id: str, **kw: Any) -> Any:
+        return _armed_write(
+            run_id,
+            step_id,
+            "RUNNING",
+            kw,
+            lambda: original(self, dag_id, run_id, step_id, **kw),
+        )
+
+    return task_started
+
+
+def _armed_write(
+    run_id: str, step_id: str, state: str, kw: dict[str, Any], write: Callable[[], Any]
+) -> Any:
+    kill = _write_plan(run_id)
+    try_number = int(kw.get("try_number") or 0)
+    hit = (
+        kill is not None
+        and kill["task"] == step_id
+        and kill["to"] == state
+        and kill["actor"] == kw.get("actor")
+        and 1 <= try_number <= int(kill["deaths"])
+    )
+    where = f"write:{state}:{kill['where']}" if hit and kill else ""
+    _armed.where = where if hit and kill and kill["where"] != "after_commit" else ""
+    _armed.who = (run_id, step_id, try_number)
+    try:
+        written = write()
+    finally:
+        _armed.where = ""
+    if hit and kill and kill["where"] == "after_commit":
+        die(run_id, step_id, try_number, where)
+    return written
 
 
 def _wrap_append(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -216,6 +243,7 @@ def _wrap_decision(original: Callable[..., Any]) -> Callable[..., Any]:
 
 if not getattr(Recorder, "_kill_points_wrapped", False):
     Recorder.step = _wrap_step(Recorder.step)  # type: ignore[method-assign]
+    Recorder.task_started = _wrap_task_started(Recorder.task_started)  # type: ignore[method-assign]
     Recorder.decision = _wrap_decision(Recorder.decision)  # type: ignore[method-assign]
     AuditLog.append = _wrap_append(AuditLog.append)  # type: ignore[method-assign]
     Recorder._kill_points_wrapped = True  # type: ignore[attr-defined]
