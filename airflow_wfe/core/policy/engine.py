@@ -9,6 +9,7 @@ cannot be evaluated (a CEL expression that fails on these facts, a missing fact)
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import functools
 from collections.abc import Mapping, Sequence
@@ -162,7 +163,18 @@ _EXPRESSION, _BUDGET, _WINDOW, _APPROVAL = range(4)
 class _Step:
     """What evaluating one rule needs, worked out once per policy rather than per evaluation."""
 
-    __slots__ = ("auto", "freeze", "kind", "label", "limit", "rule", "when", "where", "zone")
+    __slots__ = (
+        "allow",
+        "auto",
+        "freeze",
+        "kind",
+        "label",
+        "limit",
+        "rule",
+        "when",
+        "where",
+        "zone",
+    )
 
     def __init__(self, policy: str, rule: Any) -> None:
         self.rule = rule
@@ -171,6 +183,7 @@ class _Step:
         self.auto: _Test | None = None
         self.zone: ZoneInfo | None = None
         self.freeze: tuple[tuple[datetime, datetime, str], ...] = ()
+        self.allow: tuple[_Cron, ...] = ()
         self.label = self.limit = ""
         if isinstance(rule, ExpressionRule):
             self.kind = _EXPRESSION
@@ -191,6 +204,7 @@ class _Step:
                 )
                 for p in rule.freeze
             )
+            self.allow = tuple(_Cron(expression) for expression in rule.allow)
         else:
             self.kind = _APPROVAL
             self.when = None if rule.when is None else _Test(rule.when)
@@ -306,16 +320,38 @@ def _budget(step: _Step, facts: Mapping[str, Any]) -> tuple[Outcome, str]:
     return Outcome.ALLOW, f"budget {step.label} holds: {figures}"
 
 
-def _cron_matches(expression: str, moment: datetime) -> bool:
-    """Whether ``moment`` (a local, naive minute) is one of the expression's minutes.
+class _Cron:
+    """One cron expression, parsed once, matched the way ``croniter.match`` matches it.
 
     croniter's own matcher, so every form it accepts at load means what cron means: ``mon#2`` the
     second Monday, ``L`` the last day of the month, a restricted day of month or of week matching
-    either (a hand-written expansion of the fields lost ``#`` and crashed on ``L``).
+    either (a hand-written expansion of the fields lost ``#`` and crashed on ``L``). ``match``
+    parses the expression on every call (~140 of its ~180 µs); here the parsed iterator is kept
+    and each match steps a shallow copy of it (~25 µs), so evaluations on several threads never
+    share the position it moves.
     """
-    from croniter import croniter
 
-    return bool(croniter.match(expression, moment))
+    __slots__ = ("expression", "parsed")
+
+    def __init__(self, expression: str) -> None:
+        from croniter import croniter
+
+        self.expression = expression
+        self.parsed = croniter(expression, datetime(2000, 1, 1), ret_type=datetime)
+
+    def matches(self, moment: datetime) -> bool:
+        """Whether ``moment`` (a local, naive minute) is one of the expression's minutes: the
+        previous fire time strictly before the minute's first microsecond is the minute itself."""
+        from croniter import CroniterBadDateError
+
+        probe = moment.replace(second=0, microsecond=1)
+        cron = copy.copy(self.parsed)
+        cron.set_current(probe, force=True)
+        try:
+            previous = cron.get_prev()
+        except CroniterBadDateError:
+            return False
+        return bool(abs((probe - previous).total_seconds()) < 60)
 
 
 def _window(step: _Step, facts: Mapping[str, Any]) -> tuple[Outcome, str]:
@@ -327,7 +363,7 @@ def _window(step: _Step, facts: Mapping[str, Any]) -> tuple[Outcome, str]:
             return Outcome.DENY, f"{reason}: frozen until {end.isoformat()}"
     if rule.allow:
         naive = local.replace(tzinfo=None, second=0, microsecond=0)
-        if not any(_cron_matches(expression, naive) for expression in rule.allow):
+        if not any(cron.matches(naive) for cron in step.allow):
             windows = ", ".join(rule.allow)
             return rule.outside, (
                 f"outside the change windows ({windows}, {rule.timezone}) at "

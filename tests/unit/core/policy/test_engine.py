@@ -247,19 +247,35 @@ def test_judge_answer_allowed_approvers_and_escalation() -> None:
 
 
 def test_cron_windows_match_croniter_minute_by_minute() -> None:
-    """The engine's expanded cron matching agrees with croniter across a year (every 97th minute)."""
+    """The engine's parsed-once cron matching agrees with ``croniter.match`` across a year (every
+    97th minute), one prepared expression reused for every minute as a policy's rule reuses it:
+    ranges, steps, day of month or of week, ``#`` and ``L``."""
     from datetime import timedelta
 
     from croniter import croniter
 
-    from airflow_wfe.core.policy.engine import _cron_matches
+    from airflow_wfe.core.policy.engine import _Cron
 
-    expressions = ["* 9-17 * * mon-fri", "*/15 * 1 * *", "0 0 1 * sun", "5 4 13 * 5", "* * * * 7"]
+    expressions = [
+        "* 9-17 * * mon-fri",
+        "*/15 * 1 * *",
+        "0 0 1 * sun",
+        "5 4 13 * 5",
+        "* * * * 7",
+        "* 9-17 * * mon#2",
+        "*/20 * L * *",
+        "30 8-10 1,15 * fri",
+    ]
+    prepared = [_Cron(expression) for expression in expressions]
     start = datetime(2026, 1, 1)
+    matched = 0
     for step in range(0, 60 * 24 * 366, 97):
         moment = start + timedelta(minutes=step)
-        for expression in expressions:
-            assert _cron_matches(expression, moment) == croniter.match(expression, moment)
+        for cron in prepared:
+            expected = croniter.match(cron.expression, moment)
+            assert cron.matches(moment) == expected, (cron.expression, moment)
+            matched += expected
+    assert matched > 100  # the sample holds matching minutes, not only misses
 
 
 @pytest.mark.parametrize(
