@@ -32,6 +32,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from airflow_wfe.exceptions import ConfigError, StoreUnavailableError
+from airflow_wfe.store.server_settings import ServerConnector
 
 __all__ = [
     "DOWN_FOR_S",
@@ -295,10 +296,14 @@ def _server_engine(url: URL) -> Engine:
         connect_args=connect_args,
     )
 
-    @event.listens_for(engine, "do_connect")
-    def _fail_fast(_dialect: Any, _record: Any, _args: Any, _kwargs: Any) -> None:
-        raise_if_down(url)  # returning None lets SQLAlchemy connect as usual
-
+    # Opens each connection: the startup options, or SET behind a pooler that refuses them; every
+    # attempt fails at once while the store is marked down.
+    connector = ServerConnector(
+        masked_url(url),
+        psycopg3=url.get_driver_name() == "psycopg",
+        before=lambda: raise_if_down(url),
+    )
+    event.listen(engine, "do_connect", connector)
     return engine
 
 
