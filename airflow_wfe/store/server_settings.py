@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import shlex
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from airflow_wfe.exceptions import ConfigError
@@ -68,7 +69,7 @@ class ServerConnector:
     ``before`` runs ahead of every attempt (the store's fail-fast check while it is marked down).
     """
 
-    def __init__(self, where: str, *, psycopg3: bool, before: Any) -> None:
+    def __init__(self, where: str, *, psycopg3: bool, before: Callable[[], None]) -> None:
         self._where = where
         self._psycopg3 = psycopg3
         self._before = before

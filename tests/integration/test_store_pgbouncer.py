@@ -35,7 +35,6 @@ from airflow_wfe.engine.recorder import Recorder
 from airflow_wfe.store import SqlStore
 from airflow_wfe.store import engine as engine_module
 from airflow_wfe.store.engine import StoreBounds, configure_bounds, dispose_engines, get_engine
-from airflow_wfe.store.server_settings import session_settings
 
 pytestmark = pytest.mark.slow
 
@@ -200,16 +199,3 @@ def test_the_statement_bound_holds_behind_pgbouncer(
         ):
             connection.execute(text("SELECT pg_sleep(10)"))
         assert time.monotonic() - started < 8
-
-
-def test_url_options_are_set_one_by_one_and_others_are_refused_by_name() -> None:
-    """The URL's own libpq options go the same way; one that is not a setting is a clear error."""
-    assert session_settings("-c statement_timeout=1000 -csearch_path=wfe --lock-timeout=5") == [
-        ("statement_timeout", "1000"),
-        ("search_path", "wfe"),
-        ("lock_timeout", "5"),
-    ]
-    from airflow_wfe.exceptions import ConfigError
-
-    with pytest.raises(ConfigError, match="'-v' in the URL's options is not"):
-        session_settings("-c statement_timeout=1 -v")
