@@ -163,7 +163,8 @@ def forked(tasks: int, *, warm: bool) -> dict[str, float]:
 
         return hooks
 
-    full, empty, first, second = [], [], [], []
+    reparse = _policy_reparse(dag_id, REPARSED_TASKS)
+    full, empty, first, second, policy = [], [], [], [], []
     for number in range(tasks):
         used, answer = _child_cpu_ms(task(number))
         full.append(used)
@@ -171,6 +172,7 @@ def forked(tasks: int, *, warm: bool) -> dict[str, float]:
         first.append(hook_ms[0])
         second.append(hook_ms[1])
         empty.append(_child_cpu_ms(lambda: b"")[0])
+        policy.append(_child_cpu_ms(reparse)[0])
     from airflow_wfe.engine.harness import get_runtime_store
 
     steps = get_runtime_store().get_run(dag_id, run_id).steps
@@ -182,7 +184,38 @@ def forked(tasks: int, *, warm: bool) -> dict[str, float]:
         "first": median(first),
         "second": median(second),
         "empty": median(empty),
+        "policy": median(policy) - median(empty),
     }
+
+
+#: Tasks of the DAG whose re-parse the forked children run the cluster policy on (the scheduler
+#: mode's largest fan-out).
+REPARSED_TASKS = 100
+
+
+def _policy_reparse(dag_id: str, count: int) -> Any:
+    """A child's work: what the cluster policy does while a task process re-parses its governed
+    DAG file (each task, then the DAG), on a DAG built before the fork. Airflow's supervisor marks
+    the child as a task process by blocking its ORM, which the policy reads."""
+    import os
+
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+
+    from airflow_wfe.adapters import cluster_policy
+
+    with DAG(dag_id, schedule=None, tags=["wfe"]) as dag:
+        for number in range(count):
+            EmptyOperator(task_id=f"t{number:03d}")
+
+    def reparse() -> bytes:
+        os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = "airflow-db-not-allowed:///"
+        for task in dag.tasks:
+            cluster_policy.task_policy(task)
+        cluster_policy.dag_policy(dag)
+        return b""
+
+    return reparse
 
 
 def _forked_in_fresh_process(tasks: int, *, warm: bool) -> dict[str, float]:
@@ -226,6 +259,14 @@ def forked_results(tasks: int) -> list[Any]:
             ),
             summarise(
                 AREA, f"forked task process, second hook CPU, {label}", "ms", by[(warm, "second")]
+            ),
+            summarise(
+                AREA,
+                f"forked task process, cluster policy on its DAG's re-parse, {label}",
+                "ms",
+                by[(warm, "policy")],
+                note=f"a governed DAG of {REPARSED_TASKS} tasks: the policy on each task and on "
+                "the DAG, as a task process re-parses its file; child CPU minus an empty child's",
             ),
         ]
     return rows

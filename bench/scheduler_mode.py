@@ -277,6 +277,47 @@ def sessions_cpu_s(sessions: set[int]) -> tuple[float, int]:
     return total / _TICK, count
 
 
+def parts_cpu_s(leaders: dict[int, str]) -> dict[str, float]:
+    """CPU seconds of the cluster by part: each component's own process and what it reaped, and
+    below the scheduler its executor's workers (LocalExecutor's long-lived supervisors) apart from
+    the task processes they fork (live ones, and the ones the workers reaped).
+
+    Why: the governed cost per task is a sum over processes of different lifetimes; knowing which
+    part grows says whether the task process, its supervisor or the scheduler pays it.
+    """
+    procs: dict[int, tuple[int, int, int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat(entry)
+        if fields is None or int(fields[3]) not in leaders:
+            continue
+        own = int(fields[11]) + int(fields[12])
+        reaped = int(fields[13]) + int(fields[14])
+        procs[int(entry)] = (int(fields[1]), int(fields[3]), own, reaped)
+    parts: dict[str, float] = {}
+
+    def add(part: str, ticks: int) -> None:
+        parts[part] = parts.get(part, 0.0) + ticks / _TICK
+
+    for pid, (_parent, session, own, reaped) in procs.items():
+        name = leaders[session]
+        depth, walk = 0, pid
+        while walk != session and walk in procs and depth < 8:
+            walk, depth = procs[walk][0], depth + 1
+        if depth == 0:
+            add(name, own)
+            add(f"{name}, reaped children", reaped)
+        elif name == "scheduler" and depth == 1:
+            add("executor workers", own)
+            add("task processes", reaped)
+        elif name == "scheduler":
+            add("task processes", own + reaped)
+        else:
+            add(f"{name}, children", own + reaped)
+    return parts
+
+
 # -- the listener's own timers -----------------------------------------------------------------------
 
 
@@ -333,6 +374,7 @@ class Run:
     duration_s: float
     machine_cpu_s: float | None
     cluster_cpu_s: float
+    parts_cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -343,6 +385,11 @@ class ModeCluster:
     cluster: Any
     paused: bool = False
     sessions: set[int] = field(default_factory=set)
+
+    @property
+    def leaders(self) -> dict[int, str]:
+        """Session id (the component's pid) to component name."""
+        return {proc.pid: name for name, proc in self.cluster.processes.items()}
 
     def signal(self, signum: int) -> None:
         for proc in self.cluster.processes.values():
@@ -375,12 +422,14 @@ def run_once(mc: ModeCluster, dag_id: str) -> Run:
     cluster.set_deadline(RUN_DEADLINE_S)
     _cpu, baseline = sessions_cpu_s(mc.sessions)
     machine0, (tree0, _) = machine_cpu_s(), sessions_cpu_s(mc.sessions)
+    parts0 = parts_cpu_s(mc.leaders)
     status, body = cluster.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})
     if status != 200:
         cluster.fail(f"triggering {dag_id} answered {status}: {body}")
     run = cluster.wait_run_finished(dag_id, str(body["dag_run_id"]))
     _settle(mc.sessions, baseline)
     machine1, (tree1, _) = machine_cpu_s(), sessions_cpu_s(mc.sessions)
+    parts1 = parts_cpu_s(mc.leaders)
     if run["state"] != "success":
         cluster.fail(f"{dag_id} ended {run['state']} in mode {mc.mode}")
     duration = (_parse_time(run["end_date"]) - _parse_time(run["start_date"])).total_seconds()
@@ -390,6 +439,7 @@ def run_once(mc: ModeCluster, dag_id: str) -> Run:
         duration,
         None if machine0 is None or machine1 is None else machine1 - machine0,
         tree1 - tree0,
+        {part: parts1[part] - parts0.get(part, 0.0) for part in parts1},
     )
 
 
@@ -519,6 +569,15 @@ def results_for(dag_id: str, count: int, shape: str, by_mode: dict[str, list[Run
                 extra,
             )
         )
+        for part in sorted({part for run in measured for part in run.parts_cpu_s}):
+            over = [
+                (m.parts_cpu_s.get(part, 0.0) - p.parts_cpu_s.get(part, 0.0)) / count * 1000
+                for m, p in zip(measured, plain, strict=True)
+            ]
+            if any(abs(value) >= 0.05 for value in over):
+                rows.append(
+                    summarise(AREA, f"{label}: {mode} CPU per task over plain, {part}", "ms", over)
+                )
     return rows
 
 
@@ -599,7 +658,8 @@ def main() -> None:
                         runs_by.setdefault((dag_id, mode), []).append(run)
                         print(
                             f"bench: round {round_index + 1} {dag_id} {mode}: "
-                            f"{run.duration_s:.2f} s, cluster CPU {run.cluster_cpu_s:.2f} s",
+                            f"{run.duration_s:.2f} s, cluster CPU {run.cluster_cpu_s:.2f} s "
+                            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(run.parts_cpu_s.items())),
                             file=sys.stderr,
                             flush=True,
                         )

@@ -30,6 +30,8 @@ from typing import Any
 
 from airflow.policies import hookimpl
 
+from airflow_wfe.adapters.task_process import in_task_process
+
 __all__ = ["CheckedUnmap", "FailClosedCheck", "dag_policy", "task_policy"]
 
 
@@ -135,17 +137,15 @@ DRY_RUN: dict[str, list[str]] | None = None
 
 def _check_parse_policies(dag: Any, folder: Any) -> None:
     """Refuse ``dag`` when a parse-stage policy of ``[wfe] policy_path`` denies it."""
+    if in_task_process():
+        # A task re-parses its file at every start: the DAG processor's verdict holds. Asked
+        # before importing the policy machinery, which a task process then never loads.
+        return
     from airflow.exceptions import AirflowClusterPolicyViolation
 
-    from airflow_wfe.adapters.parse_time_policies import (
-        check_parse_policies,
-        in_task_process,
-        parse_policies,
-    )
+    from airflow_wfe.adapters.parse_time_policies import check_parse_policies, parse_policies
     from airflow_wfe.exceptions import WfeError
 
-    if in_task_process():
-        return  # a task re-parses its file at every start: the DAG processor's verdict holds
     try:
         policies = parse_policies(folder)
     except WfeError as exc:

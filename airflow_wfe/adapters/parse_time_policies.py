@@ -21,18 +21,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from airflow_wfe.adapters.task_process import in_task_process
+
 if TYPE_CHECKING:
     from airflow_wfe.core.policy import Decision, LoadedPolicy
 
-__all__ = ["check_parse_policies", "dag_facts", "in_task_process", "parse_policies"]
+__all__ = ["check_parse_policies", "dag_facts", "parse_policies"]
 
 log = logging.getLogger("airflow_wfe.adapters.parse_time_policies")
 
@@ -161,19 +161,6 @@ def check_parse_policies(
         outcome = "deny" if problems else "allow"
         _record(dag.dag_id, facts, outcome, decision.to_dict()["reasons"], dict(decision.policies))
     return problems, decision
-
-
-def in_task_process() -> bool:
-    """Whether this is a forked task process (which re-parses its DAG file at every start).
-
-    Airflow's supervisor blocks the ORM of every process it forks (task processes and the DAG
-    processor's parsing children alike) by pointing the connection at a fake URL; a parsing child
-    runs the DAG processor's own entry point, whose module a task process never loads.
-    """
-    blocked = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "").startswith(
-        "airflow-db-not-allowed"
-    )
-    return blocked and "airflow.dag_processing.processor" not in sys.modules
 
 
 def _record(

@@ -177,9 +177,13 @@ def warm_up(store_conn: str) -> None:
     started = time.perf_counter()
     import airflow.sdk.log  # noqa: F401 - mask_secret, at a task's first hook
 
+    # The hooks' modules, and what the cluster policy runs while a task process re-parses its
+    # governed DAG file (the checks, the saga's wiring).
     import airflow_wfe.adapters.compile.provenance
     import airflow_wfe.adapters.listeners.changes
+    import airflow_wfe.adapters.parse_time_checks
     import airflow_wfe.adapters.saga.tasks
+    import airflow_wfe.adapters.saga.wiring
     import airflow_wfe.engine.transition_metrics  # noqa: F401
     from airflow_wfe.engine.harness import get_recorder
     from airflow_wfe.store.schema import ensure_schema
