@@ -58,7 +58,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -265,16 +265,25 @@ def sessions_cpu_s(sessions: set[int]) -> tuple[float, int]:
     by its LocalExecutor worker, whose children's times then hold it.
     """
     total, count = 0, 0
+    for _pid, _parent, _session, own, reaped in _processes(sessions):
+        total += own + reaped
+        count += 1
+    return total / _TICK, count
+
+
+def _processes(sessions: Collection[int]) -> Iterator[tuple[int, int, int, int, int]]:
+    """``(pid, parent pid, session, own ticks, reaped children's ticks)`` of every live process in
+    ``sessions``; ticks are user + system clock ticks."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         fields = _stat(entry)
-        # fields[3] is the session; [11..14] utime, stime, cutime, cstime (clock ticks).
+        # [1] parent, [3] session; [11..14] utime, stime, cutime, cstime.
         if fields is None or int(fields[3]) not in sessions:
             continue
-        total += sum(int(v) for v in fields[11:15])
-        count += 1
-    return total / _TICK, count
+        own = int(fields[11]) + int(fields[12])
+        reaped = int(fields[13]) + int(fields[14])
+        yield int(entry), int(fields[1]), int(fields[3]), own, reaped
 
 
 def parts_cpu_s(leaders: dict[int, str]) -> dict[str, float]:
@@ -285,16 +294,10 @@ def parts_cpu_s(leaders: dict[int, str]) -> dict[str, float]:
     Why: the governed cost per task is a sum over processes of different lifetimes; knowing which
     part grows says whether the task process, its supervisor or the scheduler pays it.
     """
-    procs: dict[int, tuple[int, int, int, int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = _stat(entry)
-        if fields is None or int(fields[3]) not in leaders:
-            continue
-        own = int(fields[11]) + int(fields[12])
-        reaped = int(fields[13]) + int(fields[14])
-        procs[int(entry)] = (int(fields[1]), int(fields[3]), own, reaped)
+    procs = {
+        pid: (parent, session, own, reaped)
+        for pid, parent, session, own, reaped in _processes(leaders)
+    }
     parts: dict[str, float] = {}
 
     def add(part: str, ticks: int) -> None:
