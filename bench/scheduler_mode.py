@@ -52,11 +52,9 @@ import contextlib
 import functools
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
@@ -104,14 +102,27 @@ with DAG("{dag_id}", schedule=None, tags=["wfe"]) as dag:
 """
 
 
-def _cluster_class() -> Any:
-    """The integration tests' cluster harness (``tests/integration/cluster.py``)."""
+def _harness_path() -> None:
+    """Put the integration tests' harness (``tests/integration``) on the import path."""
     for folder in (ROOT / "tests", ROOT / "tests" / "integration"):
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
+
+
+def _cluster_class() -> Any:
+    """The integration tests' cluster harness (``tests/integration/cluster.py``)."""
+    _harness_path()
     from cluster import Cluster  # type: ignore[import-not-found]
 
     return Cluster
+
+
+def _timer_sink() -> Any:
+    """A socket catching the governed listener's own timers (``tests/integration/timer_sink.py``)."""
+    _harness_path()
+    from timer_sink import TimerSink  # type: ignore[import-not-found]
+
+    return TimerSink()
 
 
 def _pg_dsn(url: str) -> str:
@@ -319,52 +330,6 @@ def parts_cpu_s(leaders: dict[int, str]) -> dict[str, float]:
         else:
             add(f"{name}, children", own + reaped)
     return parts
-
-
-# -- the listener's own timers -----------------------------------------------------------------------
-
-
-class TimerSink:
-    """A UDP StatsD sink collecting the governed listener's ``wfe.listener.duration.<hook>`` timers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.5)
-        self.port = int(self.sock.getsockname()[1])
-        self.timings: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        marker = ".wfe.listener.duration."
-        while not self._stop.is_set():
-            try:
-                packet = self.sock.recv(65535).decode(errors="replace")
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            for line in packet.splitlines():
-                name, _, rest = line.partition(":")
-                if marker not in f".{name}" or not rest.endswith("|ms"):
-                    continue
-                hook = f".{name}".split(marker, 1)[1]
-                with contextlib.suppress(ValueError), self._lock:
-                    self.timings.setdefault(hook, []).append(float(rest[:-3].split("|")[0]))
-
-    def take(self) -> dict[str, list[float]]:
-        """The timings collected since the last call, by hook."""
-        with self._lock:
-            taken, self.timings = self.timings, {}
-        return taken
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
 
 
 # -- clusters ----------------------------------------------------------------------------------------
@@ -641,7 +606,7 @@ def main() -> None:
         dag_id = f"sched_{shape.replace('-', '')}_{count}"
         (dags / f"{dag_id}.py").write_text(_DAG.format(dag_id=dag_id, count=count, shape=shape))
         plan.append((dag_id, count, shape))
-    sink = TimerSink()
+    sink = _timer_sink()
     modes = _modes(sink.port, str(base / "pycache"))
     runs_by: dict[tuple[str, str], list[Run]] = {}
     try:

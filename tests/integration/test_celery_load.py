@@ -30,12 +30,9 @@ Skips naming what is missing (Redis, PostgreSQL, the Celery provider); under
 
 from __future__ import annotations
 
-import contextlib
 import os
 import resource
-import socket
 import statistics
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -47,6 +44,7 @@ import pytest
 from airflow_env import scenario
 from celery_backends import REDIS_SERVER, fresh_databases, keygen
 from cluster import CeleryBackends, Cluster, render_records
+from timer_sink import TimerSink
 
 DAG_ID = "wfe_load"
 RUNS = 50
@@ -72,7 +70,8 @@ RUN_HOOKS = ("on_dag_run_running", "on_dag_run_success")
 #: PostgreSQL round trips, which wait on a busy server too, and fails long before a regression to the
 #: first hook before the Celery warm-up (a 295 ms median, some 27 anchors).
 HOOK_ANCHOR_RATIO = 3.0
-#: Where each step's anchor timer arrives.
+#: Where each step's anchor timer arrives, and under which key the sink keeps it.
+ANCHOR_NAME = "wfe_load.anchor"
 ANCHOR = "anchor"
 
 #: A successful run's history, and a successful step's (try 1).
@@ -99,64 +98,10 @@ pytestmark = [
 ]
 
 
-class TimerSink:
-    """A UDP StatsD socket collecting ``wfe.listener.duration.<hook>`` timers, by hook, and the
-    steps' anchor timers (under :data:`ANCHOR`)."""
-
-    MARKER = ".wfe.listener.duration."
-    ANCHOR_NAME = "wfe_load.anchor"
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        # 1,000 tasks send a few packets each; a large buffer keeps a busy moment from dropping any.
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = int(self.sock.getsockname()[1])
-        self.timings: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                packet = self.sock.recv(65535).decode(errors="replace")
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            for line in packet.splitlines():
-                name, _, rest = line.partition(":")
-                if not rest.endswith("|ms"):
-                    continue
-                if name == self.ANCHOR_NAME:
-                    hook = ANCHOR
-                elif self.MARKER in f".{name}":
-                    hook = f".{name}".split(self.MARKER, 1)[1]
-                else:
-                    continue
-                with contextlib.suppress(ValueError), self._lock:
-                    self.timings.setdefault(hook, []).append(float(rest[:-3].split("|")[0]))
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            return {hook: len(values) for hook, values in self.timings.items()}
-
-    def snapshot(self) -> dict[str, list[float]]:
-        with self._lock:
-            return {hook: list(values) for hook, values in self.timings.items()}
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
-
-
 @pytest.fixture
 def timers() -> Iterator[TimerSink]:
-    sink = TimerSink()
+    # 1,000 tasks send a few packets each; a large buffer keeps a busy moment from dropping any.
+    sink = TimerSink({ANCHOR_NAME: ANCHOR}, buffer_bytes=4 * 1024 * 1024)
     try:
         yield sink
     finally:
